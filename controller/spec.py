@@ -1,0 +1,36 @@
+"""What a runtime is asked to run: one release of one app, fully resolved."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from controller.teresa_yaml import AppSpec
+
+
+@dataclass(frozen=True)
+class ReleaseSpec:
+    app: str
+    version: int                      # v1, v2, ... as an integer
+    build_id: str
+    slug_key: str                     # storage key of the slug: apps/<app>/builds/<id>/slug.tgz
+    config: dict[str, str]            # the app's config vars (secrets: never log them)
+    processes: dict[str, str]         # Procfile: process type -> command
+    formation: dict[str, int]         # process type -> replicas (missing types: web=1, others 0)
+    spec: AppSpec = field(default_factory=AppSpec)
+    reason: str = "push"              # push, config, scale, restart, rollback
+    domains: tuple[str, ...] = ()     # custom domains, besides <app>.<TERESA_DOMAIN>
+    limits: dict[str, dict[str, str]] = field(default_factory=dict)  # type -> {"cpu": .., "memory": ..}
+
+    @property
+    def label(self) -> str:
+        return f"v{self.version}"
+
+    def replicas(self, process_type: str) -> int:
+        if process_type in self.formation:
+            return self.formation[process_type]
+        return 1 if process_type == "web" else 0
+
+    @property
+    def long_running_types(self) -> list[str]:
+        """Process types that run as deployments: all but `release` and cron* types."""
+        return sorted(t for t in self.processes if t != "release" and not t.startswith("cron"))

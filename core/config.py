@@ -1,0 +1,156 @@
+"""Teresa's settings, read once from the environment.
+
+The names of the original Teresa are kept (TERESADB_*, TERESAFILESTORAGE_*,
+TERESAK8S_*, TERESADEPLOY_*); newer settings use the TERESA_ prefix.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import quote
+
+
+class ConfigError(Exception):
+    """A setting has a value Teresa cannot use; the message names it and the fix."""
+
+
+def parse_addr(value: str, name: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{name}={value!r} is not HOST:PORT; set it like 127.0.0.1:2222.")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={value!r} is not a boolean; use true or false.")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a whole number; set a number like {default}.") from None
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    type: str = "local"
+    root: Path = Path(".teresa/storage")
+    aws_key: str = ""
+    aws_secret: str = field(default="", repr=False)
+    aws_region: str = "us-east-1"
+    aws_bucket: str = ""
+    aws_endpoint: str = ""
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that selects this same storage in a child process or pod."""
+        env = {"TERESAFILESTORAGE_TYPE": self.type}
+        if self.type == "local":
+            env["TERESAFILESTORAGE_LOCAL_ROOT"] = str(self.root)
+        else:
+            env.update(
+                TERESAFILESTORAGE_AWS_KEY=self.aws_key,
+                TERESAFILESTORAGE_AWS_SECRET=self.aws_secret,
+                TERESAFILESTORAGE_AWS_REGION=self.aws_region,
+                TERESAFILESTORAGE_AWS_BUCKET=self.aws_bucket,
+                TERESAFILESTORAGE_AWS_ENDPOINT=self.aws_endpoint,
+            )
+        return env
+
+
+def storage_from_env(env: Mapping[str, str], data_dir: Path) -> StorageSettings:
+    kind = env.get("TERESAFILESTORAGE_TYPE", "").strip().lower() or "local"
+    if kind not in ("local", "s3"):
+        raise ConfigError(f"TERESAFILESTORAGE_TYPE={kind!r} is not supported; use local or s3.")
+    settings = StorageSettings(
+        type=kind,
+        root=Path(env.get("TERESAFILESTORAGE_LOCAL_ROOT") or data_dir / "storage"),
+        aws_key=env.get("TERESAFILESTORAGE_AWS_KEY", ""),
+        aws_secret=env.get("TERESAFILESTORAGE_AWS_SECRET", ""),
+        aws_region=env.get("TERESAFILESTORAGE_AWS_REGION", "") or "us-east-1",
+        aws_bucket=env.get("TERESAFILESTORAGE_AWS_BUCKET", ""),
+        aws_endpoint=env.get("TERESAFILESTORAGE_AWS_ENDPOINT", ""),
+    )
+    if kind == "s3" and not settings.aws_bucket:
+        raise ConfigError("TERESAFILESTORAGE_TYPE=s3 needs TERESAFILESTORAGE_AWS_BUCKET; set the bucket name.")
+    return settings
+
+
+def database_url(env: Mapping[str, str], data_dir: Path) -> str:
+    if url := env.get("TERESADB_URL", "").strip():
+        return url
+    if host := env.get("TERESADB_HOSTNAME", "").strip():
+        user = quote(env.get("TERESADB_USERNAME", "") or "teresa", safe="")
+        password = env.get("TERESADB_PASSWORD", "")
+        auth = f"{user}:{quote(password, safe='')}" if password else user
+        port = _int(env, "TERESADB_PORT", 3306)
+        name = env.get("TERESADB_DATABASE", "") or "teresa"
+        return f"mysql+pymysql://{auth}@{host}:{port}/{name}?charset=utf8mb4"
+    return f"sqlite:///{data_dir / 'teresa.sqlite'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".teresa")
+    ssh_addr: tuple[str, int] = ("127.0.0.1", 2222)
+    ssh_host_key: str = field(default="", repr=False)
+    http_addr: tuple[str, int] = ("127.0.0.1", 8081)
+    router_addr: tuple[str, int] = ("127.0.0.1", 8080)
+    domain: str = "localhost"
+    database_url: str = field(default="", repr=False)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    runtime: str = "local"
+    build_timeout: int = 15 * 60
+    rollout_timeout: int = 5 * 60
+    max_push_bytes: int = 1 << 30
+    revision_history_limit: int = 5
+    login_timeout: int = 30
+    log_format: str = "console"
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        data_dir = Path(env.get("TERESA_DATA_DIR") or ".teresa").absolute()
+        runtime = env.get("TERESA_RUNTIME", "").strip().lower() or _detect_runtime(env)
+        if runtime not in ("local", "kubernetes"):
+            raise ConfigError(f"TERESA_RUNTIME={runtime!r} is not supported; use local or kubernetes.")
+        return cls(
+            data_dir=data_dir,
+            ssh_addr=parse_addr(env.get("TERESA_SSH_ADDR") or "127.0.0.1:2222", "TERESA_SSH_ADDR"),
+            ssh_host_key=env.get("TERESA_SSH_HOST_KEY", ""),
+            http_addr=parse_addr(env.get("TERESA_HTTP_ADDR") or "127.0.0.1:8081", "TERESA_HTTP_ADDR"),
+            router_addr=parse_addr(env.get("TERESA_ROUTER_ADDR") or "127.0.0.1:8080", "TERESA_ROUTER_ADDR"),
+            domain=env.get("TERESA_DOMAIN", "").strip() or "localhost",
+            database_url=database_url(env, data_dir),
+            storage=storage_from_env(env, data_dir),
+            runtime=runtime,
+            build_timeout=_int(env, "TERESA_BUILD_TIMEOUT", 15 * 60),
+            rollout_timeout=_int(env, "TERESA_ROLLOUT_TIMEOUT", 5 * 60),
+            max_push_bytes=_int(env, "TERESA_MAX_PUSH_BYTES", 1 << 30),
+            revision_history_limit=_int(env, "TERESADEPLOY_REVISION_HISTORY_LIMIT", 5),
+            login_timeout=_int(env, "TERESA_LOGIN_TIMEOUT", 30),
+            log_format=env.get("TERESA_LOG_FORMAT", "").strip().lower() or "console",
+            env=env,
+        )
+
+
+def _detect_runtime(env: Mapping[str, str]) -> str:
+    if env.get("TERESAK8S_HOST") or env.get("TERESAK8S_CONFIG_FILE"):
+        return "kubernetes"
+    if env.get("KUBERNETES_SERVICE_HOST") and Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists():
+        return "kubernetes"
+    return "local"
