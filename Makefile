@@ -18,7 +18,7 @@ test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 docs: $(STAMP)
-	$(BIN)/teresa docs:generate > docs/commands.md
+	$(BIN)/python -m core.docs > docs/commands.md
 
 clean:
 	rm -rf $(VENV) .teresa .pytest_cache

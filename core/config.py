@@ -107,6 +107,7 @@ class Settings:
     data_dir: Path = Path(".teresa")
     ssh_addr: tuple[str, int] = ("127.0.0.1", 2222)
     ssh_host_key: str = field(default="", repr=False)
+    public_ssh_addr: tuple[str, int] = ("127.0.0.1", 2222)
     http_addr: tuple[str, int] = ("127.0.0.1", 8081)
     router_addr: tuple[str, int] = ("127.0.0.1", 8080)
     domain: str = "localhost"
@@ -132,6 +133,7 @@ class Settings:
             data_dir=data_dir,
             ssh_addr=parse_addr(env.get("TERESA_SSH_ADDR") or "127.0.0.1:2222", "TERESA_SSH_ADDR"),
             ssh_host_key=env.get("TERESA_SSH_HOST_KEY", ""),
+            public_ssh_addr=_public_ssh_addr(env),
             http_addr=parse_addr(env.get("TERESA_HTTP_ADDR") or "127.0.0.1:8081", "TERESA_HTTP_ADDR"),
             router_addr=parse_addr(env.get("TERESA_ROUTER_ADDR") or "127.0.0.1:8080", "TERESA_ROUTER_ADDR"),
             domain=env.get("TERESA_DOMAIN", "").strip() or "localhost",
@@ -154,3 +156,11 @@ def _detect_runtime(env: Mapping[str, str]) -> str:
     if env.get("KUBERNETES_SERVICE_HOST") and Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists():
         return "kubernetes"
     return "local"
+
+
+def _public_ssh_addr(env: Mapping[str, str]) -> tuple[str, int]:
+    """Where users reach the SSH server (shown in git remotes); defaults to TERESA_SSH_ADDR."""
+    if value := env.get("TERESA_SSH_PUBLIC_ADDR", "").strip():
+        return parse_addr(value if ":" in value else f"{value}:22", "TERESA_SSH_PUBLIC_ADDR")
+    host, port = parse_addr(env.get("TERESA_SSH_ADDR") or "127.0.0.1:2222", "TERESA_SSH_ADDR")
+    return ("127.0.0.1" if host in ("0.0.0.0", "::") else host), port

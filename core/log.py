@@ -32,6 +32,8 @@ def configure(fmt: str = "console", level: int = logging.INFO) -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    # asyncssh logs command lines at INFO; they can carry config values.
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 
 def get(name: str) -> structlog.typing.FilteringBoundLogger:

@@ -7,6 +7,8 @@ import os
 import pytest
 
 pytest_plugins = [
+    "tests.fixtures.databases",
+    "tests.fixtures.teresa",
 ]
 
 

@@ -1,0 +1,61 @@
+"""The `teresa` command on the server host: the command table, as the superuser."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from core import log as logging
+from core.commands import Actor, CommandError, execute
+from core.config import ConfigError, Settings
+from core.db import Database
+from core.registry import load_commands
+from core.services import Services
+
+
+class StdinInput:
+    async def read(self, limit: int) -> bytes:
+        data = await asyncio.to_thread(sys.stdin.buffer.read, limit + 1)
+        if len(data) > limit:
+            raise CommandError(f"stdin is larger than {limit} bytes; send less.")
+        return data
+
+
+class StreamOutput:
+    def __init__(self, stream) -> None:  # type: ignore[no-untyped-def]
+        self.stream = stream
+
+    async def write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+
+async def run_local(argv: list[str], settings: Settings) -> int:
+    db = Database(settings.database_url)
+    try:
+        if argv[:1] not in (["serve"], ["help"], ["version"], []):
+            await asyncio.to_thread(db.upgrade)
+        services = Services(settings=settings, db=db)
+        return await execute(argv, Actor.local(), services, StdinInput(), StreamOutput(sys.stdout),
+                             StreamOutput(sys.stderr), remote=False)
+    finally:
+        db.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.configure(settings.log_format)
+    load_commands()
+    try:
+        return asyncio.run(run_local(argv or ["help"], settings))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Validation of the names users choose. Each check raises CommandError with the fix."""
+
+from __future__ import annotations
+
+import re
+
+from core.commands import CommandError, shown
+
+DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+RESERVED_APPS = {"default", "teresa", "kube-system", "kube-public", "kube-node-lease"}
+MAX_LABEL = 63
+
+
+def _label(kind: str, value: str) -> str:
+    if len(value) > MAX_LABEL or not DNS_LABEL.match(value):
+        raise CommandError(
+            f"{kind} name '{shown(value)}' is not valid; use 1 to {MAX_LABEL} lowercase letters, digits "
+            "and dashes, starting with a letter and not ending with a dash (like my-app)."
+        )
+    return value
+
+
+def app_name(value: str) -> str:
+    _label("app", value)
+    if value in RESERVED_APPS or value.startswith("kube-"):
+        raise CommandError(f"app name '{value}' is reserved; choose another name.")
+    return value
+
+
+def team_name(value: str) -> str:
+    return _label("team", value)
+
+
+def email(value: str) -> str:
+    if len(value) > 254 or not EMAIL.match(value):
+        raise CommandError(f"'{shown(value)}' is not an email address; give one like alice@example.com.")
+    return value.lower()
+
+
+def key_name(value: str) -> str:
+    if not KEY_NAME.match(value):
+        raise CommandError(
+            f"key name '{shown(value)}' is not valid; use up to 64 letters, digits, dots, dashes, "
+            "underscores or @, starting with a letter or digit (like laptop)."
+        )
+    return value

@@ -1,0 +1,182 @@
+"""Teresa's SSH front door: authentication, then a command or a git push."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncssh
+
+from core import log as logging
+from core.commands import Actor, CommandError, execute, split_command_line
+from core.services import Services
+from gitreceiver.hostkey import load_host_key
+from keys.auth import actor_for_key, actor_for_password
+from keys.ratelimit import LoginLimiter
+from keys.sshkeys import fingerprint
+
+log = logging.get(__name__)
+
+USAGE = """\
+Hi {email}! This is Teresa; it gives no shell.
+  ssh -p {port} git@{host} help          lists the commands
+  git push teresa main                   deploys an app
+"""
+
+
+class AuthServer(asyncssh.SSHServer):
+    """One per connection. Identity is decided by the last auth attempt, never a probe.
+
+    asyncssh calls validate_public_key twice per key: for the unsigned probe and
+    for the signed request, and it checks the signature only after we return.
+    So every callback first forgets any earlier candidate, and the identity is
+    read only in auth_completed, which follows the callback of the attempt that
+    succeeded. An unsigned probe of someone else's key followed by a password
+    login therefore authenticates the password's owner, or nobody.
+    """
+
+    def __init__(self, services: Services, limiter: LoginLimiter):
+        self.services = services
+        self.limiter = limiter
+        self.conn: asyncssh.SSHServerConnection | None = None
+        self.address = "?"
+        self.candidate: Actor | None = None
+        self.failed_attempt = False
+        self.authenticated = False
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+        self.address = (conn.get_extra_info("peername") or ("?",))[0]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.authenticated and self.failed_attempt:
+            self.limiter.failed(self.address)
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        self.candidate = None
+        if self.limiter.blocked(self.address):
+            return False
+        actor = await actor_for_key(self.services.db, fingerprint(key))
+        if actor is None:
+            self.failed_attempt = True
+            return False
+        self.candidate = actor
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    async def validate_password(self, username: str, password: str) -> bool:
+        self.candidate = None
+        if self.limiter.blocked(self.address, username.lower()):
+            log.warning("login_blocked", address=self.address, user=username)
+            return False
+        actor = await actor_for_password(self.services.db, username, password)
+        if actor is None:
+            self.failed_attempt = True
+            self.limiter.failed(self.address, username.lower())
+            log.info("login_failed", method="password", address=self.address, user=username)
+            return False
+        self.candidate = actor
+        return True
+
+    def auth_completed(self) -> None:
+        assert self.conn is not None and self.candidate is not None
+        self.authenticated = True
+        self.conn.set_extra_info(teresa_actor=self.candidate)
+        log.info("login", user=self.candidate.email, address=self.address,
+                 method="publickey" if self.candidate.key_fingerprint else "password")
+
+
+class ChannelInput:
+    def __init__(self, process: asyncssh.SSHServerProcess):
+        self.process = process
+
+    async def read(self, limit: int) -> bytes:
+        data = bytearray()
+        while chunk := await self.process.stdin.read(65536):
+            data += chunk
+            if len(data) > limit:
+                raise CommandError(f"stdin is larger than {limit} bytes; send less.")
+        return bytes(data)
+
+
+class ChannelOutput:
+    def __init__(self, stream: Any):
+        self.stream = stream
+
+    async def write(self, text: str) -> None:
+        self.stream.write(text.encode("utf-8", "replace"))
+        await self.stream.drain()
+
+
+class SSHFrontDoor:
+    """The SSH listener and what each session runs."""
+
+    def __init__(self, services: Services, limiter: LoginLimiter | None = None, git: Any = None):
+        self.services = services
+        self.limiter = limiter or LoginLimiter()
+        self.git = git  # gitreceiver's handler for git-receive-pack / git-upload-pack
+        self.server: asyncssh.SSHAcceptor | None = None
+
+    async def start(self) -> None:
+        settings = self.services.settings
+        host, port = settings.ssh_addr
+        self.server = await asyncssh.create_server(
+            lambda: AuthServer(self.services, self.limiter), host, port,
+            server_host_keys=[load_host_key(settings)],
+            process_factory=self.session, encoding=None,
+            allow_pty=False, agent_forwarding=False, x11_forwarding=False, allow_scp=False,
+            kbdint_auth=False, login_timeout=settings.login_timeout, keepalive_interval=30,
+        )
+        log.info("ssh_listening", address=f"{host}:{self.port}")
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    async def session(self, process: asyncssh.SSHServerProcess) -> None:
+        actor: Actor = process.get_extra_info("teresa_actor")
+        err = ChannelOutput(process.stderr)
+        try:
+            status = await self._dispatch(process, actor, err)
+        except (asyncssh.BreakReceived, asyncssh.SignalReceived, asyncssh.TerminalSizeChanged):
+            status = 1
+        except (BrokenPipeError, ConnectionError, asyncssh.DisconnectError):
+            return
+        except asyncio.CancelledError:
+            raise
+        try:
+            process.exit(status)
+        except (BrokenPipeError, OSError):
+            pass
+
+    async def _dispatch(self, process: asyncssh.SSHServerProcess, actor: Actor, err: ChannelOutput) -> int:
+        if process.subsystem:
+            await err.write(f"error: the {process.subsystem} subsystem is not supported; Teresa runs commands only.\n")
+            return 1
+        if process.command is None:
+            host, port = self.services.settings.public_ssh_addr
+            await ChannelOutput(process.stdout).write(USAGE.format(email=actor.email, host=host, port=port))
+            return 0
+        try:
+            argv = split_command_line(process.command)
+        except CommandError as exc:
+            await err.write(f"error: {exc}\n")
+            return 1
+        if argv and argv[0] in ("git-receive-pack", "git-upload-pack") and self.git is not None:
+            return await self.git(process, actor, argv)
+        return await execute(argv, actor, self.services, ChannelInput(process), ChannelOutput(process.stdout), err,
+                             remote=True)

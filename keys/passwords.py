@@ -1,0 +1,44 @@
+"""Password rules and bcrypt hashing. Hashing is slow on purpose: call it in a worker thread."""
+
+from __future__ import annotations
+
+import bcrypt
+
+from core.commands import CommandError
+
+MIN_LENGTH = 8
+MAX_BYTES = 72  # bcrypt's limit
+
+
+def from_stdin(data: bytes) -> str:
+    """The password sent on stdin: one line, its trailing newline dropped."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CommandError("the password on stdin is not UTF-8 text; send it as plain text.") from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text:
+        raise CommandError("no password on stdin; send it there, like: echo 'secret-password' | ssh ... passwd")
+    if "\n" in text or any(ord(c) < 32 for c in text):
+        raise CommandError("the password contains line breaks or control characters; send a single line.")
+    if len(text) < MIN_LENGTH:
+        raise CommandError(f"the password is too short; use at least {MIN_LENGTH} characters.")
+    if len(text.encode()) > MAX_BYTES:
+        raise CommandError(f"the password is longer than {MAX_BYTES} bytes; use a shorter one.")
+    return text
+
+
+def hash_password(password: str) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+
+
+def check_password(password: str, hashed: str | None) -> bool:
+    encoded = password.encode()
+    if not hashed or len(encoded) > MAX_BYTES:
+        # Spend the same time as a real check so timing does not reveal unknown users.
+        bcrypt.checkpw(b"x", DUMMY_HASH)
+        return False
+    return bcrypt.checkpw(encoded, hashed.encode())
+
+
+DUMMY_HASH = bcrypt.hashpw(b"not-a-password", bcrypt.gensalt())

@@ -1,0 +1,34 @@
+"""Parsing the public keys users register."""
+
+from __future__ import annotations
+
+import asyncssh
+
+from core.commands import CommandError
+
+MAX_KEY_BYTES = 16 * 1024
+
+
+def parse_public_key(data: bytes) -> tuple[str, str]:
+    """Return (the key in OpenSSH one-line form, its SHA256 fingerprint)."""
+    if not data.strip():
+        raise CommandError("no public key on stdin; send it there, like: ssh ... keys:add laptop < ~/.ssh/id_ed25519.pub")
+    if len(data) > MAX_KEY_BYTES:
+        raise CommandError(f"the public key is larger than {MAX_KEY_BYTES} bytes; send a single public key.")
+    if b"PRIVATE KEY" in data:
+        raise CommandError("that is a private key; never share it: send the public key (the .pub file) instead.")
+    try:
+        text = data.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise CommandError("stdin is not a public key (it has binary bytes); send the .pub file of your key.") from None
+    if len(text.splitlines()) != 1:
+        raise CommandError("send exactly one public key, on one line.")
+    try:
+        key = asyncssh.import_public_key(text)
+    except (asyncssh.KeyImportError, ValueError):
+        raise CommandError("stdin is not an OpenSSH public key; send the .pub file of your key (ssh-ed25519 AAAA...).") from None
+    return key.export_public_key("openssh").decode().strip(), key.get_fingerprint("sha256")
+
+
+def fingerprint(key: asyncssh.SSHKey) -> str:
+    return key.get_fingerprint("sha256")
