@@ -198,7 +198,7 @@ async def execute(argv: list[str], actor: Actor, services: Any, stdin: Input, ou
         status = await cmd.handler(inv)
         return status or 0
     except CommandError as exc:
-        await err.write(f"error: {exc}\n")
+        await err.write(f"error: {shown(str(exc), limit=2000)}\n")
         return exc.exit_status
     except Exception:
         reference = uuid.uuid4().hex[:12]
