@@ -67,5 +67,72 @@ class App(Base):
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
     created_by: Mapped[str] = mapped_column(String(254), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    formation: Mapped[str] = mapped_column(Text, default="{}")  # JSON: type -> replicas the user asked for
+    current_release: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the running version
 
     team: Mapped[Team] = relationship(back_populates="apps")
+
+
+class Build(Base):
+    """One push that was built (or refused): who, which commit, outcome and duration."""
+
+    __tablename__ = "builds"
+    __table_args__ = (UniqueConstraint("app_id", "number", name="uq_builds_app_number"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)  # 1, 2, ... per app
+    user: Mapped[str] = mapped_column(String(254))
+    ref: Mapped[str] = mapped_column(String(255))
+    commit: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))  # running, succeeded, failed, cancelled, timed-out
+    reason: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    app: Mapped[App] = relationship()
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class ConfigVar(Base):
+    """The app's current config vars; each release keeps its own snapshot."""
+
+    __tablename__ = "config_vars"
+    __table_args__ = (UniqueConstraint("app_id", "name", name="uq_config_vars_app_name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Domain(Base):
+    __tablename__ = "domains"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    hostname: Mapped[str] = mapped_column(String(253), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Release(Base):
+    """v1, v2, ...: a build plus config plus formation, who made it and why."""
+
+    __tablename__ = "releases"
+    __table_args__ = (UniqueConstraint("app_id", "version", name="uq_releases_app_version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    build_id: Mapped[str] = mapped_column(String(32))
+    slug_key: Mapped[str] = mapped_column(String(255))
+    processes: Mapped[str] = mapped_column(Text)      # JSON: Procfile type -> command
+    config: Mapped[str] = mapped_column(Text)         # JSON: name -> value (secret: never logged)
+    formation: Mapped[str] = mapped_column(Text)      # JSON: type -> replicas
+    teresa_yaml: Mapped[str] = mapped_column(Text, default="")
+    reason: Mapped[str] = mapped_column(String(255))  # push, config, scale, restart, rollback to vN
+    user: Mapped[str] = mapped_column(String(254))
+    status: Mapped[str] = mapped_column(String(20))   # deploying, succeeded, failed
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

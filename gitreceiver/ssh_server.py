@@ -148,16 +148,22 @@ class SSHFrontDoor:
             await self.server.wait_closed()
 
     async def session(self, process: asyncssh.SSHServerProcess) -> None:
+        """Run the session's command; stop it when the client goes away (logs -f, a push, run)."""
         actor: Actor = process.get_extra_info("teresa_actor")
-        err = ChannelOutput(process.stderr)
+        work = asyncio.create_task(self._dispatch(process, actor, ChannelOutput(process.stderr)))
+        closed = asyncio.create_task(process.channel.wait_closed())
+        await asyncio.wait({work, closed}, return_when=asyncio.FIRST_COMPLETED)
+        closed.cancel()
+        if not work.done():
+            work.cancel()
+            await asyncio.wait({work})
+            return
         try:
-            status = await self._dispatch(process, actor, err)
+            status = work.result()
         except (asyncssh.BreakReceived, asyncssh.SignalReceived, asyncssh.TerminalSizeChanged):
             status = 1
-        except (BrokenPipeError, ConnectionError, asyncssh.DisconnectError):
+        except (BrokenPipeError, ConnectionError, asyncssh.DisconnectError, asyncio.CancelledError):
             return
-        except asyncio.CancelledError:
-            raise
         try:
             process.exit(status)
         except (BrokenPipeError, OSError):

@@ -1,0 +1,186 @@
+"""`git push` and `git fetch` over SSH, served by dulwich in a worker thread.
+
+The deploy decision is made in the update step, after the pack is stored and
+before a ref moves: a failed build leaves every ref where it was. The deploy
+lock is taken before the pack is read, so a second push is answered at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+from dulwich.protocol import CAPABILITY_SIDE_BAND_64K, SIDE_BAND_CHANNEL_DATA, SIDE_BAND_CHANNEL_PROGRESS, Protocol
+from dulwich.repo import Repo
+from dulwich.server import DictBackend, ReceivePackHandler, UploadPackHandler
+
+from core import log as logging
+from core.commands import Actor, CommandError
+from core.services import Services
+from gitreceiver import repos
+from gitreceiver.bridge import ThreadStreams
+from controller.locks import DeployLock
+from gitreceiver.pipeline import PushPipeline
+from keys import access
+
+log = logging.get(__name__)
+
+DEPLOY_REFS = {b"refs/heads/main", b"refs/heads/master"}
+ZERO = b"0" * 40
+KEEPALIVE_SECONDS = 5.0
+_DONE = object()
+
+
+class PushGate:
+    """Runs in the handler's thread; talks to the pipeline on the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, pipeline: PushPipeline, app: str, actor: Actor, repo: Path):
+        self.loop = loop
+        self.pipeline = pipeline
+        self.app = app
+        self.actor = actor
+        self.repo = repo
+        self.handler: "TeresaReceivePack | None" = None
+        self.lock: DeployLock | None = None
+        self.refusal: bytes | None = None
+        self.task: asyncio.Task[str | None] | None = None
+
+    def _on_loop(self, fn: Any, *args: Any) -> Any:
+        async def call() -> Any:
+            return fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(call(), self.loop).result()
+
+    def progress(self, line: str) -> None:
+        assert self.handler is not None
+        if self.handler.has_capability(CAPABILITY_SIDE_BAND_64K):
+            self.handler.proto.write_sideband(SIDE_BAND_CHANNEL_PROGRESS, line.encode("utf-8", "replace") + b"\n")
+
+    def keepalive(self) -> None:
+        assert self.handler is not None
+        if self.handler.has_capability(CAPABILITY_SIDE_BAND_64K):
+            self.handler.proto.write_sideband(SIDE_BAND_CHANNEL_DATA, b"")  # what git's own keepalive sends
+
+    def before_pack(self, refs: list[tuple[bytes, bytes, bytes]]) -> None:
+        if not any(ref in DEPLOY_REFS and new != ZERO for _old, new, ref in refs):
+            return
+        lock, acquired = self._on_loop(self.pipeline.lock, self.app, self.actor)
+        if acquired:
+            self.lock = lock
+        else:
+            self.refusal = b"deploy in progress"
+            self.progress(f" !     {lock.describe()}; wait for it to finish, then push again.")
+
+    def update(self, ref: bytes, old: bytes, new: bytes) -> bytes | None:
+        branch = ref.decode("utf-8", "replace").removeprefix("refs/heads/")
+        if ref not in DEPLOY_REFS:
+            if new != ZERO:
+                self.progress(f"-----> Stored {branch}; not deployed (only main or master deploy).")
+            return None
+        if new == ZERO:
+            return b"deleting the deploy branch is not allowed"
+        if self.refusal:
+            return self.refusal
+        lines: queue.Queue[Any] = queue.Queue()
+
+        async def sink(line: str) -> None:
+            lines.put(line)
+
+        def start() -> asyncio.Task[str | None]:
+            self.task = asyncio.ensure_future(
+                self.pipeline.deploy(self.app, self.actor, ref.decode(), new.decode(), self.repo, sink))
+            self.task.add_done_callback(lambda _t: lines.put(_DONE))
+            return self.task
+
+        task = self._on_loop(start)
+        self._relay(lines)
+        reason = self._on_loop(task.result)  # raises CancelledError in this thread if the push was cancelled
+        return reason.encode() if reason else None
+
+    def _relay(self, lines: queue.Queue[Any]) -> None:
+        while True:
+            try:
+                item = lines.get(timeout=KEEPALIVE_SECONDS)
+            except queue.Empty:
+                self.keepalive()
+                continue
+            if item is _DONE:
+                return
+            self.progress(item)
+
+    async def cancel(self) -> None:
+        """Cancel a running deploy and wait until it has cleaned up (build stopped, outcome recorded)."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            await asyncio.wait({self.task}, timeout=60)
+
+
+class TeresaReceivePack(ReceivePackHandler):
+    def __init__(self, backend: DictBackend, args: list[str], proto: Protocol, gate: PushGate, max_bytes: int):
+        super().__init__(backend, args, proto)
+        self.gate = gate
+        self.max_bytes = max_bytes
+        gate.handler = self
+
+    def _receive_max_input_size(self) -> int | None:
+        return self.max_bytes
+
+    def _on_pre_receive(self, client_refs: list[tuple[bytes, bytes, bytes]]) -> None:
+        self.gate.before_pack(client_refs)
+
+    def _on_update(self, ref_name: bytes, old_sha: bytes, new_sha: bytes) -> bytes | None:
+        return self.gate.update(ref_name, old_sha, new_sha)
+
+    def _on_post_receive(self, client_refs: list[tuple[bytes, bytes, bytes]]) -> None:
+        return None
+
+
+class GitService:
+    def __init__(self, services: Services, pipeline: PushPipeline):
+        self.services = services
+        self.pipeline = pipeline
+
+    async def __call__(self, process: asyncssh.SSHServerProcess, actor: Actor, argv: list[str]) -> int:
+        try:
+            if len(argv) != 2:
+                raise CommandError(f"{argv[0]} takes one repository path, like /myapp.git.")
+            app = repos.app_from_git_path(argv[1])
+            await self.services.db.run(lambda s: access.app_for(s, actor, app))
+        except CommandError as exc:
+            process.stderr.write(f"error: {exc}\n".encode())
+            return 1
+        repo = await asyncio.to_thread(repos.open_or_create, self.services.settings.data_dir, app)
+        if argv[0] == "git-upload-pack":
+            return await self._serve(process, repo, lambda backend, proto: UploadPackHandler(backend, ["/"], proto))
+        gate = PushGate(asyncio.get_running_loop(), self.pipeline, app, actor, repo)
+        max_bytes = self.services.settings.max_push_bytes
+        try:
+            return await self._serve(
+                process, repo, lambda backend, proto: TeresaReceivePack(backend, ["/"], proto, gate, max_bytes))
+        finally:  # on every way out, the client's disconnect (cancellation) included
+            await asyncio.shield(self._release(gate))
+
+    async def _release(self, gate: PushGate) -> None:
+        await gate.cancel()
+        if gate.lock is not None:
+            self.pipeline.unlock(gate.lock)
+
+    async def _serve(self, process: asyncssh.SSHServerProcess, repo: Path, make_handler: Any) -> int:
+        streams = ThreadStreams(asyncio.get_running_loop(), process.stdin, process.stdout)
+
+        def run() -> None:
+            with Repo(str(repo)) as opened:
+                backend = DictBackend({"/": opened})
+                proto = Protocol(streams.read, streams.write)
+                proto.recv = streams.recv  # type: ignore[attr-defined]  # lets dulwich read the pack in chunks
+                make_handler(backend, proto).handle()
+
+        try:
+            await asyncio.to_thread(run)
+            return 0
+        except Exception as exc:
+            log.info("git_session_ended", error=type(exc).__name__)
+            return 1
