@@ -195,3 +195,41 @@ def test_restore_needs_the_schema_in_place(tmp_path) -> None:
     empty = sa.create_engine(f"sqlite:///{tmp_path / 'empty.sqlite'}")
     with pytest.raises(BackupError, match="run Teresa's migrations first"):
         restore(empty, metadata, backup)
+
+
+def test_the_dump_is_one_snapshot_while_others_write(engine: sa.Engine, database_url: str) -> None:
+    """A user and their app committed between the dump's reads of users and apps appear in neither."""
+    fill(engine)
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")  # readers keep a snapshot while a writer commits
+    writer = sa.create_engine(database_url)
+    wrote: list[str] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def write_meanwhile(conn, cursor, statement, parameters, context, executemany) -> None:
+        if "FROM apps" in statement and not wrote:
+            with writer.begin() as other:
+                other.execute(users.insert().values(id=50, email="late@example.com", is_admin=False, created_at=WHEN))
+                other.execute(apps.insert().values(id=51, name="lateapp", owner_id=50))
+            wrote.append(statement)
+
+    try:
+        backup = dumped(engine)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", write_meanwhile)
+        writer.dispose()
+    assert wrote, "the dump never read the apps table"
+
+    rows = [json.loads(line) for line in gzip.decompress(backup.getvalue()).splitlines()]
+    section, ids = None, {"users": set(), "apps": set()}
+    for row in rows[1:]:
+        if isinstance(row, dict):
+            section = row["table"]
+        elif section in ids:
+            ids[section].add(row[0])
+    assert ids == {"users": {1, 7}, "apps": {2}}
+
+    wipe(engine)
+    restore(engine, metadata, io.BytesIO(backup.getvalue()))
+    assert contents(engine)["apps"] == ROWS["apps"]
