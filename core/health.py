@@ -9,7 +9,9 @@ exception's first line becomes the reason shown on /readyz.
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable, Mapping
+from typing import Awaitable, Callable, Mapping, Protocol
+
+import sqlalchemy as sa
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -83,6 +85,25 @@ async def _one(check: Check, timeout: float) -> str | None:
     except Exception as exc:  # a failing dependency, whatever its library raises
         return _one_line(exc)
     return None
+
+
+class _Exists(Protocol):
+    def exists(self, key: str) -> bool: ...
+
+
+def database_check(engine: sa.Engine) -> Check:
+    """A readiness check that runs SELECT 1 on a pooled connection, in a worker thread."""
+
+    def ping() -> None:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    return lambda: asyncio.to_thread(ping)
+
+
+def storage_check(storage: _Exists, key: str = "health/probe") -> Check:
+    """A readiness check that asks storage whether a key exists (the answer does not matter, reaching it does)."""
+    return lambda: asyncio.to_thread(storage.exists, key)
 
 
 def _one_line(exc: BaseException) -> str:

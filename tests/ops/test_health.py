@@ -7,8 +7,10 @@ import asyncio
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+import sqlalchemy as sa
+
 from core import metrics
-from core.health import bound_port, health_app, start_health_server
+from core.health import bound_port, database_check, health_app, start_health_server, storage_check
 
 
 async def _get(app, path: str) -> tuple[int, str, str]:
@@ -104,3 +106,32 @@ def test_metrics_exposes_teresa_series_in_prometheus_text_format() -> None:
     assert samples[("teresa_auth_failures_total", (("method", "publickey"),))] >= 1
     assert samples[("teresa_build_duration_seconds_count", ())] >= 1
     assert not any(name.startswith("process_") or name.startswith("python_") for name in families)
+
+
+def test_database_and_storage_checks_report_what_is_unreachable(tmp_path) -> None:
+    class Storage:
+        def __init__(self, error: Exception | None) -> None:
+            self.error = error
+
+        def exists(self, key: str) -> bool:
+            if self.error:
+                raise self.error
+            return False
+
+    good_db = sa.create_engine(f"sqlite:///{tmp_path / 'ok.sqlite'}")
+    refused_db = sa.create_engine("mysql+pymysql://root@127.0.0.1:1/teresa?connect_timeout=2")
+    app = health_app({
+        "database": database_check(good_db),
+        "storage": storage_check(Storage(None)),
+    })
+    assert get(app, "/readyz")[0] == 200
+
+    app = health_app({
+        "database": database_check(refused_db),
+        "storage": storage_check(Storage(PermissionError("bucket teresa: access denied"))),
+    })
+    status, body, _ = get(app, "/readyz")
+    assert status == 503
+    database, storage = body.splitlines()
+    assert database.startswith("database: OperationalError: ") and "Connection refused" in database
+    assert storage == "storage: PermissionError: bucket teresa: access denied"
