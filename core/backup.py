@@ -110,6 +110,9 @@ def restore(engine: sa.Engine, metadata: sa.MetaData, fileobj: BinaryIO, force: 
                 _reset_sequences(conn, metadata)
     except (gzip.BadGzipFile, EOFError, ValueError, TypeError, KeyError) as exc:  # includes JSON and base64 errors
         raise BackupError(f"The backup is damaged or not a Teresa backup ({exc}); pick another with backup:list.") from None
+    except sa.exc.IntegrityError:
+        # the driver's message may quote row values, which can be secrets: leave it out
+        raise BackupError("The backup's rows break a constraint of this database; restore it into a database migrated to the version that made it.") from None
     return counts
 
 

@@ -233,3 +233,14 @@ def test_the_dump_is_one_snapshot_while_others_write(engine: sa.Engine, database
     wipe(engine)
     restore(engine, metadata, io.BytesIO(backup.getvalue()))
     assert contents(engine)["apps"] == ROWS["apps"]
+
+
+def test_rows_that_break_a_constraint_are_refused_without_quoting_them(engine: sa.Engine) -> None:
+    fill(engine)
+    lines = gzip.decompress(dumped(engine).getvalue()).decode().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith('[2,"DATABASE_URL"'))
+    lines.insert(at, lines[at])  # the same config var twice: primary key violation
+    with pytest.raises(BackupError, match="break a constraint") as info:
+        restore(engine, metadata, io.BytesIO(gzip.compress(("\n".join(lines) + "\n").encode())), force=True)
+    assert "postgres://u:p@h/db" not in str(info.value)
+    assert contents(engine)["config_vars"] == ROWS["config_vars"]

@@ -134,4 +134,5 @@ def test_database_and_storage_checks_report_what_is_unreachable(tmp_path) -> Non
     assert status == 503
     database, storage = body.splitlines()
     assert database.startswith("database: OperationalError: ") and "Connection refused" in database
+    assert "Background on this error" not in body  # one line per failing check
     assert storage == "storage: PermissionError: bucket teresa: access denied"
