@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from controller.teresa_yaml import AppSpec, parse
 from controller.runtime.base import BuildRequest
 from controller.spec import Autoscale, ReleaseSpec
+from controller.teresa_yaml import AppSpec, parse
 from core.config import Settings
 
 FULL_TERESA_YAML = """

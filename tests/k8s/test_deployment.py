@@ -100,8 +100,9 @@ def test_allowing_privileged_containers_lifts_the_restrictions() -> None:
     template = web_deployment(allow_priv=True)["spec"]["template"]["spec"]
     assert "securityContext" not in template
     assert all("securityContext" not in c for c in template["initContainers"] + template["containers"])
-    assert "pod-security.kubernetes.io/enforce" not in manifests.namespace(samples.settings(True), "shop")["metadata"]["labels"]
-    assert manifests.namespace(samples.settings(), "shop")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    enforce = "pod-security.kubernetes.io/enforce"
+    assert enforce not in manifests.namespace(samples.settings(True), "shop")["metadata"]["labels"]
+    assert manifests.namespace(samples.settings(), "shop")["metadata"]["labels"][enforce] == "restricted"
 
 
 def test_slug_is_fetched_by_an_init_container_into_an_empty_dir() -> None:
@@ -146,7 +147,8 @@ def test_autoscaled_replicas_stay_within_bounds(formation: int, expected: int) -
 
 
 def test_autoscaler_targets_the_deployment() -> None:
-    hpa = manifests.autoscaler(samples.release(), Autoscale(min_replicas=2, max_replicas=5, cpu_percent=60, process_type="worker"))
+    autoscale = Autoscale(min_replicas=2, max_replicas=5, cpu_percent=60, process_type="worker")
+    hpa = manifests.autoscaler(samples.release(), autoscale)
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "worker"}
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
     assert hpa["spec"]["metrics"][0]["resource"]["target"] == {"type": "Utilization", "averageUtilization": 60}

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import kubernetes.client
 import kubernetes.config
@@ -130,13 +131,13 @@ class KubeClient:
         self._field_manager = field_manager
 
     @classmethod
-    async def connect(cls, settings: KubernetesSettings) -> "KubeClient":
+    async def connect(cls, settings: KubernetesSettings) -> KubeClient:
         return cls(await asyncio.to_thread(_api_client, settings))
 
     async def close(self) -> None:
         await asyncio.to_thread(self._api.close)
 
-    async def __aenter__(self) -> "KubeClient":
+    async def __aenter__(self) -> KubeClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
