@@ -101,6 +101,7 @@ def test_cron_schedules_global_and_per_type() -> None:
     pod = report["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     assert pod["containers"][0]["command"] == ["teresa-slugrunner", "start", "cron_report"]
+    assert "lifecycle" not in pod["containers"][0]  # no drain for a scheduled run
     assert not any(o["kind"] == "Deployment" and o["metadata"]["name"].startswith("cron") for o in objects)
 
 

@@ -109,10 +109,9 @@ def _probe(probe: Probe) -> dict[str, Any]:
     }
 
 
-def _process_container(settings: Settings, release: ReleaseSpec, process_type: str) -> dict[str, Any]:
+def _process_container(settings: Settings, release: ReleaseSpec, process_type: str, drain: int) -> dict[str, Any]:
     container = slug_container(settings, release, object_name(process_type), start_command(process_type),
                                release.limits.get(process_type))
-    drain = release.spec.drain_timeout_seconds
     if drain:
         container["lifecycle"] = {"preStop": {"exec": {"command": ["sleep", str(drain)]}}}
     if process_type == WEB:
@@ -125,8 +124,11 @@ def _process_container(settings: Settings, release: ReleaseSpec, process_type: s
 
 
 def _template(settings: Settings, release: ReleaseSpec, process_type: str, restart_policy: str) -> dict[str, Any]:
-    spec = slug_pod_spec(settings, release, _process_container(settings, release, process_type), restart_policy)
-    spec["terminationGracePeriodSeconds"] = release.spec.drain_timeout_seconds + SHUTDOWN_MARGIN_SECONDS
+    # Draining (a preStop sleep while endpoints drop the pod) matters to long-running processes, not cron runs.
+    drain = release.spec.drain_timeout_seconds if restart_policy == "Always" else 0
+    container = _process_container(settings, release, process_type, drain)
+    spec = slug_pod_spec(settings, release, container, restart_policy)
+    spec["terminationGracePeriodSeconds"] = drain + SHUTDOWN_MARGIN_SECONDS
     return {"metadata": {"labels": labels(release.app, process_type, release.version)}, "spec": spec}
 
 
