@@ -8,6 +8,27 @@ from controller.teresa_yaml import AppSpec
 
 
 @dataclass(frozen=True)
+class Autoscale:
+    """`autoscale:set APP --min N --max N --cpu PERCENT`: a HorizontalPodAutoscaler for one process type."""
+
+    min_replicas: int
+    max_replicas: int
+    cpu_percent: int
+    process_type: str = "web"
+
+    def __post_init__(self) -> None:
+        if self.min_replicas < 1:
+            raise ValueError(f"--min {self.min_replicas} is too small; autoscaling needs at least 1 replica.")
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"--max {self.max_replicas} is below --min {self.min_replicas}; raise --max.")
+        if not 1 <= self.cpu_percent <= 1000:
+            raise ValueError(f"--cpu {self.cpu_percent} is not a target CPU percentage; use a number from 1 to 1000.")
+
+    def clamp(self, replicas: int) -> int:
+        return max(self.min_replicas, min(self.max_replicas, replicas))
+
+
+@dataclass(frozen=True)
 class ReleaseSpec:
     app: str
     version: int                      # v1, v2, ... as an integer

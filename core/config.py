@@ -89,6 +89,66 @@ def storage_from_env(env: Mapping[str, str], data_dir: Path) -> StorageSettings:
     return settings
 
 
+def _quantity(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    from kubernetes.utils.quantity import parse_quantity  # heavy import: only when the setting is given
+
+    try:
+        parse_quantity(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a Kubernetes quantity; use a value like {default}.") from None
+    return value
+
+
+@dataclass(frozen=True)
+class KubernetesSettings:
+    """How Teresa reaches the cluster and what it puts into the objects it renders there."""
+
+    host: str = ""
+    username: str = ""
+    password: str = field(default="", repr=False)
+    insecure: bool = False
+    config_file: str = ""
+    slugbuilder_image: str = "teresa/stack:latest"
+    slugrunner_image: str = "teresa/stack:latest"
+    build_limit_cpu: str = "1"
+    build_limit_memory: str = "1Gi"
+    default_limit_cpu: str = "500m"
+    default_limit_memory: str = "512Mi"
+    default_request_cpu: str = "100m"
+    default_request_memory: str = "128Mi"
+    allow_priv_containers: bool = False
+    run_as_user: int = 1000
+    ingress_class: str = ""
+
+
+def kubernetes_from_env(env: Mapping[str, str]) -> KubernetesSettings:
+    defaults = KubernetesSettings()
+    run_as_user = _int(env, "TERESA_RUN_AS_USER", defaults.run_as_user)
+    if run_as_user <= 0:
+        raise ConfigError(f"TERESA_RUN_AS_USER={run_as_user} must be a non-root user id; use a number like 1000.")
+    return KubernetesSettings(
+        host=env.get("TERESAK8S_HOST", "").strip(),
+        username=env.get("TERESAK8S_USERNAME", ""),
+        password=env.get("TERESAK8S_PASSWORD", ""),
+        insecure=_bool(env, "TERESAK8S_INSECURE"),
+        config_file=env.get("TERESAK8S_CONFIG_FILE", "").strip(),
+        slugbuilder_image=env.get("TERESA_SLUGBUILDER_IMAGE", "").strip() or defaults.slugbuilder_image,
+        slugrunner_image=env.get("TERESA_SLUGRUNNER_IMAGE", "").strip() or defaults.slugrunner_image,
+        build_limit_cpu=_quantity(env, "TERESA_BUILD_LIMIT_CPU", defaults.build_limit_cpu),
+        build_limit_memory=_quantity(env, "TERESA_BUILD_LIMIT_MEMORY", defaults.build_limit_memory),
+        default_limit_cpu=_quantity(env, "TERESA_DEFAULT_LIMIT_CPU", defaults.default_limit_cpu),
+        default_limit_memory=_quantity(env, "TERESA_DEFAULT_LIMIT_MEMORY", defaults.default_limit_memory),
+        default_request_cpu=_quantity(env, "TERESA_DEFAULT_REQUEST_CPU", defaults.default_request_cpu),
+        default_request_memory=_quantity(env, "TERESA_DEFAULT_REQUEST_MEMORY", defaults.default_request_memory),
+        allow_priv_containers=_bool(env, "TERESA_ALLOW_PRIV_CONTAINERS"),
+        run_as_user=run_as_user,
+        ingress_class=env.get("TERESA_INGRESS_CLASS", "").strip(),
+    )
+
+
 def database_url(env: Mapping[str, str], data_dir: Path) -> str:
     if url := env.get("TERESADB_URL", "").strip():
         return url
@@ -113,6 +173,7 @@ class Settings:
     domain: str = "localhost"
     database_url: str = field(default="", repr=False)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     runtime: str = "local"
     build_timeout: int = 15 * 60
     rollout_timeout: int = 5 * 60
@@ -139,6 +200,7 @@ class Settings:
             domain=env.get("TERESA_DOMAIN", "").strip() or "localhost",
             database_url=database_url(env, data_dir),
             storage=storage_from_env(env, data_dir),
+            kubernetes=kubernetes_from_env(env),
             runtime=runtime,
             build_timeout=_int(env, "TERESA_BUILD_TIMEOUT", 15 * 60),
             rollout_timeout=_int(env, "TERESA_ROLLOUT_TIMEOUT", 5 * 60),

@@ -8,6 +8,7 @@ import pytest
 
 pytest_plugins = [
     "tests.fixtures.databases",
+    "tests.fixtures.kube",
     "tests.fixtures.teresa",
 ]
 

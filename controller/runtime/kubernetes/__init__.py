@@ -1,0 +1,1 @@
+"""The Kubernetes runtime: manifests rendered from a release, applied through the official client."""

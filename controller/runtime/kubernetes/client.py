@@ -1,0 +1,205 @@
+"""A thin async wrapper over the official `kubernetes` client.
+
+Calls run in worker threads (`asyncio.to_thread`); objects go in and come out
+as plain dicts, the same shape `manifests` renders. `apply` is server-side
+apply with Teresa as the field manager: it creates a missing object and
+otherwise makes Teresa's fields exactly what the manifest says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes.client
+import kubernetes.config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+from urllib3.exceptions import HTTPError
+
+from core.config import KubernetesSettings
+
+FIELD_MANAGER = "teresa"
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+class KubeError(Exception):
+    """A failed call to the Kubernetes API; the message is one sentence, `status` the HTTP status (0: unreachable)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class KubeNotFound(KubeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Kind:
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool = True
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        if self.namespaced:
+            if not namespace:
+                raise ValueError(f"{self.kind} is namespaced: give its namespace.")
+            prefix += f"/namespaces/{namespace}"
+        return f"{prefix}/{self.plural}" + (f"/{name}" if name else "")
+
+
+KINDS = {
+    (k.api_version, k.kind): k
+    for k in (
+        Kind("v1", "Namespace", "namespaces", namespaced=False),
+        Kind("v1", "Secret", "secrets"),
+        Kind("v1", "ServiceAccount", "serviceaccounts"),
+        Kind("v1", "LimitRange", "limitranges"),
+        Kind("v1", "Pod", "pods"),
+        Kind("v1", "Service", "services"),
+        Kind("apps/v1", "Deployment", "deployments"),
+        Kind("apps/v1", "ReplicaSet", "replicasets"),
+        Kind("networking.k8s.io/v1", "Ingress", "ingresses"),
+        Kind("batch/v1", "CronJob", "cronjobs"),
+        Kind("batch/v1", "Job", "jobs"),
+        Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+    )
+}
+
+
+def kind_of(api_version: str, kind: str) -> Kind:
+    try:
+        return KINDS[(api_version, kind)]
+    except KeyError:
+        raise ValueError(f"Teresa does not manage {kind} objects of {api_version}.") from None
+
+
+def _configuration(settings: KubernetesSettings) -> kubernetes.client.Configuration:
+    """Blocking (reads files): TERESAK8S_HOST, else TERESAK8S_CONFIG_FILE, else the pod's service account."""
+    config = kubernetes.client.Configuration()
+    try:
+        if settings.host:
+            config.host = settings.host.rstrip("/")
+            config.username = settings.username
+            config.password = settings.password
+            config.verify_ssl = not settings.insecure
+        elif settings.config_file:
+            kubernetes.config.load_kube_config(
+                config_file=settings.config_file, client_configuration=config, persist_config=False)
+        else:
+            kubernetes.config.load_incluster_config(client_configuration=config)
+    except (ConfigException, OSError) as exc:
+        source = f"TERESAK8S_CONFIG_FILE={settings.config_file}" if settings.config_file else "the pod's service account"
+        raise KubeError(
+            f"Cannot configure the Kubernetes client from {source} ({exc}); "
+            "set TERESAK8S_HOST or TERESAK8S_CONFIG_FILE to reach the cluster."
+        ) from None
+    return config
+
+
+def _api_client(settings: KubernetesSettings) -> kubernetes.client.ApiClient:
+    config = _configuration(settings)
+    if settings.host and settings.username:
+        return kubernetes.client.ApiClient(config, header_name="Authorization",
+                                           header_value=config.get_basic_auth_token())
+    return kubernetes.client.ApiClient(config)
+
+
+def _error(exc: ApiException | HTTPError, what: str) -> KubeError:
+    if isinstance(exc, HTTPError):
+        return KubeError(f"Cannot reach the Kubernetes API to {what} ({type(exc).__name__}); check TERESAK8S_HOST.")
+    message = exc.reason or "error"
+    try:
+        message = json.loads(exc.body or "{}").get("message") or message
+    except (ValueError, AttributeError):
+        pass
+    cls = KubeNotFound if exc.status == 404 else KubeError
+    return cls(f"Kubernetes refused to {what}: {message}", exc.status or 0)
+
+
+class KubeClient:
+    """One connection pool to one cluster. Create with `await KubeClient.connect(settings)`."""
+
+    def __init__(self, api: kubernetes.client.ApiClient, field_manager: str = FIELD_MANAGER) -> None:
+        self._api = api
+        self._field_manager = field_manager
+
+    @classmethod
+    async def connect(cls, settings: KubernetesSettings) -> KubeClient:
+        return cls(await asyncio.to_thread(_api_client, settings))
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._api.close)
+
+    async def __aenter__(self) -> KubeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _call(self, method: str, path: str, what: str, body: Any = None,
+              query: list[tuple[str, str]] | None = None, content_type: str = "application/json") -> Any:
+        try:
+            return self._api.call_api(
+                path, method,
+                query_params=query or [],
+                header_params={"Accept": "application/json", "Content-Type": content_type},
+                body=body,
+                response_types_map={200: "object", 201: "object", 202: "object"},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+            )
+        except (ApiException, HTTPError) as exc:
+            raise _error(exc, what) from None
+
+    async def request(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(self._call, method, path, what, **kwargs)
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create `obj` or bring Teresa's fields of the live object to exactly what it says."""
+        kind = kind_of(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        return await self.request(
+            "PATCH", kind.path(meta.get("namespace"), meta["name"]), f"apply {kind.kind} {meta['name']}",
+            body=obj, query=[("fieldManager", self._field_manager), ("force", "true")], content_type=APPLY_PATCH,
+        )
+
+    async def apply_all(self, objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Apply in order (namespace first): later objects may depend on earlier ones."""
+        return [await self.apply(obj) for obj in objects]
+
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        kind = kind_of(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        return await self.request("POST", kind.path(meta.get("namespace")), f"create {kind.kind} {meta['name']}",
+                                  body=obj, query=[("fieldManager", self._field_manager)])
+
+    async def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        found = kind_of(api_version, kind)
+        try:
+            return await self.request("GET", found.path(namespace, name), f"read {kind} {name}")
+        except KubeNotFound:
+            return None
+
+    async def list(self, api_version: str, kind: str, namespace: str | None = None,
+                   labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        found = kind_of(api_version, kind)
+        query = [("labelSelector", ",".join(f"{k}={v}" for k, v in labels.items()))] if labels else []
+        result = await self.request("GET", found.path(namespace), f"list {found.plural}", query=query)
+        return result.get("items") or []
+
+    async def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+        """Delete with background propagation; False if it was already gone."""
+        found = kind_of(api_version, kind)
+        try:
+            await self.request("DELETE", found.path(namespace, name), f"delete {kind} {name}",
+                               body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"})
+        except KubeNotFound:
+            return False
+        return True

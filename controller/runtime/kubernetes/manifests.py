@@ -1,0 +1,296 @@
+"""Every object Teresa applies to a cluster, rendered as plain dicts from settings and a release.
+
+Pure functions: nothing here talks to the API. `render_release` gives the app's
+whole desired state in apply order; `to_yaml` prints it for `teresa manifests
+APP` with Secret values masked.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from typing import Any
+
+import yaml
+
+from controller.runtime.kubernetes.meta import (
+    CHANGE_CAUSE,
+    LIMIT_RANGE,
+    SERVICE_ACCOUNT,
+    STORAGE_SECRET,
+    WEB,
+    ManifestError,
+    config_secret_name,
+    labels,
+    metadata,
+    object_name,
+    secret,
+    selector,
+)
+from controller.runtime.kubernetes.pods import (
+    CONTAINER_PORT,
+    PORT_NAME,
+    build_secret,
+    release_pod,
+    run_pod,
+    slug_container,
+    slug_pod_spec,
+    slugbuilder_pod,
+    start_command,
+)
+from controller.spec import Autoscale, ReleaseSpec
+from controller.teresa_yaml import Probe
+from core.config import Settings
+
+__all__ = [
+    "ManifestError", "app_objects", "autoscaler", "build_secret", "config_secret", "cron_job", "cron_types",
+    "deployment", "ingress", "limit_range", "mask_secrets", "namespace", "release_pod", "render_release",
+    "run_pod", "service", "service_account", "slugbuilder_pod", "storage_secret", "to_yaml",
+]
+
+MASK = "********"
+# After the preStop drain, the app still gets the usual 30 s to exit on SIGTERM.
+SHUTDOWN_MARGIN_SECONDS = 30
+
+
+def namespace(settings: Settings, app: str) -> dict[str, Any]:
+    ns_labels = labels(app)
+    if not settings.kubernetes.allow_priv_containers:
+        ns_labels["pod-security.kubernetes.io/enforce"] = "restricted"
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata(app, None, ns_labels)}
+
+
+def service_account(app: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata(SERVICE_ACCOUNT, app, labels(app)),
+        "automountServiceAccountToken": False,
+    }
+
+
+def limit_range(settings: Settings, app: str) -> dict[str, Any]:
+    k8s = settings.kubernetes
+    return {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": metadata(LIMIT_RANGE, app, labels(app)),
+        "spec": {"limits": [{
+            "type": "Container",
+            "default": {"cpu": k8s.default_limit_cpu, "memory": k8s.default_limit_memory},
+            "defaultRequest": {"cpu": k8s.default_request_cpu, "memory": k8s.default_request_memory},
+        }]},
+    }
+
+
+def storage_secret(settings: Settings, app: str) -> dict[str, Any]:
+    """Storage settings for the slugbuilder and the slug-fetching init containers (local storage: env only)."""
+    return secret(STORAGE_SECRET, app, labels(app), settings.storage.to_env())
+
+
+def config_secret(release: ReleaseSpec) -> dict[str, Any]:
+    return secret(config_secret_name(release.version), release.app,
+                  labels(release.app, release=release.version), release.config)
+
+
+def app_objects(settings: Settings, app: str) -> list[dict[str, Any]]:
+    """What `apps:create` applies: the namespace and what every later pod in it relies on."""
+    return [namespace(settings, app), service_account(app), limit_range(settings, app), storage_secret(settings, app)]
+
+
+def _probe(probe: Probe) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": probe.path, "port": PORT_NAME},
+        "initialDelaySeconds": probe.initial_delay_seconds,
+        "timeoutSeconds": probe.timeout_seconds,
+        "periodSeconds": probe.period_seconds,
+        "successThreshold": probe.success_threshold,
+        "failureThreshold": probe.failure_threshold,
+    }
+
+
+def _process_container(settings: Settings, release: ReleaseSpec, process_type: str, drain: int) -> dict[str, Any]:
+    container = slug_container(settings, release, object_name(process_type), start_command(process_type),
+                               release.limits.get(process_type))
+    if drain:
+        container["lifecycle"] = {"preStop": {"exec": {"command": ["sleep", str(drain)]}}}
+    if process_type == WEB:
+        container["ports"] = [{"name": PORT_NAME, "containerPort": CONTAINER_PORT, "protocol": "TCP"}]
+        if release.spec.liveness:
+            container["livenessProbe"] = _probe(release.spec.liveness)
+        if release.spec.readiness:
+            container["readinessProbe"] = _probe(release.spec.readiness)
+    return container
+
+
+def _template(settings: Settings, release: ReleaseSpec, process_type: str, restart_policy: str) -> dict[str, Any]:
+    # Draining (a preStop sleep while endpoints drop the pod) matters to long-running processes, not cron runs.
+    drain = release.spec.drain_timeout_seconds if restart_policy == "Always" else 0
+    container = _process_container(settings, release, process_type, drain)
+    spec = slug_pod_spec(settings, release, container, restart_policy)
+    spec["terminationGracePeriodSeconds"] = drain + SHUTDOWN_MARGIN_SECONDS
+    return {"metadata": {"labels": labels(release.app, process_type, release.version)}, "spec": spec}
+
+
+def deployment(settings: Settings, release: ReleaseSpec, process_type: str,
+               autoscale: Autoscale | None = None) -> dict[str, Any]:
+    replicas = release.replicas(process_type)
+    if autoscale and autoscale.process_type == process_type:
+        replicas = autoscale.clamp(replicas)
+    update = release.spec.rolling_update
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(
+            object_name(process_type), release.app, labels(release.app, process_type, release.version),
+            **{CHANGE_CAUSE: f"{release.label}: {release.reason}"},
+        ),
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": settings.revision_history_limit,
+            "progressDeadlineSeconds": settings.rollout_timeout,
+            "selector": {"matchLabels": selector(release.app, process_type)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": update.max_surge, "maxUnavailable": update.max_unavailable},
+            },
+            "template": _template(settings, release, process_type, "Always"),
+        },
+    }
+
+
+def service(app: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(WEB, app, labels(app, WEB)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(app, WEB),
+            "ports": [{"name": PORT_NAME, "port": 80, "targetPort": PORT_NAME, "protocol": "TCP"}],
+        },
+    }
+
+
+def hosts(settings: Settings, release: ReleaseSpec) -> list[str]:
+    return list(dict.fromkeys([f"{release.app}.{settings.domain}", *release.domains]))
+
+
+def ingress(settings: Settings, release: ReleaseSpec) -> dict[str, Any]:
+    backend = {"service": {"name": WEB, "port": {"number": 80}}}
+    spec: dict[str, Any] = {}
+    if settings.kubernetes.ingress_class:
+        spec["ingressClassName"] = settings.kubernetes.ingress_class
+    spec["rules"] = [
+        {"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}
+        for host in hosts(settings, release)
+    ]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": metadata(WEB, release.app, labels(release.app, WEB)),
+        "spec": spec,
+    }
+
+
+def cron_types(release: ReleaseSpec) -> list[str]:
+    return sorted(t for t in release.processes if t.startswith("cron"))
+
+
+def cron_job(settings: Settings, release: ReleaseSpec, process_type: str) -> dict[str, Any]:
+    schedule = release.spec.schedule_for(process_type)
+    if not schedule:
+        raise ManifestError(
+            f"Process type {process_type!r} runs on a schedule but teresa.yaml gives none; "
+            f"add cron.schedule or cron.{process_type}.schedule to teresa.yaml."
+        )
+    template = _template(settings, release, process_type, "Never")
+    object_labels = labels(release.app, process_type, release.version)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": metadata(object_name(process_type), release.app, object_labels,
+                             **{CHANGE_CAUSE: f"{release.label}: {release.reason}"}),
+        "spec": {
+            "schedule": schedule,
+            "concurrencyPolicy": "Forbid",
+            # ps:scale cronX=0 pauses the schedule; cron types run unless scaled to 0 explicitly.
+            "suspend": release.formation.get(process_type, 1) == 0,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {
+                "metadata": {"labels": object_labels},
+                "spec": {"backoffLimit": 0, "template": template},
+            },
+        },
+    }
+
+
+def autoscaler(release: ReleaseSpec, autoscale: Autoscale) -> dict[str, Any]:
+    process_type = autoscale.process_type
+    if process_type not in release.long_running_types:
+        raise ManifestError(
+            f"{release.app} has no long-running process type {process_type!r} to autoscale; "
+            f"pick one of: {', '.join(release.long_running_types) or 'none (add one to the Procfile)'}."
+        )
+    name = object_name(process_type)
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": metadata(name, release.app, labels(release.app, process_type)),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": autoscale.min_replicas,
+            "maxReplicas": autoscale.max_replicas,
+            "metrics": [{
+                "type": "Resource",
+                "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": autoscale.cpu_percent}},
+            }],
+        },
+    }
+
+
+def _check_unique_names(types: Iterable[str]) -> None:
+    seen: dict[str, str] = {}
+    for process_type in types:
+        name = object_name(process_type)
+        if name in seen:
+            raise ManifestError(
+                f"Process types {seen[name]!r} and {process_type!r} both become the Kubernetes name {name!r}; "
+                "rename one of them in the Procfile."
+            )
+        seen[name] = process_type
+
+
+def render_release(settings: Settings, release: ReleaseSpec, autoscale: Autoscale | None = None) -> list[dict[str, Any]]:
+    """The app's whole desired state for `release`, in apply order.
+
+    One-off pods (slugbuilder, release phase, run) are not part of it.
+    """
+    types = release.long_running_types
+    crons = cron_types(release)
+    _check_unique_names([*types, *crons])
+    objects = [*app_objects(settings, release.app), config_secret(release)]
+    objects += [deployment(settings, release, t, autoscale) for t in types]
+    if WEB in types:
+        objects += [service(release.app), ingress(settings, release)]
+    objects += [cron_job(settings, release, t) for t in crons]
+    if autoscale:
+        objects.append(autoscaler(release, autoscale))
+    return objects
+
+
+def mask_secrets(obj: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `obj` with every Secret value replaced by a mask; other objects are returned as they are."""
+    if obj.get("kind") != "Secret":
+        return obj
+    masked = copy.deepcopy(obj)
+    for field in ("data", "stringData"):
+        if field in masked:
+            masked[field] = {key: MASK for key in masked[field]}
+    return masked
+
+
+def to_yaml(objects: Iterable[dict[str, Any]], mask: bool = True) -> str:
+    shown = [mask_secrets(o) if mask else o for o in objects]
+    return yaml.safe_dump_all(shown, sort_keys=False, default_flow_style=False)

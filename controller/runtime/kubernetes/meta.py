@@ -1,0 +1,81 @@
+"""Names, labels and metadata shared by every object Teresa renders."""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+APP_LABEL = "teresa.io/app"
+PROCESS_TYPE_LABEL = "teresa.io/process-type"
+RELEASE_LABEL = "teresa.io/release"
+BUILD_LABEL = "teresa.io/build"
+RUN_LABEL = "teresa.io/run"
+CHANGE_CAUSE = "kubernetes.io/change-cause"
+
+STORAGE_SECRET = "teresa-storage"
+SERVICE_ACCOUNT = "teresa-app"
+LIMIT_RANGE = "teresa-defaults"
+WEB = "web"
+
+DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+# A CronJob's name must leave room for the 11 characters its Jobs append.
+MAX_NAME = 52
+
+
+class ManifestError(ValueError):
+    """The release cannot be rendered as Kubernetes objects; the message says what to change."""
+
+
+def labels(app: str, process_type: str | None = None, release: int | None = None, **extra: str) -> dict[str, str]:
+    result = {MANAGED_BY: "teresa", APP_LABEL: app}
+    if process_type is not None:
+        result[PROCESS_TYPE_LABEL] = process_type
+    if release is not None:
+        result[RELEASE_LABEL] = f"v{release}"
+    result.update(extra)
+    return result
+
+
+def selector(app: str, process_type: str) -> dict[str, str]:
+    """The labels a process type's pods are selected by; never includes the release (selectors are immutable)."""
+    return {APP_LABEL: app, PROCESS_TYPE_LABEL: process_type}
+
+
+def metadata(name: str, namespace: str | None, object_labels: dict[str, str], **annotations: str) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    meta["labels"] = object_labels
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return meta
+
+
+def object_name(process_type: str) -> str:
+    """The Kubernetes name for a Procfile process type (lowercase, `_` becomes `-`)."""
+    name = process_type.lower().replace("_", "-")
+    if not DNS_LABEL.match(name) or len(name) > MAX_NAME or not LABEL_VALUE.match(process_type):
+        raise ManifestError(
+            f"Process type {process_type!r} cannot name a Kubernetes object; rename it in the Procfile "
+            f"to start with a letter and use only letters, digits, '-' or '_' (at most {MAX_NAME})."
+        )
+    return name
+
+
+def config_secret_name(release: int) -> str:
+    """Each release has its own config Secret, so a rollback or undo brings back the config it ran with."""
+    return f"config-v{release}"
+
+
+def secret(name: str, namespace: str, object_labels: dict[str, str], values: dict[str, str]) -> dict[str, Any]:
+    """An Opaque Secret with base64 `data`, the form the API server returns it in."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(name, namespace, object_labels),
+        "type": "Opaque",
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in sorted(values.items())},
+    }

@@ -1,0 +1,203 @@
+"""Pod specs: security contexts, the slug init container, slugbuilder, release-phase and one-off pods."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from typing import Any
+
+from controller.runtime.base import BuildRequest
+from controller.runtime.kubernetes.meta import (
+    BUILD_LABEL,
+    RUN_LABEL,
+    SERVICE_ACCOUNT,
+    STORAGE_SECRET,
+    ManifestError,
+    config_secret_name,
+    labels,
+    metadata,
+    secret,
+)
+from controller.spec import ReleaseSpec
+from core.config import KubernetesSettings, Settings
+
+APP_DIR = "/app"
+APP_VOLUME = "app"
+CONTAINER_PORT = 5000
+PORT_NAME = "http"
+BUILD_CONFIG_KEY = "TERESA_BUILD_CONFIG"
+BUILD_DEADLINE_MARGIN = 60
+
+
+def pod_security(k8s: KubernetesSettings) -> dict[str, Any]:
+    if k8s.allow_priv_containers:
+        return {}
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": k8s.run_as_user,
+        "runAsGroup": k8s.run_as_user,
+        "fsGroup": k8s.run_as_user,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security(k8s: KubernetesSettings) -> dict[str, Any]:
+    if k8s.allow_priv_containers:
+        return {}
+    return {
+        "privileged": False,
+        "allowPrivilegeEscalation": False,
+        "runAsNonRoot": True,
+        "runAsUser": k8s.run_as_user,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _secured(container: dict[str, Any], k8s: KubernetesSettings) -> dict[str, Any]:
+    if context := container_security(k8s):
+        container["securityContext"] = context
+    return container
+
+
+def _env(**values: str) -> list[dict[str, str]]:
+    return [{"name": name, "value": value} for name, value in values.items()]
+
+
+def base_pod_spec(k8s: KubernetesSettings, restart_policy: str) -> dict[str, Any]:
+    """What every Teresa pod has: the app's service account without a token, no service links."""
+    spec: dict[str, Any] = {
+        "restartPolicy": restart_policy,
+        "serviceAccountName": SERVICE_ACCOUNT,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+    }
+    if context := pod_security(k8s):
+        spec["securityContext"] = context
+    return spec
+
+
+def resources(limits: dict[str, str] | None) -> dict[str, Any]:
+    chosen = {k: str(v) for k, v in (limits or {}).items() if k in ("cpu", "memory")}
+    return {"limits": chosen} if chosen else {}
+
+
+def fetch_container(settings: Settings, release: ReleaseSpec) -> dict[str, Any]:
+    """The init container: downloads and unpacks the slug into the shared emptyDir. Only it sees storage credentials."""
+    return _secured({
+        "name": "fetch-slug",
+        "image": settings.kubernetes.slugrunner_image,
+        "command": ["teresa-slugrunner", "fetch"],
+        "envFrom": [{"secretRef": {"name": STORAGE_SECRET}}],
+        "env": _env(TERESA_SLUG_KEY=release.slug_key, TERESA_APP_DIR=APP_DIR),
+        "volumeMounts": [{"name": APP_VOLUME, "mountPath": APP_DIR}],
+    }, settings.kubernetes)
+
+
+def slug_container(settings: Settings, release: ReleaseSpec, name: str, command: list[str],
+                   limits: dict[str, str] | None = None) -> dict[str, Any]:
+    """A container running from the unpacked slug with the release's config vars (no storage credentials)."""
+    container: dict[str, Any] = {
+        "name": name,
+        "image": settings.kubernetes.slugrunner_image,
+        "command": command,
+        "workingDir": APP_DIR,
+        "envFrom": [{"secretRef": {"name": config_secret_name(release.version)}}],
+        # env wins over envFrom, so a config var cannot redirect these.
+        "env": _env(PORT=str(CONTAINER_PORT), TERESA_APP_DIR=APP_DIR, HOME=APP_DIR),
+        "volumeMounts": [{"name": APP_VOLUME, "mountPath": APP_DIR}],
+    }
+    if limit := resources(limits):
+        container["resources"] = limit
+    return _secured(container, settings.kubernetes)
+
+
+def slug_pod_spec(settings: Settings, release: ReleaseSpec, container: dict[str, Any],
+                  restart_policy: str) -> dict[str, Any]:
+    spec = base_pod_spec(settings.kubernetes, restart_policy)
+    spec["initContainers"] = [fetch_container(settings, release)]
+    spec["containers"] = [container]
+    spec["volumes"] = [{"name": APP_VOLUME, "emptyDir": {}}]
+    return spec
+
+
+def start_command(process_type: str) -> list[str]:
+    return ["teresa-slugrunner", "start", process_type]
+
+
+def release_pod(settings: Settings, release: ReleaseSpec) -> dict[str, Any]:
+    """The release phase: runs the Procfile's `release` command once; a non-zero exit aborts the release."""
+    if "release" not in release.processes:
+        raise ManifestError(f"{release.app} has no release process type in its Procfile; there is no release phase to run.")
+    container = slug_container(settings, release, "release", start_command("release"), release.limits.get("release"))
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata(f"release-{release.label}", release.app, labels(release.app, "release", release.version)),
+        "spec": slug_pod_spec(settings, release, container, "Never"),
+    }
+
+
+def run_pod(settings: Settings, release: ReleaseSpec, argv: list[str], name: str | None = None) -> dict[str, Any]:
+    """A one-off process for `run APP -- CMD`; it carries no process-type label, so no Deployment adopts it."""
+    if not argv:
+        raise ManifestError("run needs a command after --, like: run myapp -- bash.")
+    name = name or f"run-{secrets.token_hex(4)}"
+    container = slug_container(settings, release, "run", ["teresa-slugrunner", "exec", "--", *argv],
+                               release.limits.get("run"))
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata(name, release.app, labels(release.app, release=release.version, **{RUN_LABEL: name})),
+        "spec": slug_pod_spec(settings, release, container, "Never"),
+    }
+
+
+def build_pod_name(build_id: str) -> str:
+    suffix = re.sub(r"[^a-z0-9-]", "-", build_id.lower()).strip("-")[:50].rstrip("-")
+    return f"slugbuilder-{suffix}"
+
+
+def build_secret(request: BuildRequest) -> dict[str, Any]:
+    """The build's config vars for TERESA_BUILD_CONFIG, named like its pod; delete it with the pod."""
+    name = build_pod_name(request.build_id)
+    return secret(name, request.app, labels(request.app, **{BUILD_LABEL: _build_label(request.build_id)}),
+                  {BUILD_CONFIG_KEY: json.dumps(dict(request.config), sort_keys=True)})
+
+
+def _build_label(build_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", build_id)[:63].strip("-_.")
+
+
+def slugbuilder_pod(settings: Settings, request: BuildRequest) -> dict[str, Any]:
+    """The build pod: `teresa-slugbuilder` configured by environment, storage credentials from a Secret."""
+    k8s = settings.kubernetes
+    name = build_pod_name(request.build_id)
+    env = _env(
+        TERESA_SOURCE_KEY=request.source_key,
+        TERESA_SLUG_KEY=request.slug_key,
+        TERESA_CACHE_KEY=request.cache_key,
+        TERESA_BUILD_TIMEOUT=str(request.timeout_seconds),
+    )
+    if request.buildpack_url:
+        env += _env(BUILDPACK_URL=request.buildpack_url)
+    env.append({"name": BUILD_CONFIG_KEY, "valueFrom": {"secretKeyRef": {"name": name, "key": BUILD_CONFIG_KEY}}})
+    container = _secured({
+        "name": "slugbuilder",
+        "image": k8s.slugbuilder_image,
+        "command": ["teresa-slugbuilder"],
+        "envFrom": [{"secretRef": {"name": STORAGE_SECRET}}],
+        "env": env,
+        "resources": {"limits": {"cpu": k8s.build_limit_cpu, "memory": k8s.build_limit_memory}},
+    }, k8s)
+    spec = base_pod_spec(k8s, "Never")
+    # A backstop: the slugbuilder enforces TERESA_BUILD_TIMEOUT itself.
+    spec["activeDeadlineSeconds"] = request.timeout_seconds + BUILD_DEADLINE_MARGIN
+    spec["containers"] = [container]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata(name, request.app, labels(request.app, **{BUILD_LABEL: _build_label(request.build_id)})),
+        "spec": spec,
+    }
