@@ -124,6 +124,10 @@ class Harness:
         async with self.http.get(self.base + path, headers=headers, **kwargs) as response:
             return response.status, await response.text()
 
+    async def answers(self, app: str, text: str | None = None) -> bool:
+        status, body = await self.get(app)
+        return status == 200 and (text is None or text in body)
+
     def alive(self, app: str, process_type: str = "web") -> list:
         return self.rt.supervisor(app).live(process_type)
 

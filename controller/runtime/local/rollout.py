@@ -57,9 +57,13 @@ class Rollout:
                     raise RolloutFailed(self._reason(timeout))
                 await self.sup.wait_changed(min(remaining, 1.0))
             await self._flush()
-        except BaseException:
+        except RolloutFailed:
             self._undo()
             await self._flush()
+            await self.sup.wait_retired()
+            raise
+        except BaseException:
+            self._undo()
             raise
         await self.sup.wait_retired()
 

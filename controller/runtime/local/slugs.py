@@ -35,12 +35,15 @@ class SlugCache:
         """The release's unpacked slug directory, fetching it the first time."""
         target = self.releases_dir(release.app) / release.label
         async with self._locks.setdefault(target, asyncio.Lock()):
+            marker = target.with_suffix(".slug")
             if target.is_dir():
+                if not marker.exists():
+                    marker.write_text(release.slug_key)
                 return target
             if same := self._unpacked_with(release):
                 return same
             await self._fetch(release, target)
-            target.with_suffix(".slug").write_text(release.slug_key)
+            marker.write_text(release.slug_key)
             return target
 
     def _unpacked_with(self, release: ReleaseSpec) -> Path | None:
