@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import os
+import signal
 import stat
 import sys
 
@@ -92,6 +95,8 @@ async def test_new_runtime_on_the_same_data_dir_brings_the_app_back(tmp_path):
         await h.rt.start()
         await h.rt.wait_restored()
         await until(lambda: len(h.rt.supervisor("phoenix").serving_ports()) == 2, what="both replicas ready")
+        history = [line async for line in h.rt.logs("phoenix", 1000, False, "web")]
+        assert sum(line.startswith("web.") and "listening on" in line for line in history) >= 4
         assert (await h.get("phoenix"))[1].startswith("back from web.")
         assert (await h.get("phoenix", headers={"Host": "ph.test"}))[0] == 200
         assert h.rt.current("phoenix") == release
@@ -108,3 +113,17 @@ async def test_destroy_app_stops_processes_and_forgets_it(tmp_path):
         assert not (h.settings.data_dir / "apps/gone").exists()
         assert (await h.get("gone"))[0] == 404
         assert await h.rt.ps("gone") == []
+
+
+@async_test
+async def test_start_stops_processes_left_behind_by_a_dead_server(tmp_path):
+    async with harness(tmp_path, start=False) as h:
+        app_dir = h.slug("left", 1, {"web": WEB})
+        env = {"PATH": os.environ["PATH"], "DYNO": "web.1", "TERESA_APP_DIR": str(app_dir)}
+        orphan = await asyncio.create_subprocess_exec("sleep", "60", env=env, start_new_session=True)
+        bystander = await asyncio.create_subprocess_exec("sleep", "60", env={**env, "TERESA_APP_DIR": "/elsewhere"})
+        await h.rt.start()
+        assert await asyncio.wait_for(orphan.wait(), 10) == -signal.SIGTERM
+        assert bystander.returncode is None
+        bystander.kill()
+        await bystander.wait()

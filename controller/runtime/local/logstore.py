@@ -35,6 +35,19 @@ class LogStore:
     def path(self) -> Path:
         return self.directory / "app.log"
 
+    def load_history(self) -> None:
+        """Fill the ring buffers from the log file (after a restart); blocking, run it in a thread."""
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as handle:
+                history = collections.deque(handle, maxlen=self._ring_lines)
+        except FileNotFoundError:
+            return
+        for text in history:
+            source = text.partition(" | ")[0].removeprefix("teresa[").removesuffix("]")
+            process_type = source.rpartition(".")[0] or source
+            entry = LogLine(next(self._seq), process_type, text.rstrip("\n"))
+            self._rings.setdefault(process_type, collections.deque(maxlen=self._ring_lines)).append(entry)
+
     def append(self, process_type: str, source: str, line: str) -> None:
         entry = LogLine(next(self._seq), process_type, f"{source} | {line}")
         self._rings.setdefault(process_type, collections.deque(maxlen=self._ring_lines)).append(entry)

@@ -21,6 +21,8 @@ HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
     "transfer-encoding", "upgrade", "proxy-connection",
 }
+# Handled by the router itself rather than passed on.
+NOT_FORWARDED = HOP_BY_HOP | {"expect"}
 IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}
 CHUNK = 64 * 1024
 STARTED = "teresa.response_started"
@@ -202,7 +204,7 @@ async def _relay(source, target) -> None:  # type: ignore[no-untyped-def]
 def _forward_headers(request: web.Request) -> CIMultiDict[str]:
     headers: CIMultiDict[str] = CIMultiDict()
     for name, value in request.headers.items():
-        if name.lower() not in HOP_BY_HOP:
+        if name.lower() not in NOT_FORWARDED:
             headers.add(name, value)
     peer = request.remote or ""
     previous = request.headers.get("X-Forwarded-For")

@@ -15,6 +15,7 @@ import aiohttp
 from controller.runtime.base import (
     BuildFailed, BuildRequest, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeError_,
 )
+from controller.runtime.local.orphans import reap_orphans
 from controller.runtime.local.processes import base_env, run_streaming
 from controller.runtime.local.rollout import Rollout
 from controller.runtime.local.router import Router
@@ -63,8 +64,11 @@ class LocalRuntime:
         self._http = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
         if self._serve_router:
             await self.router.start(self.settings.router_addr)
+        if reaped := await asyncio.to_thread(reap_orphans, self.apps_dir):
+            logger.warning("stopped processes left behind by an earlier server", count=len(reaped))
         for app_root in await asyncio.to_thread(self._app_roots):
             self.router.add_app(app_root.name)
+            await asyncio.to_thread(self.supervisor(app_root.name).logs.load_history)
             release = await asyncio.to_thread(load_current, app_root)
             if release is not None:
                 self._current[release.app] = release

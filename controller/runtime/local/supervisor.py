@@ -42,7 +42,7 @@ class Replica:
     release: ReleaseSpec
     app_dir: Path
     supervisor: "AppSupervisor" = field(repr=False)
-    port: int = field(default_factory=free_port)
+    port: int = 0                      # chosen afresh at each start
     state: str = "starting"            # starting, up, crashed, stopping, stopped
     restarts: int = 0
     ready: bool = False
@@ -113,6 +113,7 @@ class Replica:
 
     async def _run_once(self) -> int:
         argv = self.supervisor.start_command(self.process_type)
+        self.port = self.supervisor.free_port()  # a fresh one each time: the old may be taken meanwhile
         try:
             proc = await spawn(argv, self._env(), self.app_dir)
         except OSError as exc:
@@ -204,6 +205,12 @@ class AppSupervisor:
         self.retiring: dict[Replica, asyncio.Task] = {}
         self.observers: list[Callable[["AppSupervisor"], None]] = []
         self._changed = asyncio.Event()
+
+    def free_port(self) -> int:
+        taken = {r.port for r in self.replicas}
+        while (port := free_port()) in taken:
+            pass
+        return port
 
     def start_command(self, process_type: str) -> list[str]:
         return [*self.slugrunner, "start", process_type]
