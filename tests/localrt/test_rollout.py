@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from controller.runtime.base import RolloutFailed
-from tests.localrt.harness import async_test, harness, spec, until
+from controller.runtime.base import RolloutFailed, RuntimeError_
+from tests.localrt.harness import PYTHON, WEB, async_test, harness, spec, until
 
 READY = """
 healthCheck:
@@ -112,3 +112,21 @@ async def test_restart_replaces_every_replica_of_the_type(tmp_path):
         assert len(after) == 2 and not before & after
         assert all(r.state == "stopped" for r in before)
         assert (await h.get("again"))[0] == 200
+
+
+@async_test
+async def test_worker_types_roll_restart_and_stop_when_dropped(tmp_path):
+    processes = {"web": WEB, "worker": f"{PYTHON} -u worker.py"}
+    async with harness(tmp_path) as h:
+        v1 = h.release("mixed", 1, processes=processes, formation={"worker": 2})
+        await h.rt.deploy(v1, None, h.out)
+        assert [(s.replica, s.state) for s in await h.rt.ps("mixed")] == [
+            ("web.1", "up"), ("worker.1", "up"), ("worker.2", "up")]
+        workers = set(h.alive("mixed", "worker"))
+        await h.rt.restart("mixed", None)
+        assert len(h.alive("mixed", "worker")) == 2 and not workers & set(h.alive("mixed", "worker"))
+        v2 = h.release("mixed", 2, processes={"web": WEB}, config={"MESSAGE": "v2"})
+        await h.rt.deploy(v2, v1, h.out)
+        assert [(s.type, s.release) for s in await h.rt.ps("mixed")] == [("web", 2)]
+        with pytest.raises(RuntimeError_, match="no process type 'worker'"):
+            await h.rt.restart("mixed", "worker")

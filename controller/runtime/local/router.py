@@ -14,6 +14,7 @@ from multidict import CIMultiDict
 
 from controller.runtime.local.probes import HOST
 from core import log
+from core.config import ConfigError
 
 logger = log.get("router")
 
@@ -96,7 +97,11 @@ class Router:
         server.router.add_route("*", "/{tail:.*}", self.handle)
         self._runner = web.AppRunner(server, access_log=None, handle_signals=False)
         await self._runner.setup()
-        sock = socket.create_server(addr, reuse_port=False)
+        try:
+            sock = socket.create_server(addr)
+        except OSError as exc:
+            raise ConfigError(f"The router cannot listen on {addr[0]}:{addr[1]} ({exc.strerror}); "
+                              "set TERESA_ROUTER_ADDR to a free address.") from None
         self.port = sock.getsockname()[1]
         await web.SockSite(self._runner, sock).start()
         logger.info("router listening", addr=f"{addr[0]}:{self.port}", domain=self.domain)
@@ -117,12 +122,17 @@ class Router:
             return _unavailable(app)
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await self._websocket(request, ports[0])
+        # A request the app cannot have acted on is tried on the next replica (or once
+        # more on the only one: a pooled connection may have just been closed by the app).
         retry = request.method in IDEMPOTENT and not request.body_exists
-        for port in ports if retry else ports[:1]:
+        attempts = (ports if len(ports) > 1 else ports * 2) if retry else ports[:1]
+        for port in attempts:
             try:
                 return await self._forward(request, port)
-            except aiohttp.ClientConnectorError:
-                continue
+            except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+                if request.get(STARTED):
+                    raise
+                logger.debug("upstream refused", app=app, port=port, error=type(exc).__name__)
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 if request.get(STARTED):
                     raise  # the response is under way: aiohttp cuts the connection
