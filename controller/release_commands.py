@@ -99,7 +99,7 @@ def _uptime(seconds: float | None) -> str:
          access=APP_TEAM, example="ps myapp")
 async def ps(inv: Invocation) -> None:
     app = await _check_app(inv)
-    processes = await inv.services.runtime.ps(app)
+    processes = await inv.services.controller.runtime.ps(app)
     if inv.args.json:
         await inv.print_json([p.__dict__ for p in processes])
     elif not processes:
@@ -152,7 +152,7 @@ async def logs(inv: Invocation) -> None:
     if not 0 <= inv.args.lines <= 10000:
         raise CommandError("-n must be from 0 to 10000.")
     kind = names.process_type(inv.args.process) if inv.args.process else None
-    async for line in inv.services.runtime.logs(app, inv.args.lines, inv.args.follow, kind):
+    async for line in inv.services.controller.runtime.logs(app, inv.args.lines, inv.args.follow, kind):
         await inv.print(line)
 
 
@@ -167,7 +167,7 @@ async def run(inv: Invocation) -> int:
     release = await inv.services.controller.current_spec(app)
     if release is None:
         raise CommandError(f"{app} has no release yet; push to deploy it first.")
-    return await inv.services.runtime.run(release, argv, inv.print)
+    return await inv.services.controller.runtime.run(release, argv, inv.print)
 
 
 # --- releases --------------------------------------------------------------------------------
@@ -231,7 +231,8 @@ async def domains_list(inv: Invocation) -> None:
 
 async def _apply_domains(inv: Invocation, app: str) -> None:
     hosts = await inv.services.db.run(lambda s: list(releases.domains_of(s, access.find_app(s, app))))
-    await inv.services.runtime.set_domains(app, hosts)
+    if inv.services.runtime is not None:  # otherwise the next release carries them
+        await inv.services.runtime.set_domains(app, hosts)
 
 
 @command("domains:add", "Route a custom host name to an app.", APP, arg("host", metavar="HOST", help="the host name"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import shutil
@@ -137,9 +138,13 @@ class LocalRuntime:
             await supervisor.stop_all(drain=False)
             supervisor.logs.close()
 
-    def set_domains(self, app: str, domains: Sequence[str]) -> None:
-        """Custom domains the router sends to `app`, besides APP.<TERESA_DOMAIN>."""
+    async def set_domains(self, app: str, domains: Sequence[str]) -> None:
+        """Custom domains the router sends to `app`, besides APP.<TERESA_DOMAIN>; kept across restarts."""
         self.router.set_domains(app, tuple(domains))
+        current = self._current.get(app)
+        if current is not None:
+            self._current[app] = dataclasses.replace(current, domains=tuple(domains))
+            await asyncio.to_thread(save_current, self.apps_dir / app, self._current[app])
 
     # -- releases
 
