@@ -47,7 +47,8 @@ def test_first_push_builds_releases_and_serves(deploy_any_storage: Deploy) -> No
     assert "-----> Released v1" in output
 
 
-def test_build_lines_reach_the_client_while_the_build_runs(deploy: Deploy, tmp_path: Path) -> None:
+def test_build_lines_reach_the_client_while_the_build_runs(deploy_any_storage: Deploy, tmp_path: Path) -> None:
+    deploy = deploy_any_storage
     go_ahead = gated_build(deploy, tmp_path)
     deploy.git.commit(WEB_APP)
     push = deploy.git.popen_push("shop")
@@ -63,7 +64,8 @@ def test_build_lines_reach_the_client_while_the_build_runs(deploy: Deploy, tmp_p
     assert "got the go-ahead" in rest and "Released v1" in rest
 
 
-def test_failed_build_rejects_the_push_and_a_fixed_commit_deploys(deploy: Deploy) -> None:
+def test_failed_build_rejects_the_push_and_a_fixed_commit_deploys(deploy_any_storage: Deploy) -> None:
+    deploy = deploy_any_storage
     deploy.git.commit(WEB_APP)
     assert deploy.git.push("shop").returncode == 0
     before = deploy.git.remote_refs("shop")
@@ -165,3 +167,32 @@ def test_members_can_clone_what_they_pushed(deploy: Deploy, tmp_path: Path) -> N
     assert clone.returncode == 0, clone.stderr
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path / "clone", capture_output=True, text=True)
     assert head.stdout.strip() == commit
+
+
+def _pack_request(deploy: Deploy, old: str, new: str, pack: bytes) -> subprocess.CompletedProcess[bytes]:
+    """Speak receive-pack by hand through the real ssh client: one ref update, then `pack`."""
+    line = f"{old} {new} refs/heads/main\0report-status side-band-64k\n".encode()
+    request = f"{len(line) + 4:04x}".encode() + line + b"0000" + pack
+    argv = ["ssh", *deploy.ssh.options(deploy.key), "git@127.0.0.1", "git-receive-pack '/shop.git'"]
+    return subprocess.run(argv, input=request, capture_output=True, timeout=60)
+
+
+def test_malformed_or_truncated_packs_leave_the_repository_intact(deploy: Deploy, tmp_path: Path) -> None:
+    old = deploy.git.commit(WEB_APP)
+    assert deploy.git.push("shop").returncode == 0
+    new = deploy.git.commit({"index.html": "never arrives\n"})
+    pack = subprocess.run(["git", "pack-objects", "--stdout", "--revs"], cwd=deploy.git.workdir,
+                          input=f"{new}\n^{old}\n".encode(), capture_output=True, check=True).stdout
+
+    garbage = _pack_request(deploy, old, new, b"PACK" + b"\x00\x00\x00\x02" + os.urandom(200))
+    truncated = _pack_request(deploy, old, new, pack[: len(pack) // 2])
+    for attempt in (garbage, truncated):
+        assert b"Traceback" not in attempt.stderr
+
+    assert deploy.git.remote_refs("shop")["refs/heads/main"] == old
+    clone = tmp_path / "check"
+    subprocess.run(["git", "clone", "-q", deploy.git.remote("shop"), str(clone)], env=deploy.git.env, check=True,
+                   timeout=60)
+    fsck = subprocess.run(["git", "fsck", "--full"], cwd=clone, capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr
+    assert json.loads(deploy.command("builds shop --json")[1])[0]["commit"] == old  # no build for the bad packs
