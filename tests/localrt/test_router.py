@@ -21,7 +21,7 @@ async def test_routes_by_host_and_balances_across_ready_replicas(tmp_path):
         assert answers == {"hi from web.1\n", "hi from web.2\n"}
         # Case and port in the Host header do not matter; a custom domain reaches the same app.
         assert (await h.get("SHOP", headers={"Host": "Shop.LocalHost"}))[0] == 200
-        h.rt.set_domains("shop", ["www.shop.test"])
+        await h.rt.set_domains("shop", ["www.shop.test"])
         assert (await h.get("shop", headers={"Host": "www.shop.test:80"}))[0] == 200
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import shutil
@@ -137,9 +138,16 @@ class LocalRuntime:
             await supervisor.stop_all(drain=False)
             supervisor.logs.close()
 
-    def set_domains(self, app: str, domains: Sequence[str]) -> None:
-        """Custom domains the router sends to `app`, besides APP.<TERESA_DOMAIN>."""
+    async def set_domains(self, app: str, domains: Sequence[str]) -> None:
+        """Custom domains the router sends to `app`, besides APP.<TERESA_DOMAIN>, kept across restarts.
+
+        A later deploy replaces them with its release's `domains`.
+        """
         self.router.set_domains(app, tuple(domains))
+        async with self._lock(app):
+            if current := self._current.get(app):
+                self._current[app] = current = dataclasses.replace(current, domains=tuple(domains))
+                await asyncio.to_thread(save_current, self.apps_dir / app, current)
 
     # -- releases
 

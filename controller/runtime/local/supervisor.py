@@ -70,6 +70,9 @@ class Replica:
     def start(self) -> None:
         self._task = asyncio.create_task(self._supervise(), name=f"replica {self.name}")
 
+    def mark_stopping(self) -> None:
+        self._set(state="stopping")
+
     async def stop(self, grace: float) -> None:
         self._stop.set()
         self._set(state="stopping", ready=False)
@@ -114,6 +117,7 @@ class Replica:
     async def _run_once(self) -> int:
         argv = self.supervisor.start_command(self.process_type)
         self.port = self.supervisor.free_port()  # a fresh one each time: the old may be taken meanwhile
+        self._say(f"starting {self.release.label} on port {self.port}")
         try:
             proc = await spawn(argv, self._env(), self.app_dir)
         except OSError as exc:
@@ -256,7 +260,7 @@ class AppSupervisor:
         try:
             drain_seconds = replica.release.spec.drain_timeout_seconds
             if drain and drain_seconds and replica.state != "crashed":
-                replica._set(state="stopping")
+                replica.mark_stopping()
                 await asyncio.sleep(drain_seconds)
             await replica.stop(self.stop_grace(replica.release))
         finally:
