@@ -58,7 +58,7 @@ async def test_rollout_that_never_becomes_ready_fails_and_keeps_old_release(tmp_
         message = str(failure.value)
         assert "v2 did not become ready within 3s" in message
         assert "GET /never returned HTTP 500" in message
-        assert "listening on" in message            # the process's last output
+        assert 'its last output: request "GET /never HTTP/1.1" 500' in message
         assert "\n" not in message
         assert (await h.get("stuck"))[1].startswith("v1")
         assert [(s.release, s.state) for s in await h.rt.ps("stuck")] == [(1, "up")]

@@ -157,16 +157,22 @@ class Replica:
         if probe is not None:
             await self._readiness_probe(probe)
         elif self.process_type == "web":
-            while not (result := await tcp_check(self.port)).ok:
-                self.last_check = result.detail
-                await asyncio.sleep(self.supervisor.timings.port_poll)
-            self.last_check = result.detail
+            await self._port_open()
             self._mark_ready(True)
         else:
             self._mark_ready(True)
 
+    async def _port_open(self) -> None:
+        while not (result := await tcp_check(self.port)).ok:
+            self.last_check = result.detail
+            await asyncio.sleep(self.supervisor.timings.port_poll)
+        self.last_check = result.detail
+
     async def _readiness_probe(self, probe: Probe) -> None:
         await asyncio.sleep(probe.initial_delay_seconds)
+        # No HTTP check can pass before the port is open: waiting for it first spares
+        # a whole period of not-ready time after a failed first check.
+        await self._port_open()
         successes = failures = 0
         while True:
             result = await http_check(self.supervisor.http, self.port, probe)
