@@ -62,7 +62,10 @@ class LocalRuntime:
     # -- lifecycle
 
     async def start(self) -> None:
-        self._http = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        # Health checks close their connections, as Kubernetes' do: an idle kept-alive
+        # connection would tie up a single-threaded app server.
+        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
+                                           cookie_jar=aiohttp.DummyCookieJar())
         if self._serve_router:
             await self.router.start(self.settings.router_addr)
         if reaped := await asyncio.to_thread(reap_orphans, self.apps_dir):
