@@ -84,6 +84,7 @@ async def test_new_runtime_on_the_same_data_dir_brings_the_app_back(tmp_path):
     async with harness(tmp_path) as h:
         release = h.release("phoenix", 1, formation={"web": 2}, config={"MESSAGE": "back"}, domains=("ph.test",))
         await h.rt.deploy(release, None, h.out)
+        await h.rt.set_domains("phoenix", ["ph.test", "www.ph.test"])
         current = h.settings.data_dir / "apps/phoenix/current.json"
         assert stat.S_IMODE(current.stat().st_mode) == 0o600
         assert json.loads(current.read_text())["config"] == {"MESSAGE": "back"}
@@ -98,8 +99,8 @@ async def test_new_runtime_on_the_same_data_dir_brings_the_app_back(tmp_path):
         history = [line async for line in h.rt.logs("phoenix", 1000, False, "web")]
         assert sum(line.startswith("web.") and "listening on" in line for line in history) >= 4
         assert (await h.get("phoenix"))[1].startswith("back from web.")
-        assert (await h.get("phoenix", headers={"Host": "ph.test"}))[0] == 200
-        assert h.rt.current("phoenix") == release
+        assert (await h.get("phoenix", headers={"Host": "www.ph.test"}))[0] == 200
+        assert h.rt.current("phoenix") == dataclasses.replace(release, domains=("ph.test", "www.ph.test"))
 
 
 @async_test

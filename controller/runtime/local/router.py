@@ -55,9 +55,8 @@ class Router:
 
     # -- routing table
 
-    def add_app(self, app: str, domains: tuple[str, ...] | list[str] = ()) -> None:
+    def add_app(self, app: str) -> None:
         self.apps.add(app)
-        self.set_domains(app, domains)
 
     def remove_app(self, app: str) -> None:
         self.apps.discard(app)

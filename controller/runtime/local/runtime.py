@@ -62,7 +62,10 @@ class LocalRuntime:
     # -- lifecycle
 
     async def start(self) -> None:
-        self._http = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        # Health checks close their connections, as Kubernetes' do: an idle kept-alive
+        # connection would tie up a single-threaded app server.
+        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
+                                           cookie_jar=aiohttp.DummyCookieJar())
         if self._serve_router:
             await self.router.start(self.settings.router_addr)
         if reaped := await asyncio.to_thread(reap_orphans, self.apps_dir):
@@ -139,12 +142,15 @@ class LocalRuntime:
             supervisor.logs.close()
 
     async def set_domains(self, app: str, domains: Sequence[str]) -> None:
-        """Custom domains the router sends to `app`, besides APP.<TERESA_DOMAIN>; kept across restarts."""
+        """Custom domains the router sends to `app`, besides APP.<TERESA_DOMAIN>, kept across restarts.
+
+        A later deploy replaces them with its release's `domains`.
+        """
         self.router.set_domains(app, tuple(domains))
-        current = self._current.get(app)
-        if current is not None:
-            self._current[app] = dataclasses.replace(current, domains=tuple(domains))
-            await asyncio.to_thread(save_current, self.apps_dir / app, self._current[app])
+        async with self._lock(app):
+            if current := self._current.get(app):
+                self._current[app] = current = dataclasses.replace(current, domains=tuple(domains))
+                await asyncio.to_thread(save_current, self.apps_dir / app, current)
 
     # -- releases
 

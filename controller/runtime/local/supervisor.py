@@ -70,6 +70,9 @@ class Replica:
     def start(self) -> None:
         self._task = asyncio.create_task(self._supervise(), name=f"replica {self.name}")
 
+    def mark_stopping(self) -> None:
+        self._set(state="stopping")
+
     async def stop(self, grace: float) -> None:
         self._stop.set()
         self._set(state="stopping", ready=False)
@@ -114,6 +117,7 @@ class Replica:
     async def _run_once(self) -> int:
         argv = self.supervisor.start_command(self.process_type)
         self.port = self.supervisor.free_port()  # a fresh one each time: the old may be taken meanwhile
+        self._say(f"starting {self.release.label} on port {self.port}")
         try:
             proc = await spawn(argv, self._env(), self.app_dir)
         except OSError as exc:
@@ -153,16 +157,22 @@ class Replica:
         if probe is not None:
             await self._readiness_probe(probe)
         elif self.process_type == "web":
-            while not (result := await tcp_check(self.port)).ok:
-                self.last_check = result.detail
-                await asyncio.sleep(self.supervisor.timings.port_poll)
-            self.last_check = result.detail
+            await self._port_open()
             self._mark_ready(True)
         else:
             self._mark_ready(True)
 
+    async def _port_open(self) -> None:
+        while not (result := await tcp_check(self.port)).ok:
+            self.last_check = result.detail
+            await asyncio.sleep(self.supervisor.timings.port_poll)
+        self.last_check = result.detail
+
     async def _readiness_probe(self, probe: Probe) -> None:
         await asyncio.sleep(probe.initial_delay_seconds)
+        # No HTTP check can pass before the port is open: waiting for it first spares
+        # a whole period of not-ready time after a failed first check.
+        await self._port_open()
         successes = failures = 0
         while True:
             result = await http_check(self.supervisor.http, self.port, probe)
@@ -256,7 +266,7 @@ class AppSupervisor:
         try:
             drain_seconds = replica.release.spec.drain_timeout_seconds
             if drain and drain_seconds and replica.state != "crashed":
-                replica._set(state="stopping")
+                replica.mark_stopping()
                 await asyncio.sleep(drain_seconds)
             await replica.stop(self.stop_grace(replica.release))
         finally:
