@@ -72,6 +72,11 @@ class Harness:
     async def out(self, line: str) -> None:
         self.lines.append(line)
 
+    async def ps(self, app: str) -> list:
+        """The app's processes once replaced ones have finished draining (deploy does not wait for that)."""
+        await self.rt.supervisor(app).wait_retired()
+        return await self.rt.ps(app)
+
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.rt.router.port}"

@@ -43,7 +43,7 @@ async def test_redeploy_gates_on_readiness_with_no_failed_requests(tmp_path):
         assert [r for r in results if r[0] != 200] == []
         bodies = [body.split()[0] for _, body in results]
         assert bodies[0] == "v1" and set(bodies[deployed + 1:]) == {"v2"}
-        assert {s.release for s in await h.rt.ps("live")} == {2}
+        assert {s.release for s in await h.ps("live")} == {2}
         assert any(line.strip().endswith("is ready") for line in h.lines)
 
 
@@ -61,7 +61,7 @@ async def test_rollout_that_never_becomes_ready_fails_and_keeps_old_release(tmp_
         assert 'its last output: request "GET /never HTTP/1.1" 500' in message
         assert "\n" not in message
         assert (await h.get("stuck"))[1].startswith("v1")
-        assert [(s.release, s.state) for s in await h.rt.ps("stuck")] == [(1, "up")]
+        assert [(s.release, s.state) for s in await h.ps("stuck")] == [(1, "up")]
         assert h.rt.current("stuck") == v1
 
 
@@ -81,7 +81,7 @@ async def test_rolling_update_respects_max_surge_and_max_unavailable(
         await h.rt.deploy(v2, v1, h.out)
         assert max(alive for alive, _ in seen) == most_alive
         assert min(available for _, available in seen) == fewest_available
-        assert [s.release for s in await h.rt.ps("roll")] == [2, 2, 2]
+        assert [s.release for s in await h.ps("roll")] == [2, 2, 2]
 
 
 @async_test
@@ -93,13 +93,13 @@ async def test_scaling_keeps_running_replicas_and_adds_or_removes_the_difference
         up = dataclasses.replace(v1, version=2, formation={"web": 3}, reason="scale")
         await h.rt.deploy(up, v1, h.out)
         assert original in h.alive("scale") and len(h.alive("scale")) == 3
-        assert sorted(s.replica for s in await h.rt.ps("scale")) == ["web.1", "web.2", "web.3"]
+        assert sorted(s.replica for s in await h.ps("scale")) == ["web.1", "web.2", "web.3"]
         down = dataclasses.replace(v1, version=3, formation={"web": 1}, reason="scale")
         await h.rt.deploy(down, up, h.out)
         assert len(h.alive("scale")) == 1 and (await h.get("scale"))[0] == 200
         zero = dataclasses.replace(v1, version=4, formation={"web": 0}, reason="scale")
         await h.rt.deploy(zero, down, h.out)
-        assert await h.rt.ps("scale") == [] and (await h.get("scale"))[0] == 503
+        assert await h.ps("scale") == [] and (await h.get("scale"))[0] == 503
 
 
 @async_test
@@ -110,6 +110,7 @@ async def test_restart_replaces_every_replica_of_the_type(tmp_path):
         await h.rt.restart("again", "web")
         after = set(h.alive("again"))
         assert len(after) == 2 and not before & after
+        await h.rt.supervisor("again").wait_retired()
         assert all(r.state == "stopped" for r in before)
         assert (await h.get("again"))[0] == 200
 
@@ -120,14 +121,14 @@ async def test_worker_types_roll_restart_and_stop_when_dropped(tmp_path):
     async with harness(tmp_path) as h:
         v1 = h.release("mixed", 1, processes=processes, formation={"worker": 2})
         await h.rt.deploy(v1, None, h.out)
-        assert [(s.replica, s.state) for s in await h.rt.ps("mixed")] == [
+        assert [(s.replica, s.state) for s in await h.ps("mixed")] == [
             ("web.1", "up"), ("worker.1", "up"), ("worker.2", "up")]
         workers = set(h.alive("mixed", "worker"))
         await h.rt.restart("mixed", None)
         assert len(h.alive("mixed", "worker")) == 2 and not workers & set(h.alive("mixed", "worker"))
         v2 = h.release("mixed", 2, processes={"web": WEB}, config={"MESSAGE": "v2"})
         await h.rt.deploy(v2, v1, h.out)
-        assert [(s.type, s.release) for s in await h.rt.ps("mixed")] == [("web", 2)]
+        assert [(s.type, s.release) for s in await h.ps("mixed")] == [("web", 2)]
         with pytest.raises(RuntimeError_, match="no process type 'worker'"):
             await h.rt.restart("mixed", "worker")
 
@@ -142,6 +143,6 @@ async def test_failed_rollout_restarts_old_replicas_it_had_already_stopped(tmp_p
                        app_spec=spec(no_surge + READY % "/never"))
         with pytest.raises(RolloutFailed, match="v2 did not become ready"):
             await h.rt.deploy(v2, v1, h.out)
-        assert [s.release for s in await h.rt.ps("undo")] == [1, 1]
+        assert [s.release for s in await h.ps("undo")] == [1, 1]
         await until(lambda: len(h.rt.supervisor("undo").serving_ports()) == 2, what="v1 back at full strength")
         assert (await h.get("undo"))[1].startswith("v1")

@@ -60,7 +60,7 @@ async def test_release_phase_runs_once_and_its_failure_names_the_status_and_outp
             await h.rt.release_phase(bad, h.out)
         assert "exit status 3" in str(failure.value) and "cannot migrate" in str(failure.value)
         assert "v2 was not released" in str(failure.value)
-        assert await h.rt.ps("rel") == []
+        assert await h.ps("rel") == []
 
 
 @async_test
@@ -113,7 +113,7 @@ async def test_destroy_app_stops_processes_and_forgets_it(tmp_path):
         assert replica.state == "stopped" and replica._proc.returncode is not None
         assert not (h.settings.data_dir / "apps/gone").exists()
         assert (await h.get("gone"))[0] == 404
-        assert await h.rt.ps("gone") == []
+        assert await h.ps("gone") == []
 
 
 @async_test

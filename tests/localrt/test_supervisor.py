@@ -27,7 +27,7 @@ async def test_crashed_process_restarts_with_exponential_backoff(tmp_path):
         assert delays[:5] == [0.1, 0.2, 0.4, 0.4, 0.4]   # doubling, capped
         assert "teresa[web.1] | process exited with status 3; restarting in 0.1s" in logs.tail(100)
         assert "web.1 | crashing on purpose" in logs.tail(100)
-        (web,) = await h.rt.ps("crashy")
+        (web,) = await h.ps("crashy")
         assert web.restarts >= 5
         crash.unlink()
         await until(lambda: h.answers("crashy"), what="the app answering again")

@@ -65,7 +65,8 @@ class Rollout:
         except BaseException:
             self._undo()
             raise
-        await self.sup.wait_retired()
+        # Retired replicas are out of rotation and drain in the background: like `kubectl rollout
+        # status`, which does not wait for terminating pods, a push returns once the new release serves.
 
     def _types(self) -> list[str]:
         return sorted(set(self.new) | {r.process_type for r in self.sup.live()})
