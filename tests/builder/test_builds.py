@@ -78,6 +78,17 @@ def test_second_python_build_reuses_the_cache(python_builds, run_slug) -> None:
     assert run_slug(second).get("/") == "Hello, python, from greeting 1.0"
 
 
+def test_pyproject_app_installs_its_project_dependencies(local_builder: Builder, offline_pip, run_slug) -> None:
+    files = app_files("python_web")
+    del files["requirements.txt"]
+    files["pyproject.toml"] = '[project]\nname = "web"\nversion = "1"\ndependencies = ["teresa-test-greeting==1.0"]\n'
+    build = local_builder.build(files, offline_pip)
+    assert_succeeded(build)
+    assert f"-----> Using Python {python_version()} (pin a version in runtime.txt, like python-{python_version()})" in build.lines
+    assert "-----> Installing requirements with pip from pyproject.toml" in build.lines
+    assert run_slug(build).get("/") == "Hello, python, from greeting 1.0"
+
+
 def test_static_site_is_served(storage: StorageSettings, run_slug) -> None:
     build = Builder(storage).build(APPS / "static_site")
     assert_succeeded(build)
