@@ -224,8 +224,12 @@ def _on_alarm(_signum: int, _frame: FrameType | None) -> None:
     raise TimedOut()
 
 
+class Stopped(Exception):
+    """The slugbuilder was asked to stop (SIGTERM or SIGINT)."""
+
+
 def _on_term(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
+    raise Stopped(signum)
 
 
 def build(env: Mapping[str, str], stream: BinaryIO | None = None) -> int:
@@ -238,11 +242,15 @@ def build(env: Mapping[str, str], stream: BinaryIO | None = None) -> int:
     out = Output(stream, secrets=settings.config)
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGINT, _on_term)
     signal.setitimer(signal.ITIMER_REAL, settings.timeout)
     try:
         with tempfile.TemporaryDirectory(prefix="teresa-build-") as work:
             Build(settings, out, Path(work))()
         return 0
+    except Stopped as stop:
+        out.error("Build stopped: the slugbuilder was asked to stop before the build finished.")
+        return 128 + stop.args[0]
     except TimedOut:
         out.error(f"Build timed out after {settings.timeout} seconds; make it faster or raise TERESA_BUILD_TIMEOUT.")
     except (BuildError, BuildpackError, archive.ArchiveError, StorageError) as exc:

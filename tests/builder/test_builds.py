@@ -251,3 +251,23 @@ def _gone(pid: int, deadline: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_stopping_the_slugbuilder_stops_the_build(local_builder: Builder, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pids"
+    proc = local_builder.spawn(
+        tarball({"README": "x"}), {"PID_FILE": str(pid_file)}, BUILDPACK_URL=str(TEST_BUILDPACKS / "sleeper")
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        while proc.stdout.readline() != b"-----> sleeping\n":
+            assert time.monotonic() < deadline and proc.poll() is None
+        proc.terminate()
+        output = proc.stdout.read().decode()
+        assert proc.wait(timeout=10) == 128 + 15
+    finally:
+        proc.kill()
+    assert output.splitlines()[-1] == " !     Build stopped: the slugbuilder was asked to stop before the build finished."
+    for pid in map(int, pid_file.read_text().split()):
+        assert _gone(pid), f"process {pid} of the build survived"
