@@ -172,7 +172,9 @@ class Build:
         processes = dict(declared)
         for kind, command in release.process_types.items():
             processes.setdefault(kind, command)
-        (self.build_dir / "Procfile").write_text(procfile.render(processes))
+        path = self.build_dir / "Procfile"
+        path.unlink(missing_ok=True)  # never write through a symlink
+        path.write_text(procfile.render(processes))
         if release.config_vars:
             profile = self.build_dir / CONFIG_PROFILE
             profile.parent.mkdir(exist_ok=True)
