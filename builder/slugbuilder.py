@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import BinaryIO, Mapping
+from typing import TYPE_CHECKING, BinaryIO, Mapping
 
 from builder import archive, buildpack, procfile, slugignore
 from builder.buildpack import Buildpack, BuildpackError, Release, Runner
@@ -27,6 +27,9 @@ from builder.output import Output
 from builder.process import TimedOut
 from core.config import ConfigError, StorageSettings, storage_from_env
 from core.storage import Storage, StorageError, StorageNotFound, storage_for
+
+if TYPE_CHECKING:
+    from controller.runtime.base import BuildRequest
 
 DEFAULT_TIMEOUT = 15 * 60
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -81,6 +84,21 @@ def _config_vars(raw: str) -> dict[str, str]:
     if bad:
         raise BuildError(f"Config var name {bad[0]!r} is not valid; use letters, digits and underscores.")
     return config
+
+
+def job_env(request: BuildRequest, storage: StorageSettings) -> dict[str, str]:
+    """The environment that runs one build (for a runtime starting teresa-slugbuilder: a process or a pod)."""
+    env = {
+        **storage.to_env(),
+        "TERESA_SOURCE_KEY": request.source_key,
+        "TERESA_SLUG_KEY": request.slug_key,
+        "TERESA_CACHE_KEY": request.cache_key,
+        "TERESA_BUILD_CONFIG": json.dumps(dict(request.config)),
+        "TERESA_BUILD_TIMEOUT": str(request.timeout_seconds),
+    }
+    if buildpack_url := request.buildpack_url or request.config.get("BUILDPACK_URL", ""):
+        env["BUILDPACK_URL"] = buildpack_url
+    return env
 
 
 def buildpack_env(env: Mapping[str, str]) -> dict[str, str]:

@@ -124,7 +124,8 @@ def test_custom_buildpack_from_a_git_url_with_a_ref(local_builder: Builder, tmp_
         subprocess.run([*git, *args], check=True, capture_output=True)
     (repo / "bin" / "compile").write_text("#!/bin/sh\necho 'a later commit that must not be used'\nexit 1\n")
     subprocess.run([*git, "commit", "-qam", "broken"], check=True, capture_output=True)
-    build = local_builder.build(APPS / "custom_buildpack", BUILDPACK_URL=f"file://{repo}#v1")
+    # set as a config var, as with `config:set BUILDPACK_URL=...`
+    build = local_builder.build(APPS / "custom_buildpack", {"BUILDPACK_URL": f"file://{repo}#v1"})
     assert_succeeded(build)
     assert f"-----> Fetching buildpack file://{repo}#v1" in build.lines
     assert "Hello from a custom buildpack" in run_slug(build).get("/")
