@@ -142,6 +142,18 @@ def test_node_app_without_procfile_runs_npm_start(local_builder: Builder, run_sl
     assert run_slug(build).get("/").startswith("Hello from node v")
 
 
+def test_node_dependencies_are_cached_between_builds(local_builder: Builder, run_slug) -> None:
+    if not shutil.which("npm"):
+        pytest.skip("npm is not installed on this machine")
+    first = local_builder.build(APPS / "node_local_dep")
+    second = local_builder.build(APPS / "node_local_dep")
+    assert_succeeded(first)
+    assert "-----> Installing dependencies with npm install (no lockfile)" in first.lines
+    assert_succeeded(second)
+    assert "-----> Dependencies unchanged since the last build; skipping installation" in second.lines
+    assert run_slug(second).get("/") == "HELLO FROM A NODE DEPENDENCY!"
+
+
 def test_procfile_only_app_runs_its_commands(local_builder: Builder, run_slug) -> None:
     build = local_builder.build(APPS / "procfile_only")
     assert_succeeded(build)
