@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, BinaryIO, Mapping
 
-from builder import archive, buildpack, procfile, slugignore
+from builder import archive, buildpack, procfile, slugignore, slugmeta
 from builder.buildpack import Buildpack, BuildpackError, Release, Runner
 from builder.output import Output
 from builder.process import TimedOut
@@ -206,6 +206,9 @@ class Build:
         self.out.info(f"Done: {_size(slug.stat().st_size)}")
         self.storage.put_file(self.settings.slug_key, slug)
         slug.unlink()
+        procfile_path = self.build_dir / "Procfile"
+        if procfile_path.is_file():  # beside the slug, so the controller need not open the slug
+            self.storage.put_file(slugmeta.procfile_key(self.settings.slug_key), procfile_path)
 
     def save_cache(self) -> None:
         if not self.settings.cache_key:

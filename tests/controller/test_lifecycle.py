@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from core.config import StorageSettings
-from tests.fixtures.teresa import Deploy, TeresaServer, make_deploy
+from tests.fixtures.teresa import Deploy, TeresaServer, make_deploy, wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "python-hello"
 NEVER_READY = "healthCheck:\n  readiness:\n    path: /never\n    periodSeconds: 1\n    failureThreshold: 1\n"
@@ -111,13 +112,20 @@ def test_run_streams_output_and_propagates_the_exit_status(app: Deploy) -> None:
 def test_logs_follow_streams_until_the_client_leaves(app: Deploy) -> None:
     argv = ["ssh", *app.ssh.options(app.key), "git@127.0.0.1", "logs shop -f -n 0 -p web"]
     follower = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    seen = threading.Event()
+
+    def keep_requesting() -> None:  # until the follower shows one: it may attach after the first request
+        while not seen.wait(0.2):
+            app.get("/followed")
+
+    threading.Thread(target=keep_requesting, daemon=True).start()
     try:
-        app.get("/followed")
         for line in follower.stdout:
             if "GET /followed" in line:
                 assert line.startswith("web.")
                 break
     finally:
+        seen.set()
         follower.kill()
         follower.wait()
 
@@ -137,7 +145,7 @@ def test_a_server_restart_brings_the_app_back(app: Deploy) -> None:
     app.server = TeresaServer(app.server.env)
     app.ssh.server = app.server
     app.server.call(app.server.services.runtime.wait_restored())
-    assert app.get()[0] == 200
+    wait_for(lambda: app.get()[0] == 200)  # restored processes start, then pass their readiness check
     assert app.get(host="www.shop.test")[0] == 200
     assert releases(app)[0]["version"] == running
 
