@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 
 from core.config import StorageSettings
-from tests.fixtures.teresa import Deploy, TeresaServer, make_deploy, wait_for
+from tests.fixtures.teresa import Deploy, TeresaServer, http_get, make_deploy, wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "python-hello"
 NEVER_READY = "healthCheck:\n  readiness:\n    path: /never\n    periodSeconds: 1\n    failureThreshold: 1\n"
@@ -148,6 +148,18 @@ def test_a_server_restart_brings_the_app_back(app: Deploy) -> None:
     wait_for(lambda: app.get()[0] == 200)  # restored processes start, then pass their readiness check
     assert app.get(host="www.shop.test")[0] == 200
     assert releases(app)[0]["version"] == running
+
+
+def test_health_and_metrics_of_the_running_server(app: Deploy) -> None:
+    port = app.server.server.http_port
+    assert http_get(port, "teresa", "/healthz") == (200, "ok\n")
+    assert http_get(port, "teresa", "/readyz")[0] == 200
+    status, text = http_get(port, "teresa", "/metrics")
+    assert status == 200
+    for series in ('teresa_pushes_total{outcome="succeeded"}', 'teresa_pushes_total{outcome="failed"}',
+                   'teresa_releases_total{outcome="succeeded"}', "teresa_ssh_sessions_total",
+                   "teresa_build_duration_seconds_count"):
+        assert series in text, series
 
 
 def test_apps_destroy_stops_everything_and_removes_storage(app: Deploy) -> None:
