@@ -202,7 +202,12 @@ class Bench:
         proc = await asyncio.create_subprocess_exec(
             "git", "push", f"ssh://git@{LOOPBACK}:{self.ports['ssh']}/{APP}.git", "main", cwd=self.work,
             env=self.git_env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        out, _ = await asyncio.wait_for(proc.communicate(), 600)
+        try:
+            out, _ = await proc.communicate()
+        finally:
+            if proc.returncode is None:  # cancelled: leave no git (and ssh) behind
+                proc.kill()
+                await proc.wait()
         return proc.returncode or 0, out.decode(errors="replace")
 
 
@@ -262,29 +267,43 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def main() -> int:
-    args = parse_args()
-    root = Path(tempfile.mkdtemp(prefix="teresa-bench-"))
-    bench = Bench(root)
-    # SIGTERM/SIGHUP unwind through the finally below like Ctrl-C does.
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+async def run(bench: Bench, args: argparse.Namespace) -> int:
+    await asyncio.to_thread(bench.start)
+    await asyncio.to_thread(bench.bootstrap)
+    bench.commit(1)
+    status, output = await bench.push()
+    if status != 0:
+        raise SystemExit(f"the first push failed:\n{output}")
+    await asyncio.to_thread(bench.teresa, "ps:scale", APP, "web=2")
+    print(f"serving {APP} v1 on 2 web replicas; {args.clients} clients, three pushes follow", flush=True)
+    load, problems = await deploy_under_load(bench, args)
+    return report(load, problems)
+
+
+async def run_until_stopped(bench: Bench, args: argparse.Namespace) -> int:
+    """`run`, cancelled by SIGINT, SIGTERM, SIGHUP or the time limit."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, task.cancel)
     try:
-        bench.start()
-        bench.bootstrap()
-        bench.commit(1)
-        status, output = asyncio.run(bench.push())
-        if status != 0:
-            raise SystemExit(f"the first push failed:\n{output}")
-        bench.teresa("ps:scale", APP, "web=2")
-        print(f"serving {APP} v1 on 2 web replicas; {args.clients} clients, three pushes follow", flush=True)
-        load, problems = asyncio.run(asyncio.wait_for(deploy_under_load(bench, args), args.max_seconds))
-        return report(load, problems)
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(args.max_seconds):
+            return await run(bench, args)
+    except TimeoutError:
         print(f"the benchmark did not finish within {args.max_seconds:g}s", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except asyncio.CancelledError:
+        print("interrupted", file=sys.stderr)
         return 130
+
+
+def main() -> int:
+    args = parse_args()
+    root = Path(tempfile.mkdtemp(prefix="teresa-redeploy-bench-"))
+    bench = Bench(root)
+    try:
+        return asyncio.run(run_until_stopped(bench, args))
     finally:
         bench.stop()
         if args.keep:
