@@ -225,8 +225,11 @@ async def deploy_under_load(bench: Bench, args: argparse.Namespace) -> tuple[Loa
         outcome = "rejected" if status else "released"
         print(f"push of version {version}{' (failing release phase)' if fail_release else ''}: "
               f"{outcome} in {time.monotonic() - began:.1f}s", flush=True)
-        if fail_release and (status == 0 or "release" not in output.lower()):
+        if fail_release and (status == 0 or "(release phase failed)" not in output):
             problems.append(f"the push of version {version} should have been rejected by its release phase:\n{output}")
+        if fail_release and load.latest_version != str(version - 1):
+            problems.append(f"after the rejected push the router served version {load.latest_version!r}, "
+                            f"not the running {version - 1}")
         if not fail_release and status != 0:
             problems.append(f"the push of version {version} failed:\n{output}")
         if runner.done():
