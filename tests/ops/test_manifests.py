@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -178,3 +179,6 @@ def test_prod_settings_come_out_as_the_overlay_says() -> None:
     assert settings.runtime == "kubernetes" and settings.backup_interval == 3600
     assert settings.public_ssh_addr == ("teresa.example.com", 22)
     assert settings.ssh_addr == ("0.0.0.0", 2222) and settings.http_addr == ("0.0.0.0", 8081)
+    # build and app pods run as the user the stack image was made for
+    image_users = set(re.findall(r"^ARG APP_UID=(\d+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE))
+    assert image_users == {str(settings.kubernetes.run_as_user)}
