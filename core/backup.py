@@ -23,10 +23,12 @@ import re
 import tempfile
 import uuid
 from dataclasses import dataclass
-from typing import IO, Any, Awaitable, BinaryIO, Callable, Iterable, Iterator, Protocol
+from typing import IO, Any, Awaitable, BinaryIO, Callable, Iterable, Iterator
 
 import sqlalchemy as sa
 import structlog
+
+from core.storage import Storage
 
 FORMAT = "teresa-backup"
 VERSION = 1
@@ -39,15 +41,6 @@ log = structlog.get_logger(__name__)
 
 class BackupError(Exception):
     """A backup cannot be made or restored; the message says why and what to do."""
-
-
-class Storage(Protocol):
-    """The part of core.storage.Storage that backups use."""
-
-    def put_stream(self, key: str, fileobj: BinaryIO) -> None: ...
-    def open_read(self, key: str) -> BinaryIO: ...
-    def list(self, prefix: str) -> list[str]: ...
-    def delete_prefix(self, prefix: str) -> None: ...
 
 
 # --- retention --------------------------------------------------------------

@@ -180,6 +180,7 @@ class Settings:
     max_push_bytes: int = 1 << 30
     revision_history_limit: int = 5
     login_timeout: int = 30
+    backup_interval: int = 60 * 60  # seconds between backups of the database; 0: none
     log_format: str = "console"
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -207,9 +208,17 @@ class Settings:
             max_push_bytes=_int(env, "TERESA_MAX_PUSH_BYTES", 1 << 30),
             revision_history_limit=_int(env, "TERESADEPLOY_REVISION_HISTORY_LIMIT", 5),
             login_timeout=_int(env, "TERESA_LOGIN_TIMEOUT", 30),
+            backup_interval=_backup_interval(env),
             log_format=env.get("TERESA_LOG_FORMAT", "").strip().lower() or "console",
             env=env,
         )
+
+
+def _backup_interval(env: Mapping[str, str]) -> int:
+    seconds = _int(env, "TERESA_BACKUP_INTERVAL", 60 * 60)
+    if seconds < 0:
+        raise ConfigError(f"TERESA_BACKUP_INTERVAL={seconds} is negative; give seconds between backups, or 0 for none.")
+    return seconds
 
 
 def _detect_runtime(env: Mapping[str, str]) -> str:

@@ -27,7 +27,14 @@ def test_original_teresa_database_variables_select_mysql() -> None:
     ({"TERESAFILESTORAGE_TYPE": "ftp"}, "TERESAFILESTORAGE_TYPE"),
     ({"TERESA_BUILD_TIMEOUT": "soon"}, "TERESA_BUILD_TIMEOUT"),
     ({"TERESA_RUNTIME": "nomad"}, "TERESA_RUNTIME"),
+    ({"TERESA_BACKUP_INTERVAL": "-60"}, "TERESA_BACKUP_INTERVAL"),
+    ({"TERESA_BACKUP_INTERVAL": "hourly"}, "TERESA_BACKUP_INTERVAL"),
 ])
 def test_bad_settings_name_the_variable(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize("value, seconds", [("", 3600), ("600", 600), ("0", 0)])
+def test_backup_interval_is_seconds_with_zero_for_none(value: str, seconds: int) -> None:
+    assert Settings.from_env({"TERESA_BACKUP_INTERVAL": value}).backup_interval == seconds

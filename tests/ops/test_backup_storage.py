@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import BinaryIO
@@ -21,40 +20,22 @@ from core.backup import (
     restore_from_storage,
     run_periodic_backups,
 )
+from core.config import StorageSettings
+from core.storage import LocalStorage, Storage, storage_for
 from tests.ops.test_backup_dump import contents, fill, metadata, wipe
 
 UTC = timezone.utc
 
 
-class DirectoryStorage:
-    """A stand-in for core.storage's local backend (not merged yet) with the same methods."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def put_stream(self, key: str, fileobj: BinaryIO) -> None:
-        path = self.root / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as out:
-            shutil.copyfileobj(fileobj, out)
-
-    def open_read(self, key: str) -> BinaryIO:
-        return (self.root / key).open("rb")
-
-    def list(self, prefix: str) -> list[str]:
-        return sorted(
-            p.relative_to(self.root).as_posix() for p in self.root.rglob("*")
-            if p.is_file() and p.relative_to(self.root).as_posix().startswith(prefix)
-        )
-
-    def delete_prefix(self, prefix: str) -> None:
-        for key in self.list(prefix):
-            (self.root / key).unlink()
+@pytest.fixture
+def storage(tmp_path: Path) -> LocalStorage:
+    return LocalStorage(tmp_path / "storage")
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> DirectoryStorage:
-    return DirectoryStorage(tmp_path / "storage")
+def any_store(any_storage: StorageSettings) -> Storage:
+    """Local and S3 (SeaweedFS) in turn."""
+    return storage_for(any_storage)
 
 
 @pytest.fixture
@@ -70,7 +51,8 @@ def test_backup_names_are_utc_timestamps() -> None:
     assert backup_key(taken) == "backups/teresa-20261122T030403Z.json.gz"
 
 
-def test_backup_list_restore_by_name(engine: sa.Engine, storage: DirectoryStorage) -> None:
+def test_backup_list_restore_by_name(engine: sa.Engine, any_store: Storage) -> None:
+    storage = any_store
     fill(engine)
     before = contents(engine)
     taken = backup_to_storage(engine, metadata, storage, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
@@ -89,12 +71,13 @@ def test_backup_list_restore_by_name(engine: sa.Engine, storage: DirectoryStorag
     assert contents(engine) == before
 
 
-def test_restoring_an_unknown_name_says_how_to_list_backups(engine: sa.Engine, storage: DirectoryStorage) -> None:
+def test_restoring_an_unknown_name_says_how_to_list_backups(engine: sa.Engine, storage: LocalStorage) -> None:
     with pytest.raises(BackupError, match="no backup named teresa-x.json.gz; `teresa backup:list`"):
         restore_from_storage(engine, metadata, storage, "teresa-x.json.gz")
 
 
-def test_prune_storage_deletes_what_the_rule_lets_go(engine: sa.Engine, storage: DirectoryStorage) -> None:
+def test_prune_storage_deletes_what_the_rule_lets_go(engine: sa.Engine, any_store: Storage) -> None:
+    storage = any_store
     now = datetime(2026, 6, 1, tzinfo=UTC)
     old_day = now - timedelta(days=40)
     for taken in (old_day, old_day + timedelta(hours=1), now - timedelta(hours=1)):
@@ -129,7 +112,7 @@ def run_loop(engine, storage, interval: timedelta, time: SimulatedTime) -> None:
     asyncio.run(main())
 
 
-def test_periodic_backups_take_one_per_interval_and_prune(engine: sa.Engine, storage: DirectoryStorage) -> None:
+def test_periodic_backups_take_one_per_interval_and_prune(engine: sa.Engine, storage: LocalStorage) -> None:
     fill(engine)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     time = SimulatedTime(start, stop_at=start + timedelta(days=33))
@@ -141,7 +124,7 @@ def test_periodic_backups_take_one_per_interval_and_prune(engine: sa.Engine, sto
     assert taken[3:] == [start + timedelta(days=3, hours=6 * i) for i in range(30 * 4 + 1)]
 
 
-def test_a_restarted_loop_waits_for_the_next_due_backup(engine: sa.Engine, storage: DirectoryStorage) -> None:
+def test_a_restarted_loop_waits_for_the_next_due_backup(engine: sa.Engine, storage: LocalStorage) -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     backup_to_storage(engine, metadata, storage, start - timedelta(minutes=20))
     time = SimulatedTime(start, stop_at=start + timedelta(minutes=50))
@@ -149,11 +132,11 @@ def test_a_restarted_loop_waits_for_the_next_due_backup(engine: sa.Engine, stora
     assert [b.taken_at for b in list_backups(storage)] == [start - timedelta(minutes=20), start + timedelta(minutes=40)]
 
 
-def test_a_failing_backup_does_not_stop_the_loop(engine: sa.Engine, storage: DirectoryStorage) -> None:
+def test_a_failing_backup_does_not_stop_the_loop(engine: sa.Engine, storage: LocalStorage) -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     time = SimulatedTime(start, stop_at=start + timedelta(hours=2, minutes=30))
 
-    class FlakyStorage(DirectoryStorage):
+    class FlakyStorage(LocalStorage):
         calls = 0
 
         def put_stream(self, key: str, fileobj: BinaryIO) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -152,3 +153,32 @@ def test_the_deploy_readme_documents_every_secret_the_manifests_reference() -> N
         names |= {e["secretRef"]["name"] for e in container(objects).get("envFrom", []) if "secretRef" in e}
         for name in names:
             assert f"create secret generic {name}" in readme
+
+
+def pod_environment(objects: tuple[dict, ...]) -> dict[str, str]:
+    """The variables the manifests themselves give the server: its ConfigMap and its literal env entries."""
+    literal = {e["name"]: e["value"] for e in container(objects).get("env", []) if "value" in e}
+    return {**config(objects), **literal}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_variable_the_manifests_set_is_a_setting_teresa_reads(overlay: str) -> None:
+    source = (ROOT / "core" / "config.py").read_text()
+    unread = [name for name in pod_environment(render(f"overlays/{overlay}"))
+              if f'"{name}"' not in source and name != "HOME"]
+    assert unread == []
+
+
+def test_prod_settings_come_out_as_the_overlay_says() -> None:
+    from core.config import Settings
+
+    env = pod_environment(render("overlays/prod"))
+    settings = Settings.from_env({**env, "TERESADB_HOSTNAME": "mysql.internal", "TERESAFILESTORAGE_AWS_BUCKET": "slugs"})
+    stack = "registry.example.com/teresa-stack:0.1.0"
+    assert settings.kubernetes.slugbuilder_image == stack and settings.kubernetes.slugrunner_image == stack
+    assert settings.runtime == "kubernetes" and settings.backup_interval == 3600
+    assert settings.public_ssh_addr == ("teresa.example.com", 22)
+    assert settings.ssh_addr == ("0.0.0.0", 2222) and settings.http_addr == ("0.0.0.0", 8081)
+    # build and app pods run as the user the stack image was made for
+    image_users = set(re.findall(r"^ARG APP_UID=(\d+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE))
+    assert image_users == {str(settings.kubernetes.run_as_user)}

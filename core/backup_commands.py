@@ -1,0 +1,64 @@
+"""Backups of Teresa's database from the server host: take, list and restore them; the hourly loop."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+from core import backup
+from core.commands import LOCAL, CommandError, Invocation, arg, command
+from core.models import Base
+from core.storage import Storage, storage_for
+
+
+def _storage(services: Any) -> Storage:
+    return services.storage or storage_for(services.settings.storage)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@command("backup", "Write a consistent dump of Teresa's database to storage, under backups/.",
+         local_only=True, access=LOCAL, example="teresa backup")
+async def backup_now(inv: Invocation) -> None:
+    taken = await asyncio.to_thread(backup.backup_to_storage, inv.services.db.engine, Base.metadata,
+                                    _storage(inv.services), _now())
+    await inv.print(f"Backup {taken.name} written; restore it with: teresa backup:restore {taken.name}")
+
+
+@command("backup:list", "List the backups in storage, oldest first.", local_only=True, access=LOCAL, json=True,
+         example="teresa backup:list")
+async def backup_list(inv: Invocation) -> None:
+    found = await asyncio.to_thread(backup.list_backups, _storage(inv.services))
+    rows = [{"name": b.name, "taken_at": b.taken_at.isoformat().replace("+00:00", "Z")} for b in found]
+    if inv.args.json:
+        await inv.print_json(rows)
+    elif not rows:
+        await inv.print("No backups yet; take one with: teresa backup")
+    else:
+        await inv.print_table(["NAME", "TAKEN"], [[r["name"], r["taken_at"]] for r in rows])
+
+
+@command("backup:restore", "Load a backup into Teresa's database (an empty one, unless --force).",
+         arg("name", metavar="NAME", help="the backup's name, as backup:list shows it"),
+         arg("--force", action="store_true", help="delete what the database holds and replace it with the backup"),
+         local_only=True, access=LOCAL, example="teresa backup:restore teresa-20261122T030000Z.json.gz")
+async def backup_restore(inv: Invocation) -> None:
+    try:
+        counts = await asyncio.to_thread(backup.restore_from_storage, inv.services.db.engine, Base.metadata,
+                                         _storage(inv.services), inv.args.name, inv.args.force)
+    except backup.BackupError as exc:
+        raise CommandError(str(exc)) from None
+    await inv.print(f"Restored {inv.args.name.removeprefix(backup.PREFIX)}: {sum(counts.values())} rows "
+                    f"in {len(counts)} tables.")
+
+
+async def backup_loop(services: Any) -> None:
+    """For `teresa serve`: back up every settings.backup_interval seconds and prune; returns at once when 0."""
+    seconds = services.settings.backup_interval
+    if seconds <= 0:
+        return
+    await backup.run_periodic_backups(services.db.engine, Base.metadata, _storage(services),
+                                      dt.timedelta(seconds=seconds))
