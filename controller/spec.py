@@ -44,6 +44,7 @@ class ReleaseSpec:
     reason: str = "push"              # push, config, scale, restart, rollback
     domains: tuple[str, ...] = ()     # custom domains, besides <app>.<TERESA_DOMAIN>
     limits: dict[str, dict[str, str]] = field(default_factory=dict)  # type -> {"cpu": .., "memory": ..}
+    autoscale: Autoscale | None = None  # Kubernetes only: a HorizontalPodAutoscaler
 
     @property
     def label(self) -> str:
@@ -69,4 +70,5 @@ class ReleaseSpec:
         spec = data.pop("spec", None) or {}
         probes = {k: Probe(**spec[k]) if spec.get(k) else None for k in ("liveness", "readiness")}
         app_spec = AppSpec(**{**spec, **probes, "rolling_update": RollingUpdate(**spec.get("rolling_update", {}))})
-        return cls(**{**data, "spec": app_spec, "domains": tuple(data.get("domains", ()))})
+        autoscale = Autoscale(**data["autoscale"]) if data.get("autoscale") else None
+        return cls(**{**data, "spec": app_spec, "domains": tuple(data.get("domains", ())), "autoscale": autoscale})

@@ -69,6 +69,8 @@ class App(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     formation: Mapped[str] = mapped_column(Text, default="{}")  # JSON: type -> replicas the user asked for
     current_release: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the running version
+    limits: Mapped[str] = mapped_column(Text, default="{}")  # JSON: type (or "*") -> {"cpu": .., "memory": ..}
+    autoscale: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON of controller.spec.Autoscale
 
     team: Mapped[Team] = relationship(back_populates="apps")
 

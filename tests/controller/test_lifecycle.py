@@ -29,7 +29,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, ssh_keys: dict[str, Path]) -> 
     """One deployed python-hello for the module's tests, which run in order and build on each other."""
     tmp = tmp_path_factory.mktemp("lifecycle")
     storage = StorageSettings(type="local", root=tmp / "storage")
-    yield from make_deploy(tmp, storage, ssh_keys, TERESA_ROLLOUT_TIMEOUT="8")
+    yield from make_deploy(tmp, storage, ssh_keys, TERESA_ROLLOUT_TIMEOUT="5")
 
 
 def releases(app: Deploy) -> list[dict]:

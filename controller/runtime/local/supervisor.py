@@ -213,6 +213,7 @@ class AppSupervisor:
         self.logs = LogStore(app_root / "logs")
         self.replicas: list[Replica] = []       # live: not being drained or stopped
         self.retiring: dict[Replica, asyncio.Task] = {}
+        self._hurry = asyncio.Event()  # set when everything must stop now, draining or not
         self.observers: list[Callable[["AppSupervisor"], None]] = []
         self._changed = asyncio.Event()
 
@@ -267,7 +268,8 @@ class AppSupervisor:
             drain_seconds = replica.release.spec.drain_timeout_seconds
             if drain and drain_seconds and replica.state != "crashed":
                 replica.mark_stopping()
-                await asyncio.sleep(drain_seconds)
+                with contextlib.suppress(asyncio.TimeoutError):  # stop_all(drain=False) cuts draining short
+                    await asyncio.wait_for(self._hurry.wait(), drain_seconds)
             await replica.stop(self.stop_grace(replica.release))
         finally:
             self.retiring.pop(replica, None)
@@ -278,6 +280,8 @@ class AppSupervisor:
             await asyncio.gather(*list(self.retiring.values()), return_exceptions=True)
 
     async def stop_all(self, drain: bool = False) -> None:
+        if not drain:
+            self._hurry.set()
         for replica in list(self.replicas):
             self.retire(replica, drain)
         await self.wait_retired()
