@@ -147,7 +147,7 @@ class Controller:
             user=actor.email, status="deploying", error="",
         ))
         previous = releases.record_spec(app, current, domains) if current else None
-        return releases.to_spec(app.name, version, fields, reason, domains), previous
+        return releases.to_spec(app, version, fields, reason, domains), previous
 
     def _finish(self, session: Session, app_name: str, version: int, status: str, error: str) -> None:
         app = access.find_app(session, app_name)

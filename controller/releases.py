@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from controller import teresa_yaml
-from controller.spec import ReleaseSpec
+from controller.spec import Autoscale, ReleaseSpec
 from core.models import App, ConfigVar, Domain, Release
 
 
@@ -52,13 +52,24 @@ def next_version(session: Session, app: App) -> int:
     return (session.scalar(select(func.max(Release.version)).where(Release.app_id == app.id)) or 0) + 1
 
 
-def to_spec(app_name: str, version: int, fields: ReleaseFields, reason: str, domains: tuple[str, ...]) -> ReleaseSpec:
+def limits_of(app: App, processes: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Per-type limits; "*" (set without --type) applies to every type it does not name."""
+    stored: dict[str, dict[str, str]] = json.loads(app.limits or "{}")
+    everyone = stored.get("*", {})
+    return {t: {**everyone, **stored.get(t, {})} for t in processes if everyone or t in stored}
+
+
+def autoscale_of(app: App) -> Autoscale | None:
+    return Autoscale(**json.loads(app.autoscale)) if app.autoscale else None
+
+
+def to_spec(app: App, version: int, fields: ReleaseFields, reason: str, domains: tuple[str, ...]) -> ReleaseSpec:
     return ReleaseSpec(
-        app=app_name, version=version, build_id=fields.build_id, slug_key=fields.slug_key, config=fields.config,
+        app=app.name, version=version, build_id=fields.build_id, slug_key=fields.slug_key, config=fields.config,
         processes=fields.processes, formation=fields.formation, spec=teresa_yaml.parse(fields.teresa_yaml or None),
-        reason=reason, domains=domains,
+        reason=reason, domains=domains, limits=limits_of(app, fields.processes), autoscale=autoscale_of(app),
     )
 
 
 def record_spec(app: App, release: Release, domains: tuple[str, ...]) -> ReleaseSpec:
-    return to_spec(app.name, release.version, fields_of(release), release.reason, domains)
+    return to_spec(app, release.version, fields_of(release), release.reason, domains)

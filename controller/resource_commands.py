@@ -1,0 +1,113 @@
+"""Resource commands: CPU and memory limits, autoscaling, and the Kubernetes manifests of an app."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from sqlalchemy.orm import Session
+
+from controller.spec import Autoscale
+from core import names
+from core.commands import APP, APP_TEAM, CommandError, Invocation, arg, command
+from keys import access
+
+CPU = re.compile(r"^(\d+m|\d+(\.\d{1,3})?)$")
+MEMORY = re.compile(r"^\d+(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+
+
+def _quantity(value: str | None, pattern: re.Pattern[str], flag: str, example: str) -> str | None:
+    if value is not None and not pattern.match(value):
+        raise CommandError(f"{flag} {names.shown(value)} is not a Kubernetes quantity; write it like {example}.")
+    return value
+
+
+async def _release_if_running(inv: Invocation, reason: str) -> None:
+    controller = inv.services.controller
+    if await controller.current_spec(inv.args.app) is None:
+        await inv.print("Saved; it takes effect with the first push.")
+        return
+    await controller.locked_release(inv.args.app, lambda base: base, reason, inv.actor, inv.print,
+                                    release_phase=False)
+
+
+@command("limits", "Show an app's CPU and memory limits per process type.", APP, json=True, access=APP_TEAM,
+         example="limits myapp")
+async def limits_show(inv: Invocation) -> None:
+    stored = await inv.services.db.run(lambda s: json.loads(access.app_for(s, inv.actor, inv.args.app).limits))
+    if inv.args.json:
+        await inv.print_json(stored)
+    elif not stored:
+        await inv.print(f"{inv.args.app} uses the cluster's default limits.")
+    else:
+        await inv.print_table(["TYPE", "CPU", "MEMORY"], [["all" if t == "*" else t, v.get("cpu", "-"),
+                                                           v.get("memory", "-")] for t, v in sorted(stored.items())])
+
+
+@command("limits:set", "Set CPU and memory limits (Kubernetes) for one process type or all; makes a release.", APP,
+         arg("--type", metavar="TYPE", help="only this process type (default: all)"),
+         arg("--cpu", metavar="CPU", help="like 500m or 2"), arg("--memory", metavar="MEMORY", help="like 512Mi"),
+         access=APP_TEAM, example="limits:set myapp --type web --cpu 500m --memory 512Mi")
+async def limits_set(inv: Invocation) -> None:
+    cpu = _quantity(inv.args.cpu, CPU, "--cpu", "500m or 2")
+    memory = _quantity(inv.args.memory, MEMORY, "--memory", "512Mi or 2Gi")
+    if cpu is None and memory is None:
+        raise CommandError("give --cpu, --memory or both, like: limits:set myapp --cpu 500m --memory 512Mi")
+    kind = names.process_type(inv.args.type) if inv.args.type else "*"
+
+    def save(session: Session) -> None:
+        app = access.app_for(session, inv.actor, inv.args.app)
+        stored = json.loads(app.limits)
+        stored[kind] = {**stored.get(kind, {}), **({"cpu": cpu} if cpu else {}), **({"memory": memory} if memory else {})}
+        app.limits = json.dumps(stored, sort_keys=True)
+
+    await inv.services.db.run(save)
+    await _release_if_running(inv, f"limits {'all' if kind == '*' else kind}")
+
+
+@command("autoscale:set", "Scale a process type on CPU use between --min and --max (Kubernetes); makes a release.",
+         APP, arg("--min", type=int, required=True, metavar="N", help="fewest replicas"),
+         arg("--max", type=int, required=True, metavar="N", help="most replicas"),
+         arg("--cpu", type=int, required=True, metavar="PERCENT", help="target CPU use, percent of the request"),
+         arg("--type", default="web", metavar="TYPE", help="the process type (default web)"), access=APP_TEAM,
+         example="autoscale:set myapp --min 2 --max 10 --cpu 70")
+async def autoscale_set(inv: Invocation) -> None:
+    try:
+        autoscale = Autoscale(inv.args.min, inv.args.max, inv.args.cpu, names.process_type(inv.args.type))
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+    def save(session: Session) -> None:
+        access.app_for(session, inv.actor, inv.args.app).autoscale = json.dumps(autoscale.__dict__)
+
+    await inv.services.db.run(save)
+    await _release_if_running(inv, f"autoscale {autoscale.process_type} {autoscale.min_replicas}-"
+                                   f"{autoscale.max_replicas} at {autoscale.cpu_percent}% CPU")
+
+
+@command("autoscale:unset", "Stop autoscaling; the formation's replica count applies again.", APP, access=APP_TEAM,
+         example="autoscale:unset myapp")
+async def autoscale_unset(inv: Invocation) -> None:
+    def save(session: Session) -> None:
+        access.app_for(session, inv.actor, inv.args.app).autoscale = None
+
+    await inv.services.db.run(save)
+    await _release_if_running(inv, "autoscale off")
+
+
+@command("manifests", "Print every Kubernetes object Teresa applies for the app's current release (secrets masked).",
+         APP, access=APP_TEAM, example="teresa manifests myapp")
+async def manifests(inv: Invocation) -> None:
+    from controller.runtime.kubernetes.manifests import ManifestError, render_release, to_yaml
+
+    await inv.services.db.run(lambda s: access.app_for(s, inv.actor, inv.args.app))
+    release = await inv.services.controller.current_spec(inv.args.app)
+    if release is None:
+        raise CommandError(f"{inv.args.app} has no release yet; push to deploy it first.")
+    try:
+        objects = render_release(inv.services.settings, release, release.autoscale)
+    except ManifestError as exc:
+        raise CommandError(str(exc)) from None
+    await inv.out.write(to_yaml(objects, mask=True))
+
+
