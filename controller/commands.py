@@ -57,12 +57,8 @@ async def apps_list(inv: Invocation) -> None:
         return [{"name": a.name, "team": a.team.name} for a in access.visible_apps(session, inv.actor)]
 
     apps = await inv.services.db.run(load)
-    if inv.args.json:
-        await inv.print_json(apps)
-    elif not apps:
-        await inv.print("No apps; create one with: apps:create APP")
-    else:
-        await inv.print_table(["APP", "TEAM"], [[a["name"], a["team"]] for a in apps])
+    await inv.print_listing(apps, "No apps; create one with: apps:create APP",
+                            ["APP", "TEAM"], [[a["name"], a["team"]] for a in apps])
 
 
 @command("apps:info", "Show an app's team, address and state.", APP, json=True,

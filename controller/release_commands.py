@@ -41,12 +41,8 @@ async def config_show(inv: Invocation) -> None:
     app = await _check_app(inv)
     config = await inv.services.controller.config_vars(app)
     shown = {k: (v if inv.args.reveal else MASK) for k, v in sorted(config.items())}
-    if inv.args.json:
-        await inv.print_json(shown)
-    elif not shown:
-        await inv.print(f"{app} has no config vars; set some with: config:set {app} NAME=value")
-    else:
-        await inv.print_table(["NAME", "VALUE"], [[k, v] for k, v in shown.items()])
+    await inv.print_listing(shown, f"{app} has no config vars; set some with: config:set {app} NAME=value",
+                            ["NAME", "VALUE"], [[k, v] for k, v in shown.items()])
 
 
 def _assignments(pairs: list[str]) -> dict[str, str]:
@@ -100,14 +96,9 @@ def _uptime(seconds: float | None) -> str:
 async def ps(inv: Invocation) -> None:
     app = await _check_app(inv)
     processes = await inv.services.controller.runtime.ps(app)
-    if inv.args.json:
-        await inv.print_json([p.__dict__ for p in processes])
-    elif not processes:
-        await inv.print(f"{app} runs no processes.")
-    else:
-        await inv.print_table(["PROCESS", "STATE", "RESTARTS", "UPTIME", "RELEASE"],
-                              [[p.replica, p.state, p.restarts, _uptime(p.uptime_seconds), f"v{p.release}"]
-                               for p in processes])
+    await inv.print_listing([p.__dict__ for p in processes], f"{app} runs no processes.",
+                            ["PROCESS", "STATE", "RESTARTS", "UPTIME", "RELEASE"],
+                            [[p.replica, p.state, p.restarts, _uptime(p.uptime_seconds), f"v{p.release}"] for p in processes])
 
 
 def _formation(pairs: list[str]) -> dict[str, int]:
@@ -185,14 +176,9 @@ async def releases_list(inv: Invocation) -> None:
                 for r in rows]
 
     rows = await inv.services.db.run(load)
-    if inv.args.json:
-        await inv.print_json(rows)
-    elif not rows:
-        await inv.print(f"{inv.args.app} has no releases; push to make the first.")
-    else:
-        await inv.print_table(["", "RELEASE", "STATUS", "REASON", "BY", "WHEN"],
-                              [["*" if r["running"] else "", r["version"], r["status"], r["reason"], r["user"],
-                                r["created_at"]] for r in rows])
+    await inv.print_listing(rows, f"{inv.args.app} has no releases; push to make the first.",
+                            ["", "RELEASE", "STATUS", "REASON", "BY", "WHEN"],
+                            [["*" if r["running"] else "", r["version"], r["status"], r["reason"], r["user"], r["created_at"]] for r in rows])
 
 
 def _version(value: str) -> int:

@@ -35,13 +35,9 @@ async def _release_if_running(inv: Invocation, reason: str) -> None:
          example="limits myapp")
 async def limits_show(inv: Invocation) -> None:
     stored = await inv.services.db.run(lambda s: json.loads(access.app_for(s, inv.actor, inv.args.app).limits))
-    if inv.args.json:
-        await inv.print_json(stored)
-    elif not stored:
-        await inv.print(f"{inv.args.app} uses the cluster's default limits.")
-    else:
-        await inv.print_table(["TYPE", "CPU", "MEMORY"], [["all" if t == "*" else t, v.get("cpu", "-"),
-                                                           v.get("memory", "-")] for t, v in sorted(stored.items())])
+    await inv.print_listing(stored, f"{inv.args.app} uses the cluster's default limits.",
+                            ["TYPE", "CPU", "MEMORY"],
+                            [["all" if t == "*" else t, v.get("cpu", "-"), v.get("memory", "-")] for t, v in sorted(stored.items())])
 
 
 @command("limits:set", "Set CPU and memory limits (Kubernetes) for one process type or all; makes a release.", APP,

@@ -33,12 +33,8 @@ async def backup_now(inv: Invocation) -> None:
 async def backup_list(inv: Invocation) -> None:
     found = await asyncio.to_thread(backup.list_backups, _storage(inv.services))
     rows = [{"name": b.name, "taken_at": b.taken_at.isoformat().replace("+00:00", "Z")} for b in found]
-    if inv.args.json:
-        await inv.print_json(rows)
-    elif not rows:
-        await inv.print("No backups yet; take one with: teresa backup")
-    else:
-        await inv.print_table(["NAME", "TAKEN"], [[r["name"], r["taken_at"]] for r in rows])
+    await inv.print_listing(rows, "No backups yet; take one with: teresa backup",
+                            ["NAME", "TAKEN"], [[r["name"], r["taken_at"]] for r in rows])
 
 
 @command("backup:restore", "Load a backup into Teresa's database (an empty one, unless --force).",

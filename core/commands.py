@@ -79,6 +79,15 @@ class Invocation:
     async def print_json(self, value: Any) -> None:
         await self.print(json.dumps(value, indent=2, sort_keys=True, default=str))
 
+    async def print_listing(self, data: Any, empty: str, headers: list[str], rows: list[list[Any]]) -> None:
+        """A list command's output: JSON with --json, else a table, or `empty` when there are no rows."""
+        if getattr(self.args, "json", False):
+            await self.print_json(data)
+        elif not rows:
+            await self.print(empty)
+        else:
+            await self.print_table(headers, rows)
+
     async def print_table(self, headers: list[str], rows: list[list[Any]]) -> None:
         cells = [headers] + [["" if v is None else str(v) for v in row] for row in rows]
         widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]

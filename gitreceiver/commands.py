@@ -31,15 +31,9 @@ async def builds_list(inv: Invocation) -> None:
                                                  .order_by(Build.number.desc()).limit(100))]
 
     rows = await inv.services.db.run(load)
-    if inv.args.json:
-        await inv.print_json(rows)
-    elif not rows:
-        await inv.print(f"{inv.args.app} has no builds; push to build it.")
-    else:
-        await inv.print_table(["BUILD", "STATUS", "BRANCH", "COMMIT", "BY", "STARTED", "SECONDS"],
-                              [[r["number"], r["status"], r["ref"], r["commit"][:7], r["user"], r["started_at"],
-                                r["duration_seconds"] if r["duration_seconds"] is not None else "-"]
-                               for r in rows])
+    await inv.print_listing(rows, f"{inv.args.app} has no builds; push to build it.",
+                            ["BUILD", "STATUS", "BRANCH", "COMMIT", "BY", "STARTED", "SECONDS"],
+                            [[r["number"], r["status"], r["ref"], r["commit"][:7], r["user"], r["started_at"], r["duration_seconds"] if r["duration_seconds"] is not None else "-"] for r in rows])
 
 
 @command("builds:output", "Replay a build's output (default: the latest build).", APP,

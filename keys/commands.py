@@ -115,12 +115,9 @@ async def keys_list(inv: Invocation) -> None:
                 for k in sorted(owner.keys, key=lambda k: k.name)]
 
     keys = await inv.services.db.run(load)
-    if inv.args.json:
-        await inv.print_json(keys)
-    elif not keys:
-        await inv.print("No keys; add one with: keys:add NAME < ~/.ssh/id_ed25519.pub")
-    else:
-        await inv.print_table(["NAME", "FINGERPRINT", "ADDED"], [[k["name"], k["fingerprint"], k["added"]] for k in keys])
+    await inv.print_listing(keys, "No keys; add one with: keys:add NAME < ~/.ssh/id_ed25519.pub",
+                            ["NAME", "FINGERPRINT", "ADDED"],
+                            [[k["name"], k["fingerprint"], k["added"]] for k in keys])
 
 
 @command("keys:remove", "Remove one of your SSH keys.", arg("name", metavar="NAME", help="the key's name"), USER_FLAG,
@@ -248,13 +245,9 @@ async def teams_list(inv: Invocation) -> None:
                 for t in session.scalars(query)]
 
     teams = await inv.services.db.run(load)
-    if inv.args.json:
-        await inv.print_json(teams)
-    elif not teams:
-        await inv.print("No teams.")
-    else:
-        await inv.print_table(["TEAM", "MEMBERS", "APPS"],
-                              [[t["name"], ",".join(t["members"]), ",".join(t["apps"])] for t in teams])
+    await inv.print_listing(teams, "No teams.",
+                            ["TEAM", "MEMBERS", "APPS"],
+                            [[t["name"], ",".join(t["members"]), ",".join(t["apps"])] for t in teams])
 
 
 TEAM_USER = (arg("team", metavar="TEAM", help="the team's name"), arg("email", metavar="EMAIL", help="the user's email"))
