@@ -45,8 +45,8 @@ async def apps_create(inv: Invocation) -> None:
         return team.name
 
     team = await inv.services.db.run(save)
-    if inv.services.apps is not None:
-        await inv.services.apps.created(name)
+    if inv.services.controller is not None:
+        await inv.services.controller.created(name)
     await inv.print(f"App {name} created for team {team}.")
     await inv.print(f"Push to deploy: git remote add teresa {inv.services.git_remote(name)} && git push teresa main")
 
@@ -76,8 +76,8 @@ async def apps_info(inv: Invocation) -> None:
     info = await inv.services.db.run(load)
     info["url"] = app_url(inv, info["name"])
     info["git_remote"] = inv.services.git_remote(info["name"])
-    if inv.services.apps is not None:
-        info.update(await inv.services.apps.info(info["name"]))
+    if inv.services.controller is not None:
+        info.update(await inv.services.controller.info(info["name"]))
     if inv.args.json:
         await inv.print_json(info)
         return
@@ -93,8 +93,8 @@ async def apps_destroy(inv: Invocation) -> None:
     if inv.args.confirm != name:
         raise CommandError(f"--confirm must repeat the app's name; run: apps:destroy {name} --confirm {name}")
     await inv.services.db.run(lambda session: access.app_for(session, inv.actor, name))
-    if inv.services.apps is not None:
-        await inv.services.apps.destroyed(name)
+    if inv.services.controller is not None:
+        await inv.services.controller.destroyed(name)
 
     def remove(session: Session) -> None:
         session.delete(access.find_app(session, name))

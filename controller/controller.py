@@ -41,6 +41,8 @@ class Controller:
 
     @property
     def runtime(self) -> Any:
+        if self.services.runtime is None:
+            raise CommandError("this command needs the running server; start it with: teresa serve")
         return self.services.runtime
 
     def url(self, app: str) -> str:
@@ -51,12 +53,14 @@ class Controller:
     # --- app lifecycle (called by the apps:* commands) --------------------------------------
 
     async def created(self, app: str) -> None:
-        await self.runtime.create_app(app)
+        if self.services.runtime is not None:  # otherwise the first deploy creates what the app needs
+            await self.runtime.create_app(app)
 
     async def destroyed(self, app: str) -> None:
         from gitreceiver import repos
 
-        await self.runtime.destroy_app(app)
+        if self.services.runtime is not None:
+            await self.runtime.destroy_app(app)
         await asyncio.to_thread(self.services.storage.delete_prefix, f"apps/{app}/")
         await asyncio.to_thread(repos.remove, self.services.settings.data_dir, app)
 

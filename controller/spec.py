@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
-from controller.teresa_yaml import AppSpec
+from controller.teresa_yaml import AppSpec, Probe, RollingUpdate
 
 
 @dataclass(frozen=True)
@@ -55,3 +58,15 @@ class ReleaseSpec:
     def long_running_types(self) -> list[str]:
         """Process types that run as deployments: all but `release` and cron* types."""
         return sorted(t for t in self.processes if t != "release" and not t.startswith("cron"))
+
+    def to_json(self) -> str:
+        """JSON with every field, config values included: store it where only Teresa can read it."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ReleaseSpec":
+        data: dict[str, Any] = json.loads(text)
+        spec = data.pop("spec", None) or {}
+        probes = {k: Probe(**spec[k]) if spec.get(k) else None for k in ("liveness", "readiness")}
+        app_spec = AppSpec(**{**spec, **probes, "rolling_update": RollingUpdate(**spec.get("rolling_update", {}))})
+        return cls(**{**data, "spec": app_spec, "domains": tuple(data.get("domains", ()))})

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from controller.controller import Controller
 from core import log as logging
 from core.commands import Actor, CommandError, execute
 from core.config import ConfigError, Settings
+from core.control import run_via_server
 from core.db import Database
 from core.registry import load_commands
 from core.services import Services
+from core.storage import storage_for
 
 
 class StdinInput:
@@ -30,12 +33,21 @@ class StreamOutput:
         self.stream.flush()
 
 
+IN_PROCESS = {"serve", "db:upgrade", "help", "version"}
+
+
 async def run_local(argv: list[str], settings: Settings) -> int:
+    """Run in the running server when there is one (it owns the runtime), else in this process."""
+    if argv[0] not in IN_PROCESS:
+        status = await run_via_server(settings.data_dir, argv)
+        if status is not None:
+            return status
     db = Database(settings.database_url)
     try:
-        if argv[:1] not in (["serve"], ["help"], ["version"], []):
+        if argv[0] not in IN_PROCESS:
             await asyncio.to_thread(db.upgrade)
-        services = Services(settings=settings, db=db)
+        services = Services(settings=settings, db=db, storage=storage_for(settings.storage))
+        services.controller = Controller(services)
         return await execute(argv, Actor.local(), services, StdinInput(), StreamOutput(sys.stdout),
                              StreamOutput(sys.stderr), remote=False)
     finally:

@@ -46,3 +46,32 @@ def key_name(value: str) -> str:
             "underscores or @, starting with a letter or digit (like laptop)."
         )
     return value
+
+
+HOSTNAME_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+CONFIG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_CONFIG = {"PORT", "DYNO", "HOME"}
+PROCESS_TYPE = re.compile(r"^[a-z][a-z0-9_-]{0,29}$")
+
+
+def hostname(value: str) -> str:
+    host = value.strip().lower().rstrip(".")
+    labels = host.split(".")
+    if len(host) > 253 or len(labels) < 2 or not all(len(l) <= 63 and HOSTNAME_LABEL.match(l) for l in labels):
+        raise CommandError(f"'{shown(value)}' is not a host name; give one like www.example.com.")
+    return host
+
+
+def config_name(value: str) -> str:
+    if len(value) > 255 or not CONFIG_NAME.match(value):
+        raise CommandError(f"'{shown(value)}' is not a valid config var name; use letters, digits and underscores, "
+                           "not starting with a digit (like DATABASE_URL).")
+    if value in RESERVED_CONFIG or value.startswith("TERESA_"):
+        raise CommandError(f"{value} is reserved: Teresa sets it for every process; choose another name.")
+    return value
+
+
+def process_type(value: str) -> str:
+    if not PROCESS_TYPE.match(value):
+        raise CommandError(f"'{shown(value)}' is not a process type; use a Procfile name like web or worker.")
+    return value

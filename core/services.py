@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from core.config import Settings
 from core.db import Database
-
-
-class AppLifecycle(Protocol):
-    async def created(self, app: str) -> None: ...
-
-    async def destroyed(self, app: str) -> None: ...
-
-    async def info(self, app: str) -> dict[str, Any]: ...
 
 
 @dataclass
 class Services:
     settings: Settings
     db: Database
-    apps: AppLifecycle | None = None
+    storage: Any = None      # core.storage.Storage
+    runtime: Any = None      # controller.runtime.base.Runtime
+    controller: Any = None   # controller.controller.Controller
 
     def git_remote(self, app: str) -> str:
         host, port = self.settings.public_ssh_addr

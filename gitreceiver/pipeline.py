@@ -81,7 +81,12 @@ class PushPipeline:
     async def _build_and_release(self, app: str, build_id: str, commit: str, repo: Path, actor: Actor,
                                  out: LineSink) -> None:
         settings = self.services.settings
-        spec = teresa_yaml.parse(await asyncio.to_thread(_read_file, repo, commit, b"teresa.yaml"))
+        raw = await asyncio.to_thread(_read_file, repo, commit, b"teresa.yaml")
+        try:
+            spec_text = raw.decode("utf-8") if raw else ""
+        except UnicodeDecodeError:
+            raise teresa_yaml.TeresaYamlError("teresa.yaml is not UTF-8 text; save it as UTF-8.") from None
+        teresa_yaml.parse(spec_text or None)  # fail before building, not after
         keys = build_keys(app, build_id)
         await self._upload_source(repo, commit, keys["source"])
         config = await self.services.controller.config_vars(app)
@@ -89,7 +94,7 @@ class PushPipeline:
                                cache_key=keys["cache"], config=config,
                                buildpack_url=config.get("BUILDPACK_URL", ""), timeout_seconds=settings.build_timeout)
         await self.services.runtime.build(request, out)
-        await self.services.controller.release_build(app, build_id, keys["slug"], spec, actor, out)
+        await self.services.controller.release_build(app, build_id, keys["slug"], spec_text, actor, out)
 
     async def _upload_source(self, repo: Path, commit: str, key: str) -> None:
         with tempfile.TemporaryDirectory(prefix="teresa-push-") as scratch:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable, Callable, Mapping, Protocol
+from typing import AsyncIterator, Awaitable, Callable, Mapping, Protocol, Sequence
 
 from controller.spec import ReleaseSpec
 
@@ -70,6 +70,9 @@ class Runtime(Protocol):
         """Roll out `release`; on failure undo to `previous` and raise RolloutFailed."""
 
     async def ps(self, app: str) -> list[ProcessStatus]: ...
+
+    async def set_domains(self, app: str, domains: Sequence[str]) -> None:
+        """Route these custom host names to the app, besides APP.<TERESA_DOMAIN>."""
 
     async def restart(self, app: str, process_type: str | None) -> None: ...
 

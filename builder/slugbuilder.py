@@ -1,0 +1,262 @@
+"""teresa-slugbuilder: turn a source tarball in storage into a slug, with buildpacks.
+
+Configured by environment only (see docs/buildpacks.md): TERESA_SOURCE_KEY, TERESA_SLUG_KEY,
+TERESA_CACHE_KEY, BUILDPACK_URL, TERESA_BUILD_CONFIG, TERESA_BUILD_TIMEOUT and the
+TERESAFILESTORAGE_* storage settings. It prints lines for a human and exits 0 on success.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import BinaryIO, Mapping
+
+from builder import archive, buildpack, procfile, slugignore
+from builder.buildpack import Buildpack, BuildpackError, Release, Runner
+from builder.output import Output
+from builder.process import TimedOut
+from core.config import ConfigError, StorageSettings, storage_from_env
+from core.storage import Storage, StorageError, StorageNotFound, storage_for
+
+DEFAULT_TIMEOUT = 15 * 60
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+CONFIG_PROFILE = ".profile.d/000-buildpack-config-vars.sh"
+
+
+class BuildError(Exception):
+    """The build cannot go on; the message is one sentence naming the problem and the fix."""
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    source_key: str
+    slug_key: str
+    cache_key: str
+    storage: StorageSettings
+    buildpack_url: str = ""
+    config: Mapping[str, str] = field(default_factory=dict, repr=False)
+    timeout: int = DEFAULT_TIMEOUT
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "BuildSettings":
+        missing = [name for name in ("TERESA_SOURCE_KEY", "TERESA_SLUG_KEY") if not env.get(name)]
+        if missing:
+            raise BuildError(f"{' and '.join(missing)} must be set; the slugbuilder reads its job from the environment.")
+        try:
+            storage = storage_from_env(env, Path(env.get("TERESA_DATA_DIR") or ".teresa").absolute())
+        except ConfigError as exc:
+            raise BuildError(str(exc)) from None
+        timeout = env.get("TERESA_BUILD_TIMEOUT", "").strip() or str(DEFAULT_TIMEOUT)
+        if not timeout.isdigit() or int(timeout) <= 0:
+            raise BuildError(f"TERESA_BUILD_TIMEOUT={timeout!r} is not a number of seconds; set it like {DEFAULT_TIMEOUT}.")
+        return cls(
+            source_key=env["TERESA_SOURCE_KEY"],
+            slug_key=env["TERESA_SLUG_KEY"],
+            cache_key=env.get("TERESA_CACHE_KEY", ""),
+            storage=storage,
+            buildpack_url=env.get("BUILDPACK_URL", "").strip(),
+            config=_config_vars(env.get("TERESA_BUILD_CONFIG", "")),
+            timeout=int(timeout),
+        )
+
+
+def _config_vars(raw: str) -> dict[str, str]:
+    try:
+        config = json.loads(raw) if raw.strip() else {}
+    except json.JSONDecodeError:
+        config = None
+    if not isinstance(config, dict) or not all(isinstance(v, str) for v in config.values()):
+        raise BuildError("TERESA_BUILD_CONFIG is not a JSON object of strings; set it like {\"NAME\": \"value\"}.")
+    bad = sorted(name for name in config if not ENV_NAME.fullmatch(name))
+    if bad:
+        raise BuildError(f"Config var name {bad[0]!r} is not valid; use letters, digits and underscores.")
+    return config
+
+
+def buildpack_env(env: Mapping[str, str]) -> dict[str, str]:
+    """What buildpack scripts see: the environment without Teresa's own settings (storage credentials)."""
+    clean = {k: v for k, v in env.items() if not k.startswith("TERESA") and k != "BUILDPACK_URL"}
+    clean.update(STACK="teresa", PYTHONUNBUFFERED="1")
+    return clean
+
+
+class Build:
+    def __init__(self, settings: BuildSettings, out: Output, work: Path) -> None:
+        self.settings, self.out = settings, out
+        self.build_dir, self.cache_dir, self.env_dir = work / "app", work / "cache", work / "env"
+        self.work = work
+        self.deadline = time.monotonic() + settings.timeout
+        self.storage: Storage = storage_for(settings.storage)
+        self.run = Runner(out, buildpack_env(os.environ), self.deadline, self.build_dir)
+
+    def __call__(self) -> None:
+        self.fetch_source()
+        declared = self.read_procfile()
+        self.restore_cache()
+        self.write_env_dir()
+        pack = self.select_buildpack()
+        pack.compile(self.build_dir, self.cache_dir, self.env_dir, self.run)
+        release = pack.release(self.build_dir, self.run)
+        processes = self.write_runtime_files(declared, release)
+        self.upload_slug()
+        self.save_cache()
+        self.report(processes, declared)
+
+    def fetch_source(self) -> None:
+        tarball = self.work / "source.tgz"
+        try:
+            self.storage.get_file(self.settings.source_key, tarball)
+        except StorageNotFound:
+            raise BuildError(f"The source tarball {self.settings.source_key} is not in storage; push again.") from None
+        archive.extract(tarball, self.build_dir, what="source tarball")
+        tarball.unlink()
+        if removed := slugignore.apply(self.build_dir):
+            self.out.step(f"Removed {len(removed)} path{'s' * (len(removed) != 1)} listed in .slugignore")
+
+    def read_procfile(self) -> dict[str, str]:
+        path = self.build_dir / "Procfile"
+        if not path.is_file():
+            return {}
+        try:
+            return procfile.parse(path.read_text())
+        except UnicodeDecodeError:
+            raise BuildError("The Procfile is not UTF-8 text; save it as UTF-8.") from None
+        except procfile.ProcfileError as exc:
+            raise BuildError(str(exc)) from None
+
+    def restore_cache(self) -> None:
+        self.cache_dir.mkdir()
+        key = self.settings.cache_key
+        if not key or not self.storage.exists(key):
+            return
+        tarball = self.work / "cache.tgz"
+        self.storage.get_file(key, tarball)
+        try:
+            archive.extract(tarball, self.cache_dir, what="build cache")
+        except archive.ArchiveError:
+            self.out.info("The build cache could not be restored; building without it.")
+            _empty(self.cache_dir)
+        tarball.unlink()
+
+    def write_env_dir(self) -> None:
+        self.env_dir.mkdir()
+        for name, value in self.settings.config.items():
+            (self.env_dir / name).write_text(value)
+
+    def select_buildpack(self) -> Buildpack:
+        url = self.settings.buildpack_url
+        if url:
+            pack = buildpack.resolve(url, self.work, self.out, self.deadline)
+            name = pack.detect(self.build_dir, self.run)
+            if name is None:
+                raise BuildError(f"The buildpack {pack.label} does not support this app (its bin/detect said no); check BUILDPACK_URL.")
+            self.out.step(f"{name} app detected")
+            return pack
+        for candidate in map(buildpack.builtin, buildpack.BUILTIN_ORDER):
+            if (name := candidate.detect(self.build_dir, self.run)) is not None:
+                self.out.step(f"{name} app detected")
+                return candidate
+        raise BuildError(f"No buildpack recognises this app; {buildpack.DETECT_HINT}.")
+
+    def write_runtime_files(self, declared: dict[str, str], release: Release) -> dict[str, str]:
+        processes = dict(declared)
+        for kind, command in release.process_types.items():
+            processes.setdefault(kind, command)
+        (self.build_dir / "Procfile").write_text(procfile.render(processes))
+        if release.config_vars:
+            profile = self.build_dir / CONFIG_PROFILE
+            profile.parent.mkdir(exist_ok=True)
+            profile.write_text(_profile_defaults(release.config_vars))
+        return processes
+
+    def upload_slug(self) -> None:
+        self.out.step("Compressing...")
+        slug = self.work / "slug.tgz"
+        archive.pack(self.build_dir, slug, skip=lambda rel: rel == ".git" or rel.startswith(".git/"))
+        self.out.info(f"Done: {_size(slug.stat().st_size)}")
+        self.storage.put_file(self.settings.slug_key, slug)
+        slug.unlink()
+
+    def save_cache(self) -> None:
+        if not self.settings.cache_key:
+            return
+        tarball = self.work / "cache-out.tgz"
+        archive.pack(self.cache_dir, tarball)
+        self.storage.put_file(self.settings.cache_key, tarball)
+
+    def report(self, processes: dict[str, str], declared: dict[str, str]) -> None:
+        self.out.step("Discovering process types")
+        self.out.info(f"Procfile declares types -> {', '.join(processes) or '(none)'}")
+        defaults = [kind for kind in processes if kind not in declared]
+        if defaults:
+            self.out.info(f"Default types for buildpack -> {', '.join(defaults)}")
+
+
+def _profile_defaults(config_vars: Mapping[str, str]) -> str:
+    """Shell that sets each buildpack config var unless the app's own config already does."""
+    lines = ["# Written by teresa-slugbuilder from the buildpack's bin/release config_vars."]
+    for name, value in config_vars.items():
+        if ENV_NAME.fullmatch(name):
+            lines.append(f'[ -n "${{{name}+set}}" ] || export {name}={shlex.quote(value)}')
+    return "\n".join(lines) + "\n"
+
+
+def _size(size: int) -> str:
+    return f"{size / (1 << 20):.1f}M" if size >= 1 << 20 else f"{max(1, size // 1024)}K"
+
+
+def _empty(directory: Path) -> None:
+    shutil.rmtree(directory)
+    directory.mkdir()
+
+
+def _on_alarm(_signum: int, _frame: FrameType | None) -> None:
+    raise TimedOut()
+
+
+def _on_term(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def build(env: Mapping[str, str], stream: BinaryIO | None = None) -> int:
+    """Run one build; returns the exit status. The last line printed names any failure."""
+    try:
+        settings = BuildSettings.from_env(env)
+    except BuildError as exc:
+        Output(stream).error(str(exc))
+        return 2
+    out = Output(stream, secrets=settings.config)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.signal(signal.SIGTERM, _on_term)
+    signal.setitimer(signal.ITIMER_REAL, settings.timeout)
+    try:
+        with tempfile.TemporaryDirectory(prefix="teresa-build-") as work:
+            Build(settings, out, Path(work))()
+        return 0
+    except TimedOut:
+        out.error(f"Build timed out after {settings.timeout} seconds; make it faster or raise TERESA_BUILD_TIMEOUT.")
+    except (BuildError, BuildpackError, archive.ArchiveError, StorageError) as exc:
+        out.error(f"Build failed: {exc}")
+    except Exception as exc:  # never a traceback: one line naming what broke
+        out.error(f"Build failed: {type(exc).__name__}: {str(exc).rstrip('.') or 'no details'}.")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    return 1
+
+
+def main() -> None:
+    sys.exit(build(os.environ))
+
+
+if __name__ == "__main__":
+    main()

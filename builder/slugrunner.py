@@ -1,0 +1,138 @@
+"""teresa-slugrunner: run a process of a slug.
+
+    teresa-slugrunner start TYPE       unpack the slug (if TERESA_SLUG_KEY is set), then exec TYPE's Procfile command
+    teresa-slugrunner fetch            only download and unpack the slug into TERESA_APP_DIR
+    teresa-slugrunner exec -- CMD ...  run a command in the slug's environment
+
+The slug is unpacked into TERESA_APP_DIR (default /app), which becomes HOME and the working
+directory. `.profile` and `.profile.d/*.sh` are sourced by bash, which then execs the command, so
+the app keeps the process id that was started and receives signals directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Mapping, NoReturn, Sequence
+
+from builder import archive, procfile
+from core.config import ConfigError, storage_from_env
+from core.storage import StorageError, storage_for
+
+# $1 is the command line; bash -c of a simple command execs it in place.
+PROFILE_THEN_EXEC = (
+    'for f in "$HOME"/.profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; '
+    '[ -r "$HOME/.profile" ] && . "$HOME/.profile"; '
+)
+
+
+class RunnerError(Exception):
+    """One sentence for the user."""
+
+
+def app_dir(env: Mapping[str, str]) -> Path:
+    return Path(env.get("TERESA_APP_DIR") or "/app").absolute()
+
+
+def fetch(env: Mapping[str, str]) -> Path:
+    """Download TERESA_SLUG_KEY and unpack it into the app directory."""
+    key = env.get("TERESA_SLUG_KEY", "")
+    if not key:
+        raise RunnerError("TERESA_SLUG_KEY is not set; set it to the slug's storage key.")
+    target = app_dir(env)
+    try:
+        storage = storage_for(storage_from_env(env, Path(env.get("TERESA_DATA_DIR") or ".teresa").absolute()))
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="teresa-slug-") as tmp:
+            slug = Path(tmp) / "slug.tgz"
+            storage.get_file(key, slug)
+            archive.extract(slug, target, what="slug", any_link_target=True)
+    except (ConfigError, StorageError, archive.ArchiveError) as exc:
+        raise RunnerError(str(exc)) from None
+    return target
+
+
+def command_for(directory: Path, process_type: str) -> str:
+    path = directory / "Procfile"
+    if not path.is_file():
+        raise RunnerError(f"The slug in {directory} has no Procfile; rebuild the app.")
+    try:
+        processes = procfile.parse(path.read_text())
+    except procfile.ProcfileError as exc:
+        raise RunnerError(str(exc)) from None
+    if process_type not in processes:
+        known = ", ".join(processes) or "none"
+        raise RunnerError(f"Process type {process_type!r} is not in the Procfile; the types are: {known}.")
+    return processes[process_type]
+
+
+def app_environment(env: Mapping[str, str], directory: Path) -> dict[str, str]:
+    """The app's environment: storage credentials and slug-runner settings removed, HOME the app dir."""
+    clean = {k: v for k, v in env.items() if not k.startswith("TERESAFILESTORAGE_") and k != "TERESA_SLUG_KEY"}
+    clean["HOME"] = str(directory)
+    return clean
+
+
+def exec_in_slug(env: Mapping[str, str], directory: Path, script: str, args: Sequence[str]) -> NoReturn:
+    os.chdir(directory)
+    sys.stdout.flush()
+    os.execvpe("bash", ["bash", "-c", PROFILE_THEN_EXEC + script, "teresa-slugrunner", *args],
+               app_environment(env, directory))  # fmt: skip
+
+
+def _prepare(env: Mapping[str, str]) -> Path:
+    if env.get("TERESA_SLUG_KEY"):
+        return fetch(env)
+    directory = app_dir(env)
+    if not directory.is_dir():
+        raise RunnerError(f"{directory} does not exist; set TERESA_SLUG_KEY or TERESA_APP_DIR to an unpacked slug.")
+    return directory
+
+
+def start(env: Mapping[str, str], process_type: str) -> NoReturn:
+    directory = _prepare(env)
+    command = command_for(directory, process_type)
+    exec_in_slug(env, directory, 'exec bash -c "$1"', [command])
+
+
+def run_command(env: Mapping[str, str], argv: Sequence[str]) -> NoReturn:
+    if not argv:
+        raise RunnerError("exec needs a command; use teresa-slugrunner exec -- CMD ARGS...")
+    directory = _prepare(env)
+    if len(argv) == 1 and any(ch.isspace() for ch in argv[0]):
+        exec_in_slug(env, directory, 'exec bash -c "$1"', argv)  # one string: a shell command line
+    exec_in_slug(env, directory, 'exec "$@"', argv)
+
+
+def parser() -> argparse.ArgumentParser:
+    parse = argparse.ArgumentParser(prog="teresa-slugrunner", description="Run a process of a Teresa slug.")
+    commands = parse.add_subparsers(dest="command", required=True)
+    commands.add_parser("start", help="run a Procfile process type").add_argument("type")
+    commands.add_parser("fetch", help="only download and unpack the slug")
+    commands.add_parser("exec", help="run a command in the slug's environment").add_argument("argv", nargs=argparse.REMAINDER)
+    return parse
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    env = dict(os.environ)
+    try:
+        if args.command == "fetch":
+            print(f"Unpacked the slug into {fetch(env)}", flush=True)
+        elif args.command == "start":
+            start(env, args.type)
+        else:
+            run_command(env, args.argv[1:] if args.argv[:1] == ["--"] else args.argv)
+    except RunnerError as exc:
+        print(f"teresa-slugrunner: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    except Exception as exc:  # never a traceback: one line naming what broke
+        print(f"teresa-slugrunner: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""Commands that change or inspect what runs: config, processes, logs, releases, run, domains."""
+
+from __future__ import annotations
+
+import argparse
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from controller import releases
+from controller.runtime.base import RuntimeError_
+from core import names
+from core.commands import APP, APP_TEAM, CommandError, Invocation, arg, command
+from core.models import Domain, Release
+from keys import access
+
+MAX_CONFIG_VALUE = 32 * 1024
+MAX_REPLICAS = 100
+MASK = "********"
+
+
+async def _check_app(inv: Invocation) -> str:
+    name = inv.args.app
+    await inv.services.db.run(lambda s: access.app_for(s, inv.actor, name))
+    return name
+
+
+async def _released(inv: Invocation, version: int | None) -> None:
+    if version is None:
+        await inv.print("Saved; it takes effect with the first push.")
+
+
+# --- config --------------------------------------------------------------------------------
+
+
+@command("config", "Show an app's config vars (values masked unless --reveal).", APP,
+         arg("--reveal", action="store_true", help="show the values"), json=True, access=APP_TEAM,
+         example="config myapp --reveal")
+async def config_show(inv: Invocation) -> None:
+    app = await _check_app(inv)
+    config = await inv.services.controller.config_vars(app)
+    shown = {k: (v if inv.args.reveal else MASK) for k, v in sorted(config.items())}
+    if inv.args.json:
+        await inv.print_json(shown)
+    elif not shown:
+        await inv.print(f"{app} has no config vars; set some with: config:set {app} NAME=value")
+    else:
+        await inv.print_table(["NAME", "VALUE"], [[k, v] for k, v in shown.items()])
+
+
+def _assignments(pairs: list[str]) -> dict[str, str]:
+    updates: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise CommandError(f"'{names.shown(pair)}' is not NAME=value; write it like DEBUG=1.")
+        names.config_name(name)
+        if len(value.encode()) > MAX_CONFIG_VALUE:
+            raise CommandError(f"the value of {name} is larger than {MAX_CONFIG_VALUE} bytes; store big data elsewhere.")
+        updates[name] = value
+    return updates
+
+
+@command("config:set", "Set config vars and release them.", APP,
+         arg("pairs", nargs="+", metavar="NAME=VALUE", help="the vars to set"), access=APP_TEAM,
+         example="config:set myapp DEBUG=0 'GREETING=hello world'")
+async def config_set(inv: Invocation) -> None:
+    app = await _check_app(inv)
+    updates = _assignments(inv.args.pairs)
+    version = await inv.services.controller.set_config(app, updates, [], inv.actor, inv.print)
+    await inv.print(f"Set {', '.join(sorted(updates))} on {app}.")
+    await _released(inv, version)
+
+
+@command("config:unset", "Remove config vars and release the change.", APP,
+         arg("names", nargs="+", metavar="NAME", help="the vars to remove"), access=APP_TEAM,
+         example="config:unset myapp DEBUG")
+async def config_unset(inv: Invocation) -> None:
+    app = await _check_app(inv)
+    removals = [names.config_name(n) for n in inv.args.names]
+    version = await inv.services.controller.set_config(app, {}, removals, inv.actor, inv.print)
+    await inv.print(f"Unset {', '.join(removals)} on {app}.")
+    await _released(inv, version)
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+def _uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+@command("ps", "List an app's processes: type, replica, state, restarts, uptime.", APP, json=True,
+         access=APP_TEAM, example="ps myapp")
+async def ps(inv: Invocation) -> None:
+    app = await _check_app(inv)
+    processes = await inv.services.controller.runtime.ps(app)
+    if inv.args.json:
+        await inv.print_json([p.__dict__ for p in processes])
+    elif not processes:
+        await inv.print(f"{app} runs no processes.")
+    else:
+        await inv.print_table(["PROCESS", "STATE", "RESTARTS", "UPTIME", "RELEASE"],
+                              [[p.replica, p.state, p.restarts, _uptime(p.uptime_seconds), f"v{p.release}"]
+                               for p in processes])
+
+
+def _formation(pairs: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for pair in pairs:
+        kind, sep, number = pair.partition("=")
+        names.process_type(kind)
+        if not sep or not number.isdigit() or int(number) > MAX_REPLICAS:
+            raise CommandError(f"'{names.shown(pair)}' is not TYPE=N with N from 0 to {MAX_REPLICAS}; "
+                               "write it like web=2.")
+        counts[kind] = int(number)
+    return counts
+
+
+@command("ps:scale", "Set how many processes of each type run.", APP,
+         arg("pairs", nargs="+", metavar="TYPE=N", help="process counts"), access=APP_TEAM,
+         example="ps:scale myapp web=3 worker=1")
+async def ps_scale(inv: Invocation) -> None:
+    app = await _check_app(inv)
+    await inv.services.controller.scale(app, _formation(inv.args.pairs), inv.actor, inv.print)
+
+
+@command("ps:restart", "Restart an app's processes (all, or one type), rolling.", APP,
+         arg("type", nargs="?", metavar="TYPE", help="only this process type"), access=APP_TEAM,
+         example="ps:restart myapp web")
+async def ps_restart(inv: Invocation) -> None:
+    app = await _check_app(inv)
+    kind = names.process_type(inv.args.type) if inv.args.type else None
+    try:
+        await inv.services.controller.restart(app, kind, inv.actor, inv.print)
+    except RuntimeError_ as exc:
+        raise CommandError(str(exc)) from None
+
+
+@command("logs", "Show an app's process output; -f follows it.", APP,
+         arg("-n", "--lines", type=int, default=100, metavar="N", help="how many recent lines (default 100)"),
+         arg("-f", "--follow", action="store_true", help="keep printing new lines until you disconnect"),
+         arg("-p", "--process", metavar="TYPE", help="only this process type"), access=APP_TEAM,
+         example="logs myapp -n 50 -f -p web")
+async def logs(inv: Invocation) -> None:
+    app = await _check_app(inv)
+    if not 0 <= inv.args.lines <= 10000:
+        raise CommandError("-n must be from 0 to 10000.")
+    kind = names.process_type(inv.args.process) if inv.args.process else None
+    async for line in inv.services.controller.runtime.logs(app, inv.args.lines, inv.args.follow, kind):
+        await inv.print(line)
+
+
+@command("run", "Run a one-off command with the app's slug and config; exits with its status.", APP,
+         arg("argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to run"),
+         access=APP_TEAM, example="run myapp -- python manage.py migrate")
+async def run(inv: Invocation) -> int:
+    app = await _check_app(inv)
+    argv = inv.args.argv[1:] if inv.args.argv[:1] == ["--"] else inv.args.argv
+    if not argv:
+        raise CommandError(f"name the command to run, like: run {app} -- ls -la")
+    release = await inv.services.controller.current_spec(app)
+    if release is None:
+        raise CommandError(f"{app} has no release yet; push to deploy it first.")
+    return await inv.services.controller.runtime.run(release, argv, inv.print)
+
+
+# --- releases --------------------------------------------------------------------------------
+
+
+@command("releases", "List an app's releases, newest first; * marks the running one.", APP, json=True,
+         access=APP_TEAM, example="releases myapp")
+async def releases_list(inv: Invocation) -> None:
+    def load(session: Session) -> list[dict]:
+        app = access.app_for(session, inv.actor, inv.args.app)
+        rows = session.scalars(select(Release).where(Release.app_id == app.id).order_by(Release.version.desc()))
+        return [{"version": f"v{r.version}", "running": r.version == app.current_release, "status": r.status,
+                 "reason": r.reason, "user": r.user, "build": r.build_id[:8],
+                 "created_at": r.created_at.replace(microsecond=0).isoformat() + "Z", "error": r.error}
+                for r in rows]
+
+    rows = await inv.services.db.run(load)
+    if inv.args.json:
+        await inv.print_json(rows)
+    elif not rows:
+        await inv.print(f"{inv.args.app} has no releases; push to make the first.")
+    else:
+        await inv.print_table(["", "RELEASE", "STATUS", "REASON", "BY", "WHEN"],
+                              [["*" if r["running"] else "", r["version"], r["status"], r["reason"], r["user"],
+                                r["created_at"]] for r in rows])
+
+
+def _version(value: str) -> int:
+    digits = value.removeprefix("v")
+    if not digits.isdigit():
+        raise CommandError(f"'{names.shown(value)}' is not a release; give one like v3.")
+    return int(digits)
+
+
+@command("releases:rollback", "Release an earlier release's build and config again (default: the previous).", APP,
+         arg("version", nargs="?", metavar="vN", help="the release to go back to"), access=APP_TEAM,
+         example="releases:rollback myapp v3")
+async def releases_rollback(inv: Invocation) -> None:
+    app = await _check_app(inv)
+    version = _version(inv.args.version) if inv.args.version else None
+    await inv.services.controller.rollback(app, version, inv.actor, inv.print)
+
+
+# --- domains ---------------------------------------------------------------------------------
+
+
+@command("domains", "List an app's domains.", APP, json=True, access=APP_TEAM, example="domains myapp")
+async def domains_list(inv: Invocation) -> None:
+    def load(session: Session) -> list[str]:
+        return list(releases.domains_of(session, access.app_for(session, inv.actor, inv.args.app)))
+
+    custom = await inv.services.db.run(load)
+    default = f"{inv.args.app}.{inv.services.settings.domain}"
+    if inv.args.json:
+        await inv.print_json({"default": default, "custom": custom})
+        return
+    await inv.print(f"{default} (default)")
+    for host in custom:
+        await inv.print(host)
+
+
+async def _apply_domains(inv: Invocation, app: str) -> None:
+    hosts = await inv.services.db.run(lambda s: list(releases.domains_of(s, access.find_app(s, app))))
+    if inv.services.runtime is not None:  # otherwise the next release carries them
+        await inv.services.runtime.set_domains(app, hosts)
+
+
+@command("domains:add", "Route a custom host name to an app.", APP, arg("host", metavar="HOST", help="the host name"),
+         access=APP_TEAM, example="domains:add myapp www.example.com")
+async def domains_add(inv: Invocation) -> None:
+    host = names.hostname(inv.args.host)
+    base = inv.services.settings.domain
+    if host == base or host.endswith("." + base):
+        raise CommandError(f"{host} is under Teresa's own domain {base}; every app already has APP.{base}.")
+
+    def save(session: Session) -> str:
+        app = access.app_for(session, inv.actor, inv.args.app)
+        existing = session.scalar(select(Domain).where(Domain.hostname == host))
+        if existing is not None:
+            owner = "this app" if existing.app_id == app.id else "another app"
+            raise CommandError(f"{host} is already routed to {owner}.")
+        session.add(Domain(app_id=app.id, hostname=host))
+        return app.name
+
+    try:
+        app = await inv.services.db.run(save)
+    except IntegrityError:
+        raise CommandError(f"{host} is already routed to another app.") from None
+    await _apply_domains(inv, app)
+    await inv.print(f"{host} now routes to {app}; point its DNS at Teresa's router.")
+
+
+@command("domains:remove", "Stop routing a custom host name to an app.", APP,
+         arg("host", metavar="HOST", help="the host name"), access=APP_TEAM,
+         example="domains:remove myapp www.example.com")
+async def domains_remove(inv: Invocation) -> None:
+    host = names.hostname(inv.args.host)
+
+    def remove(session: Session) -> str:
+        app = access.app_for(session, inv.actor, inv.args.app)
+        domain = session.scalar(select(Domain).where(Domain.hostname == host, Domain.app_id == app.id))
+        if domain is None:
+            raise CommandError(f"{host} is not a domain of {app.name}; run: domains {app.name}")
+        session.delete(domain)
+        return app.name
+
+    app = await inv.services.db.run(remove)
+    await _apply_domains(inv, app)
+    await inv.print(f"{host} removed from {app}.")
+
+

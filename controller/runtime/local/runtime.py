@@ -1,0 +1,258 @@
+"""The local runtime: releases run as supervised child processes behind the router."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import AsyncIterator, Sequence
+
+import aiohttp
+
+from controller.runtime.base import (
+    BuildFailed, BuildRequest, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeError_,
+)
+from controller.runtime.local.orphans import reap_orphans
+from controller.runtime.local.processes import base_env, run_streaming
+from controller.runtime.local.rollout import Rollout
+from controller.runtime.local.router import Router
+from controller.runtime.local.slugs import SlugCache, SlugUnavailable
+from controller.runtime.local.state import load_current, save_current
+from controller.runtime.local.supervisor import AppSupervisor, Timings
+from controller.spec import ReleaseSpec
+from core import log
+from core.config import Settings
+
+logger = log.get("runtime.local")
+
+
+def installed_tool(name: str) -> str:
+    """The console script installed beside this Python, else the one on PATH."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else (shutil.which(name) or name)
+
+
+async def _discard(_line: str) -> None:
+    pass
+
+
+class LocalRuntime:
+    def __init__(self, settings: Settings, *, slugrunner: Sequence[str] | None = None,
+                 slugbuilder: Sequence[str] | None = None, timings: Timings = Timings(),
+                 serve_router: bool = True) -> None:
+        self.settings = settings
+        self.apps_dir = settings.data_dir / "apps"
+        self.slugrunner = list(slugrunner or [installed_tool("teresa-slugrunner")])
+        self.slugbuilder = list(slugbuilder or [installed_tool("teresa-slugbuilder")])
+        self.timings = timings
+        self.router = Router(settings.domain, self._serving_ports)
+        self.slugs = SlugCache(self.apps_dir, self.slugrunner, settings.storage.to_env())
+        self._serve_router = serve_router
+        self._supervisors: dict[str, AppSupervisor] = {}
+        self._current: dict[str, ReleaseSpec] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._restoring: list[asyncio.Task] = []
+        self._run_ids = itertools.count(1)
+        self._http: aiohttp.ClientSession | None = None
+
+    # -- lifecycle
+
+    async def start(self) -> None:
+        # Health checks close their connections, as Kubernetes' do: an idle kept-alive
+        # connection would tie up a single-threaded app server.
+        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
+                                           cookie_jar=aiohttp.DummyCookieJar())
+        if self._serve_router:
+            await self.router.start(self.settings.router_addr)
+        if reaped := await asyncio.to_thread(reap_orphans, self.apps_dir):
+            logger.warning("stopped processes left behind by an earlier server", count=len(reaped))
+        for app_root in await asyncio.to_thread(self._app_roots):
+            self.router.add_app(app_root.name)
+            await asyncio.to_thread(self.supervisor(app_root.name).logs.load_history)
+            release = await asyncio.to_thread(load_current, app_root)
+            if release is not None:
+                self._current[release.app] = release
+                self.router.set_domains(release.app, release.domains)
+                self._restoring.append(asyncio.create_task(self._restore(release)))
+
+    async def wait_restored(self) -> None:
+        await asyncio.gather(*self._restoring, return_exceptions=True)
+
+    async def stop(self) -> None:
+        for task in self._restoring:
+            task.cancel()
+        await self.wait_restored()
+        await asyncio.gather(*(self._stop_app(app) for app in list(self._supervisors)))
+        await self.router.stop()
+        if self._http:
+            await self._http.close()
+
+    def _app_roots(self) -> list[Path]:
+        return sorted(p for p in self.apps_dir.iterdir() if p.is_dir()) if self.apps_dir.is_dir() else []
+
+    async def _restore(self, release: ReleaseSpec) -> None:
+        """Start the app's processes again; they are supervised from then on, ready or not."""
+        async with self._lock(release.app):
+            try:
+                app_dir = await self.slugs.ensure(release)
+            except SlugUnavailable as exc:
+                logger.warning("app not restored", app=release.app, reason=str(exc))
+                return
+            supervisor = self.supervisor(release.app)
+            for process_type in release.long_running_types:
+                for _ in range(release.replicas(process_type) - len(supervisor.live(process_type))):
+                    supervisor.add(release, process_type, app_dir)
+            logger.info("app restored", app=release.app, release=release.label)
+
+    # -- apps
+
+    def supervisor(self, app: str) -> AppSupervisor:
+        if app not in self._supervisors:
+            if self._http is None:
+                raise RuntimeError("LocalRuntime.start() must be awaited before it runs processes.")
+            self._supervisors[app] = AppSupervisor(app, self.apps_dir / app, self._http, self.timings, self.slugrunner)
+        return self._supervisors[app]
+
+    def _lock(self, app: str) -> asyncio.Lock:
+        return self._locks.setdefault(app, asyncio.Lock())
+
+    def _serving_ports(self, app: str) -> list[int]:
+        supervisor = self._supervisors.get(app)
+        return supervisor.serving_ports("web") if supervisor else []
+
+    async def create_app(self, app: str) -> None:
+        await asyncio.to_thread((self.apps_dir / app).mkdir, parents=True, exist_ok=True)
+        self.router.add_app(app)
+
+    async def destroy_app(self, app: str) -> None:
+        async with self._lock(app):
+            self.router.remove_app(app)
+            await self._stop_app(app)
+            self._current.pop(app, None)
+            await asyncio.to_thread(shutil.rmtree, self.apps_dir / app, True)
+
+    async def _stop_app(self, app: str) -> None:
+        supervisor = self._supervisors.pop(app, None)
+        if supervisor:
+            await supervisor.stop_all(drain=False)
+            supervisor.logs.close()
+
+    async def set_domains(self, app: str, domains: Sequence[str]) -> None:
+        """Custom domains the router sends to `app`, besides APP.<TERESA_DOMAIN>, kept across restarts.
+
+        A later deploy replaces them with its release's `domains`.
+        """
+        self.router.set_domains(app, tuple(domains))
+        async with self._lock(app):
+            if current := self._current.get(app):
+                self._current[app] = current = dataclasses.replace(current, domains=tuple(domains))
+                await asyncio.to_thread(save_current, self.apps_dir / app, current)
+
+    # -- releases
+
+    async def build(self, request: BuildRequest, out: LineSink) -> None:
+        env = base_env({
+            **self.settings.storage.to_env(),
+            "TERESA_SOURCE_KEY": request.source_key,
+            "TERESA_SLUG_KEY": request.slug_key,
+            "TERESA_CACHE_KEY": request.cache_key,
+            "TERESA_BUILD_CONFIG": json.dumps(dict(request.config)),
+            "TERESA_BUILD_TIMEOUT": str(request.timeout_seconds),
+            **({"BUILDPACK_URL": request.buildpack_url} if request.buildpack_url else {}),
+        })
+        try:
+            status = await run_streaming(self.slugbuilder, env, out, timeout=request.timeout_seconds)
+        except asyncio.TimeoutError:
+            raise BuildFailed(f"The build took longer than {request.timeout_seconds} seconds and was stopped; "
+                              "make it faster or raise TERESA_BUILD_TIMEOUT.") from None
+        except OSError as exc:
+            raise BuildFailed(f"The slug builder could not be started ({exc.strerror}); "
+                              "reinstall Teresa so that teresa-slugbuilder is on its PATH.") from None
+        if status != 0:
+            raise BuildFailed(f"The build failed with exit status {status}; see its output above.")
+
+    async def release_phase(self, release: ReleaseSpec, out: LineSink) -> None:
+        if "release" not in release.processes:
+            return
+        try:
+            app_dir = await self.slugs.ensure(release)
+        except SlugUnavailable as exc:
+            raise ReleasePhaseFailed(str(exc)) from None
+        logs = self.supervisor(release.app).logs
+        await out(f"-----> Running the release command of {release.label}")
+
+        async def both(line: str) -> None:
+            logs.append("release", "release.1", line)
+            await out(line)
+
+        tail: list[str] = []
+        env = base_env({**release.config, "TERESA_APP_DIR": str(app_dir), "DYNO": "release.1"})
+        try:
+            status = await run_streaming([*self.slugrunner, "start", "release"], env, both, cwd=app_dir,
+                                         timeout=self.settings.build_timeout, tail=tail, tail_size=5)
+        except asyncio.TimeoutError:
+            raise ReleasePhaseFailed(f"The release command of {release.label} ran longer than "
+                                     f"{self.settings.build_timeout} seconds and was stopped; "
+                                     f"{release.label} was not released.") from None
+        if status != 0:
+            output = f" (last output: {' / '.join(tail)})" if tail else ""
+            raise ReleasePhaseFailed(f"The release command of {release.label} failed with exit status {status}"
+                                     f"{output}; {release.label} was not released.")
+
+    async def deploy(self, release: ReleaseSpec, previous: ReleaseSpec | None, out: LineSink) -> None:
+        """Roll `release` out. What runs now is known here, so `previous` is only informative."""
+        restart = release.long_running_types if release.reason == "restart" else ()
+        async with self._lock(release.app):
+            self.router.add_app(release.app)
+            await self._roll(release, out, restart)
+            self.router.set_domains(release.app, release.domains)
+
+    async def _roll(self, release: ReleaseSpec, out: LineSink, restart: Sequence[str]) -> None:
+        try:
+            app_dir = await self.slugs.ensure(release)
+        except SlugUnavailable as exc:
+            raise RolloutFailed(str(exc)) from None
+        supervisor = self.supervisor(release.app)
+        formation = " ".join(f"{t}={release.replicas(t)}" for t in release.long_running_types)
+        await out(f"-----> Rolling out {release.label}: {formation or 'no processes'}")
+        await Rollout(supervisor, release, app_dir, out, restart).run(self.settings.rollout_timeout)
+        self._current[release.app] = release
+        await asyncio.to_thread(save_current, self.apps_dir / release.app, release)
+        in_use = {r.app_dir for r in supervisor.live()} | {app_dir}
+        await self.slugs.prune(release.app, in_use)
+
+    async def restart(self, app: str, process_type: str | None) -> None:
+        async with self._lock(app):
+            current = self._current.get(app)
+            if current is None:
+                raise RuntimeError_(f"{app} has no running release; push to deploy it first.")
+            types = [process_type] if process_type else current.long_running_types
+            unknown = [t for t in types if t not in current.long_running_types]
+            if unknown:
+                known = ", ".join(current.long_running_types) or "none"
+                raise RuntimeError_(f"{app} has no process type {unknown[0]!r}; its types are {known}.")
+            await self._roll(current, _discard, types)
+
+    def current(self, app: str) -> ReleaseSpec | None:
+        return self._current.get(app)
+
+    async def ps(self, app: str) -> list[ProcessStatus]:
+        supervisor = self._supervisors.get(app)
+        return supervisor.status() if supervisor else []
+
+    async def logs(self, app: str, lines: int, follow: bool, process_type: str | None) -> AsyncIterator[str]:
+        async for line in self.supervisor(app).logs.read(lines, follow, process_type):
+            yield line
+
+    async def run(self, release: ReleaseSpec, argv: list[str], out: LineSink) -> int:
+        try:
+            app_dir = await self.slugs.ensure(release)
+        except SlugUnavailable as exc:
+            raise RuntimeError_(str(exc)) from None
+        env = base_env({**release.config, "TERESA_APP_DIR": str(app_dir), "DYNO": f"run.{next(self._run_ids)}"})
+        status = await run_streaming([*self.slugrunner, "exec", "--", *argv], env, out, cwd=app_dir)
+        return status if status >= 0 else 128 - status

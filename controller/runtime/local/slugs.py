@@ -1,0 +1,85 @@
+"""Unpacked slugs: one directory per release, fetched with `teresa-slugrunner fetch`."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from controller.runtime.base import RuntimeError_
+from controller.runtime.local.processes import base_env, run_streaming
+from controller.spec import ReleaseSpec
+
+KEEP_RELEASES = 3
+RELEASE_DIR = re.compile(r"^v(\d+)$")
+
+
+class SlugUnavailable(RuntimeError_):
+    pass
+
+
+class SlugCache:
+    def __init__(self, apps_dir: Path, slugrunner: Sequence[str], storage_env: Mapping[str, str]) -> None:
+        self.apps_dir = apps_dir
+        self.slugrunner = list(slugrunner)
+        self.storage_env = dict(storage_env)
+        self._locks: dict[Path, asyncio.Lock] = {}
+
+    def releases_dir(self, app: str) -> Path:
+        return self.apps_dir / app / "releases"
+
+    async def ensure(self, release: ReleaseSpec) -> Path:
+        """The release's unpacked slug directory, fetching it the first time."""
+        target = self.releases_dir(release.app) / release.label
+        async with self._locks.setdefault(target, asyncio.Lock()):
+            marker = target.with_suffix(".slug")
+            if target.is_dir():
+                if not marker.exists():
+                    marker.write_text(release.slug_key)
+                return target
+            if same := self._unpacked_with(release):
+                return same
+            await self._fetch(release, target)
+            marker.write_text(release.slug_key)
+            return target
+
+    def _unpacked_with(self, release: ReleaseSpec) -> Path | None:
+        """Another release's directory holding the same slug (a scale or config release)."""
+        for marker in self.releases_dir(release.app).glob("v*.slug"):
+            directory = marker.with_suffix("")
+            if directory.is_dir() and marker.read_text() == release.slug_key:
+                return directory
+        return None
+
+    async def _fetch(self, release: ReleaseSpec, target: Path) -> None:
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
+        partial.mkdir(parents=True)
+        env = base_env({**self.storage_env, "TERESA_SLUG_KEY": release.slug_key, "TERESA_APP_DIR": str(partial)})
+        tail: list[str] = []
+
+        async def discard(_line: str) -> None:
+            pass
+
+        try:
+            status = await run_streaming([*self.slugrunner, "fetch"], env, discard, tail=tail, tail_size=3)
+            if status != 0:
+                detail = " / ".join(tail) or f"exit status {status}"
+                raise SlugUnavailable(f"The slug of {release.app} {release.label} could not be fetched ({detail}); "
+                                      f"push again to rebuild it.")
+            partial.rename(target)
+        finally:
+            if partial.exists():
+                await asyncio.to_thread(shutil.rmtree, partial, True)
+
+    async def prune(self, app: str, in_use: set[Path], keep: int = KEEP_RELEASES) -> None:
+        """Remove unpacked releases beyond the newest `keep`, except those in use."""
+        found = sorted(
+            (int(m.group(1)), d) for d in self.releases_dir(app).glob("v*") if (m := RELEASE_DIR.match(d.name))
+        )
+        for _, directory in found[:-keep] if keep else found:
+            if directory not in in_use:
+                await asyncio.to_thread(shutil.rmtree, directory, True)
+                directory.with_suffix(".slug").unlink(missing_ok=True)

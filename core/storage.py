@@ -1,0 +1,262 @@
+"""Object storage for sources, slugs and build caches: a local directory or an S3 bucket.
+
+Keys look like `apps/<app>/builds/<build-id>/slug.tgz`. Every method streams:
+memory stays flat whatever the object size. The methods block; callers on the
+event loop use `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from core.config import StorageSettings
+
+CHUNK = 1 << 20
+PART_SIZE = 8 << 20
+
+
+class StorageError(Exception):
+    """Storage cannot do what was asked; the message is one sentence."""
+
+
+class StorageNotFound(StorageError, KeyError):
+    """No object under this key."""
+
+    def __str__(self) -> str:
+        return f"No object is stored under {self.args[0]!r}."
+
+
+class Storage(Protocol):
+    def put_stream(self, key: str, fileobj: BinaryIO) -> None: ...
+
+    def put_file(self, key: str, path: str | os.PathLike) -> None: ...
+
+    def open_read(self, key: str) -> BinaryIO:
+        """A stream of the object; close it. Raises StorageNotFound."""
+
+    def get_file(self, key: str, path: str | os.PathLike) -> None:
+        """Download to `path` (replaced atomically). Raises StorageNotFound."""
+
+    def exists(self, key: str) -> bool: ...
+
+    def delete_prefix(self, prefix: str) -> None: ...
+
+    def list(self, prefix: str) -> list[str]:
+        """Keys that start with `prefix`, sorted."""
+
+
+def storage_for(settings: StorageSettings) -> Storage:
+    if settings.type == "local":
+        return LocalStorage(Path(settings.root))
+    if settings.type == "s3":
+        return S3Storage(settings)
+    raise StorageError(f"Storage type {settings.type!r} is not supported; use local or s3.")
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that are empty, absolute, or climb out with `..`."""
+    parts = key.split("/")
+    if not key or "\\" in key or "\0" in key or any(part in ("", ".", "..") for part in parts):
+        raise StorageError(f"Storage key {key!r} is not valid; use a relative path like apps/NAME/builds/ID/slug.tgz.")
+    return key
+
+
+def _write_atomically(path: Path, fileobj: BinaryIO) -> None:
+    """Copy a stream to `path` through a temporary file in the same directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(fileobj, out, CHUNK)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class LocalStorage:
+    """Objects are files under `root`; writes land atomically (temporary file, then rename)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.absolute()
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def put_stream(self, key: str, fileobj: BinaryIO) -> None:
+        _write_atomically(self._path(key), fileobj)
+
+    def put_file(self, key: str, path: str | os.PathLike) -> None:
+        with open(path, "rb") as source:
+            self.put_stream(key, source)
+
+    def open_read(self, key: str) -> BinaryIO:
+        try:
+            return open(self._path(key), "rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise StorageNotFound(key) from None
+
+    def get_file(self, key: str, path: str | os.PathLike) -> None:
+        with self.open_read(key) as source:
+            _write_atomically(Path(path), source)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str) -> list[str]:
+        start = self.root / prefix.rpartition("/")[0] if "/" in prefix else self.root
+        if ".." in prefix.split("/") or not start.is_dir():
+            return []
+        keys = []
+        for dirpath, dirnames, filenames in os.walk(start):
+            rel_dir = Path(dirpath).relative_to(self.root).as_posix()
+            for name in filenames:
+                key = name if rel_dir == "." else f"{rel_dir}/{name}"
+                if key.startswith(prefix) and not (name.startswith(".") and name.endswith(".part")):
+                    keys.append(key)
+        return sorted(keys)
+
+    def delete_prefix(self, prefix: str) -> None:
+        for key in self.list(prefix):
+            path = self._path(key)
+            path.unlink(missing_ok=True)
+            for parent in path.parents:
+                if parent == self.root or not parent.is_relative_to(self.root):
+                    break
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
+
+
+class S3Storage:
+    """Objects in an S3 bucket (AWS, SeaweedFS, MinIO); the bucket is created when missing."""
+
+    def __init__(self, settings: StorageSettings) -> None:
+        import boto3
+        from boto3.s3.transfer import TransferConfig
+        from botocore.config import Config
+
+        if not settings.aws_bucket:
+            raise StorageError("S3 storage needs a bucket; set TERESAFILESTORAGE_AWS_BUCKET.")
+        self.bucket = settings.aws_bucket
+        self.region = settings.aws_region or "us-east-1"
+        config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            # Newer botocore adds CRC checksums to every request, which SeaweedFS and MinIO reject.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            retries={"max_attempts": 5, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=60,
+        )
+        self.client = boto3.session.Session().client(
+            "s3",
+            aws_access_key_id=settings.aws_key or None,
+            aws_secret_access_key=settings.aws_secret or None,
+            region_name=self.region,
+            endpoint_url=settings.aws_endpoint or None,
+            config=config,
+        )
+        self.transfer = TransferConfig(
+            multipart_threshold=PART_SIZE,
+            multipart_chunksize=PART_SIZE,
+            max_concurrency=2,
+            preferred_transfer_client="classic",
+        )
+        # Parts of a non-seekable stream are buffered; bound them so memory stays flat.
+        self.transfer.max_in_memory_upload_chunks = 2
+        self._bucket_ready = False
+        self._lock = threading.Lock()
+
+    def _ensure_bucket(self) -> None:
+        if self._bucket_ready:
+            return
+        with self._lock:
+            if self._bucket_ready:
+                return
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+            except _client_error() as exc:
+                if _code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+                    raise StorageError(f"Cannot use S3 bucket {self.bucket!r}: {_message(exc)}.") from None
+                self._create_bucket()
+            self._bucket_ready = True
+
+    def _create_bucket(self) -> None:
+        kwargs: dict = {"Bucket": self.bucket}
+        if self.region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        try:
+            self.client.create_bucket(**kwargs)
+        except _client_error() as exc:
+            if _code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise StorageError(f"Cannot create S3 bucket {self.bucket!r}: {_message(exc)}.") from None
+
+    def put_stream(self, key: str, fileobj: BinaryIO) -> None:
+        self._ensure_bucket()
+        self.client.upload_fileobj(fileobj, self.bucket, check_key(key), Config=self.transfer)
+
+    def put_file(self, key: str, path: str | os.PathLike) -> None:
+        self._ensure_bucket()
+        self.client.upload_file(os.fspath(path), self.bucket, check_key(key), Config=self.transfer)
+
+    def open_read(self, key: str) -> BinaryIO:
+        self._ensure_bucket()
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=check_key(key))["Body"]
+        except _client_error() as exc:
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                raise StorageNotFound(key) from None
+            raise
+
+    def get_file(self, key: str, path: str | os.PathLike) -> None:
+        body = self.open_read(key)
+        try:
+            _write_atomically(Path(path), body)
+        finally:
+            body.close()
+
+    def exists(self, key: str) -> bool:
+        self._ensure_bucket()
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=check_key(key))
+        except _client_error() as exc:
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def list(self, prefix: str) -> list[str]:
+        self._ensure_bucket()
+        keys: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            keys.extend(item["Key"] for item in page.get("Contents", []))
+        return sorted(keys)
+
+    def delete_prefix(self, prefix: str) -> None:
+        keys = self.list(prefix)
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+
+
+def _client_error() -> type[Exception]:
+    from botocore.exceptions import ClientError
+
+    return ClientError
+
+
+def _code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def _message(exc: Exception) -> str:
+    error = getattr(exc, "response", {}).get("Error", {})
+    return str(error.get("Message") or error.get("Code") or exc).rstrip(".")

@@ -1,0 +1,198 @@
+"""`git push` with the real git and ssh clients: builds, live output, rejections, locks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.gitreceiver.conftest import BUILDPACKS, WEB_APP, Deploy
+
+
+def wait_for(condition, timeout: float = 30.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def gated_build(deploy: Deploy, tmp_path: Path) -> Path:
+    """Builds of the app now print a line, then wait until the returned file exists."""
+    go_ahead = tmp_path / "go-ahead"
+    status, _, err = deploy.command(f"config:set shop BUILDPACK_URL={BUILDPACKS / 'wait_for_file'} "
+                                    f"GO_AHEAD_FILE={go_ahead}")
+    assert status == 0, err
+    return go_ahead
+
+
+def test_first_push_builds_releases_and_serves(deploy_any_storage: Deploy) -> None:
+    deploy = deploy_any_storage
+    commit = deploy.git.commit(WEB_APP)
+    push = deploy.git.push("shop")
+    assert push.returncode == 0, push.stderr
+    assert "remote: -----> Building shop main" in push.stderr
+    assert "remote: -----> Released v1: http://shop.localhost" in push.stderr
+    assert deploy.git.remote_refs("shop")["refs/heads/main"] == commit
+    assert deploy.get() == (200, "version one\n")
+
+    status, out, _ = deploy.command("builds shop --json")
+    build = json.loads(out)[0]
+    assert (build["status"], build["commit"], build["user"]) == ("succeeded", commit, "dev@example.com")
+    _, output, _ = deploy.command("builds:output shop")
+    assert "-----> Released v1" in output
+
+
+def test_build_lines_reach_the_client_while_the_build_runs(deploy_any_storage: Deploy, tmp_path: Path) -> None:
+    deploy = deploy_any_storage
+    go_ahead = gated_build(deploy, tmp_path)
+    deploy.git.commit(WEB_APP)
+    push = deploy.git.popen_push("shop")
+    seen = []
+    for line in push.stderr:  # git prints remote: lines on its stderr as they arrive
+        seen.append(line)
+        if "waiting for the go-ahead" in line:
+            break
+    assert push.poll() is None, "the push finished before the build was allowed to"
+    go_ahead.touch()
+    rest = push.stderr.read()
+    assert push.wait(120) == 0, "".join(seen) + rest
+    assert "got the go-ahead" in rest and "Released v1" in rest
+
+
+def test_failed_build_rejects_the_push_and_a_fixed_commit_deploys(deploy_any_storage: Deploy) -> None:
+    deploy = deploy_any_storage
+    deploy.git.commit(WEB_APP)
+    assert deploy.git.push("shop").returncode == 0
+    before = deploy.git.remote_refs("shop")
+
+    deploy.git.commit({"Procfile": "this is not a procfile line\n"})
+    failed = deploy.git.push("shop")
+    assert failed.returncode != 0
+    assert "! [remote rejected] main -> main (build failed)" in failed.stderr
+    assert "Procfile" in failed.stderr  # the builder's last lines say what is wrong
+    assert deploy.git.remote_refs("shop") == before
+    assert deploy.get() == (200, "version one\n")
+
+    deploy.git.commit({"Procfile": WEB_APP["Procfile"], "index.html": "version two\n"})
+    fixed = deploy.git.push("shop")
+    assert fixed.returncode == 0, fixed.stderr
+    assert deploy.get() == (200, "version two\n")
+    status, out, _ = deploy.command("builds shop --json")
+    assert [b["status"] for b in json.loads(out)] == ["succeeded", "failed", "succeeded"]
+
+
+def test_a_second_push_during_a_deploy_is_refused_and_the_first_completes(deploy: Deploy, tmp_path: Path) -> None:
+    go_ahead = gated_build(deploy, tmp_path)
+    deploy.git.commit(WEB_APP)
+    first = deploy.git.popen_push("shop")
+    for line in first.stderr:
+        if "waiting for the go-ahead" in line:
+            break
+    second = deploy.git.push("shop")
+    assert second.returncode != 0
+    assert "dev@example.com started a deploy of shop at" in second.stderr
+    assert "(deploy in progress)" in second.stderr
+    go_ahead.touch()
+    assert first.wait(120) == 0, first.stderr.read()
+
+
+def test_killing_the_client_mid_build_releases_the_lock(deploy: Deploy, tmp_path: Path) -> None:
+    go_ahead = gated_build(deploy, tmp_path)
+    deploy.git.commit(WEB_APP)
+    doomed = subprocess.Popen(["git", "push", deploy.git.remote("shop"), "main"], cwd=deploy.git.workdir,
+                              env=deploy.git.env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    for line in doomed.stderr:
+        if "waiting for the go-ahead" in line:
+            break
+    os.killpg(doomed.pid, signal.SIGKILL)
+    doomed.wait()
+
+    def cancelled() -> bool:
+        _, out, _ = deploy.command("builds shop --json")
+        return json.loads(out)[0]["status"] == "cancelled"
+
+    wait_for(cancelled)
+    go_ahead.touch()
+    push = deploy.git.push("shop")
+    assert push.returncode == 0, push.stderr
+
+
+def test_push_to_an_app_of_another_team_is_refused(deploy: Deploy, ssh_keys: dict[str, Path]) -> None:
+    deploy.server.local("teams:create", "other")
+    deploy.server.local("apps:create", "secret", "--team", "other")
+    deploy.git.commit(WEB_APP)
+    push = deploy.git.push("secret")
+    assert push.returncode != 0
+    assert "permission denied for app 'secret'" in push.stderr
+    missing = deploy.git.push("nosuchapp")
+    assert "app 'nosuchapp' does not exist; create it with: apps:create nosuchapp" in missing.stderr
+
+
+def test_other_branches_are_stored_but_not_built(deploy: Deploy) -> None:
+    commit = deploy.git.commit(WEB_APP)
+    deploy.git.git("branch", "feature")
+    push = deploy.git.push("shop", "feature")
+    assert push.returncode == 0, push.stderr
+    assert "Stored feature; not deployed" in push.stderr
+    assert deploy.git.remote_refs("shop")["refs/heads/feature"] == commit
+    assert json.loads(deploy.command("builds shop --json")[1]) == []
+
+
+def test_force_push_deploys_and_an_unchanged_push_does_nothing(deploy: Deploy) -> None:
+    deploy.git.commit(WEB_APP)
+    assert deploy.git.push("shop").returncode == 0
+    again = deploy.git.push("shop")
+    assert again.returncode == 0 and "Everything up-to-date" in again.stderr
+
+    deploy.git.git("commit", "--amend", "-q", "-m", "rewritten history")  # the pushed commit, rewritten
+    deploy.git.commit({"index.html": "rewritten\n"})
+    plain = deploy.git.push("shop")
+    assert plain.returncode != 0 and "rejected" in plain.stderr  # git itself refuses a non-fast-forward
+    forced = deploy.git.push("shop", force=True)
+    assert forced.returncode == 0, forced.stderr
+    assert deploy.get() == (200, "rewritten\n")
+    assert len(json.loads(deploy.command("builds shop --json")[1])) == 2
+
+
+def test_members_can_clone_what_they_pushed(deploy: Deploy, tmp_path: Path) -> None:
+    commit = deploy.git.commit(WEB_APP)
+    deploy.git.push("shop")
+    clone = subprocess.run(["git", "clone", "-q", deploy.git.remote("shop"), str(tmp_path / "clone")],
+                           env=deploy.git.env, capture_output=True, text=True, timeout=60)
+    assert clone.returncode == 0, clone.stderr
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path / "clone", capture_output=True, text=True)
+    assert head.stdout.strip() == commit
+
+
+def _pack_request(deploy: Deploy, old: str, new: str, pack: bytes) -> subprocess.CompletedProcess[bytes]:
+    """Speak receive-pack by hand through the real ssh client: one ref update, then `pack`."""
+    line = f"{old} {new} refs/heads/main\0report-status side-band-64k\n".encode()
+    request = f"{len(line) + 4:04x}".encode() + line + b"0000" + pack
+    argv = ["ssh", *deploy.ssh.options(deploy.key), "git@127.0.0.1", "git-receive-pack '/shop.git'"]
+    return subprocess.run(argv, input=request, capture_output=True, timeout=60)
+
+
+def test_malformed_or_truncated_packs_leave_the_repository_intact(deploy: Deploy, tmp_path: Path) -> None:
+    old = deploy.git.commit(WEB_APP)
+    assert deploy.git.push("shop").returncode == 0
+    new = deploy.git.commit({"index.html": "never arrives\n"})
+    pack = subprocess.run(["git", "pack-objects", "--stdout", "--revs"], cwd=deploy.git.workdir,
+                          input=f"{new}\n^{old}\n".encode(), capture_output=True, check=True).stdout
+
+    garbage = _pack_request(deploy, old, new, b"PACK" + b"\x00\x00\x00\x02" + os.urandom(200))
+    truncated = _pack_request(deploy, old, new, pack[: len(pack) // 2])
+    for attempt in (garbage, truncated):
+        assert b"Traceback" not in attempt.stderr
+
+    assert deploy.git.remote_refs("shop")["refs/heads/main"] == old
+    clone = tmp_path / "check"
+    subprocess.run(["git", "clone", "-q", deploy.git.remote("shop"), str(clone)], env=deploy.git.env, check=True,
+                   timeout=60)
+    fsck = subprocess.run(["git", "fsck", "--full"], cwd=clone, capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr
+    assert json.loads(deploy.command("builds shop --json")[1])[0]["commit"] == old  # no build for the bad packs
