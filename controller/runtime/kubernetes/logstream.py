@@ -11,6 +11,7 @@ relayed are skipped: nothing is lost or repeated.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -110,8 +111,9 @@ class _Reader(threading.Thread):
     def stop(self) -> None:
         """Unblocks a read in progress; the thread then ends by itself."""
         self._stopped.set()
-        if self._response is not None:
-            self._response.shutdown()
+        if self._response is not None and self.is_alive():
+            with contextlib.suppress(RuntimeError, OSError):  # it may have finished meanwhile
+                self._response.shutdown()
 
 
 async def stream_once(kube: KubeClient, namespace: str, pod: str, container: str,
