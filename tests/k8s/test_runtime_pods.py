@@ -8,11 +8,9 @@ log endpoint as they print it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from controller.runtime import make_runtime
 from controller.runtime.base import BuildFailed, ReleasePhaseFailed, RuntimeError_
@@ -29,15 +27,6 @@ PROCFILE_APP = {
                 "release: echo migrating $GREETING; echo 'no table users' >&2; exit ${RELEASE_EXIT:-0}\n",
     "hello.txt": "hi\n",
 }
-
-
-@pytest_asyncio.fixture
-async def runtime(kube_api: KubeAPI, kubelet: Kubelet, tmp_path: Path) -> AsyncIterator[KubernetesRuntime]:
-    runtime = KubernetesRuntime(runtime_settings(kube_api, tmp_path), poll_interval=0.05)
-    await runtime.start()
-    await runtime.create_app(APP)
-    yield runtime
-    await runtime.stop()
 
 
 def no_pods_left(kube_api: KubeAPI):

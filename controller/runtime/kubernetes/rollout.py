@@ -46,11 +46,12 @@ def progress(deployment: dict[str, Any]) -> Progress:
 
 
 class Stalled(Exception):
-    """A Deployment did not complete; `name` is the Deployment, `reason` says why (`image` if pods cannot even start)."""
+    """A Deployment did not complete; the message is a phrase following its name ("web made no progress ...")."""
 
-    def __init__(self, name: str, reason: str) -> None:
+    def __init__(self, name: str, reason: str, needs_diagnosis: bool = True) -> None:
         super().__init__(reason)
         self.name = name
+        self.needs_diagnosis = needs_diagnosis
 
 
 async def watch(kube: KubeClient, namespace: str, names: list[str], out: Callable[[str], Awaitable[None]],
@@ -63,7 +64,7 @@ async def watch(kube: KubeClient, namespace: str, names: list[str], out: Callabl
         for name in list(pending):
             deployment = await kube.get("apps/v1", "Deployment", name, namespace)
             if deployment is None:
-                raise Stalled(name, f"its Deployment {name} was deleted during the rollout")
+                raise Stalled(name, "was deleted during the rollout", needs_diagnosis=False)
             state = progress(deployment)
             if shown.get(name) != state.line:
                 shown[name] = state.line
@@ -71,11 +72,11 @@ async def watch(kube: KubeClient, namespace: str, names: list[str], out: Callabl
             if state.complete:
                 pending.remove(name)
             elif state.deadline_exceeded:
-                raise Stalled(name, "it made no progress within its deadline")
+                raise Stalled(name, "made no progress within its deadline")
             elif problem := await _start_problem(kube, namespace, deployment):
-                raise Stalled(name, problem)
+                raise Stalled(name, f"cannot start its pods ({problem})", needs_diagnosis=False)
         if pending and time.monotonic() > deadline:
-            raise Stalled(pending[0], f"it was not ready after {timeout:g} seconds")
+            raise Stalled(pending[0], f"was not ready after {timeout:g} seconds")
         if pending:
             await asyncio.sleep(poll_interval)
 

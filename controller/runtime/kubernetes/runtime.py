@@ -131,7 +131,7 @@ class KubernetesRuntime:
             await watch(self.kube, release.app, [d["metadata"]["name"] for d in deployments], out,
                         self.settings.rollout_timeout, self.poll_interval)
         except Stalled as exc:
-            why = await diagnose(self.kube, release.app, exc.name)
+            why = await diagnose(self.kube, release.app, exc.name) if exc.needs_diagnosis else ""
             await self._undo(release, previous, before, out)
             back = f"{previous.label} is still running" if previous else "nothing of it is left running"
             raise RolloutFailed(f"{release.label} did not become ready: {exc.name} {exc}"
