@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
@@ -12,7 +11,7 @@ from controller.runtime.kubernetes.runtime import KubernetesRuntime
 from controller.runtime.kubernetes.templates import RESTARTED_AT
 from tests.fixtures.kube import KubeAPI
 from tests.fixtures.kubelet import Kubelet
-from tests.k8s.runtime_helpers import APP, Lines, eventually, release, runtime_settings
+from tests.k8s.runtime_helpers import APP, Lines, eventually, release
 
 V2_SLUG = "apps/shop/builds/b2/slug.tgz"
 

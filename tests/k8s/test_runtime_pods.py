@@ -65,14 +65,23 @@ async def test_build_lines_arrive_while_the_pod_runs(runtime: KubernetesRuntime,
     assert kubelet.seen_pods == ["slugbuilder-b1"]
 
 
+def live_deployment(kube_api: KubeAPI) -> dict:
+    found = kube_api.stored("apps/v1/deployments", APP, "web")
+    return {"spec": found["spec"], "generation": found["metadata"]["generation"]}
+
+
 @pytest.mark.asyncio
 async def test_a_failed_build_names_its_exit_status(runtime: KubernetesRuntime, kube_api: KubeAPI) -> None:
-    request = build_request(runtime.settings, "b1", {"README": "x"}, "no_detect")
+    await runtime.deploy(release(1), None, Lines())
+    before = live_deployment(kube_api)
+    request = build_request(runtime.settings, "b2", {"README": "x"}, "no_detect")
     out = Lines()
     with pytest.raises(BuildFailed, match=r"^The build failed with exit status [1-9]\d*; see its output above\.$"):
         await runtime.build(request, out)
+    assert live_deployment(kube_api) == before
     assert "Build failed: The buildpack" in out.text and "has no bin/detect" in out.text
-    await eventually(no_pods_left(kube_api), what="the build pod's deletion")
+    await eventually(lambda: not any(n.startswith("slugbuilder-") for n in kube_api.names("v1/pods", APP)),
+                     what="the build pod's deletion")
     await eventually(only_storage_secret(kube_api), what="the build secret's deletion")
 
 
@@ -151,14 +160,16 @@ async def test_the_release_phase_runs_the_release_command_of_the_slug(runtime: K
 async def test_a_failed_release_phase_names_the_exit_status_and_last_lines(runtime: KubernetesRuntime,
                                                                            kube_api: KubeAPI) -> None:
     slug_key = await built_slug(runtime)
+    await runtime.deploy(release(1, slug_key), None, Lines())
+    before = live_deployment(kube_api)
     spec = release(2, slug_key, processes={"web": "x", "release": "y"},
                    config={"GREETING": "hello", "RELEASE_EXIT": "3"})
     with pytest.raises(ReleasePhaseFailed, match=r"^The release command of v2 failed with exit status 3 "
                                                  r"\(last output: migrating hello / no table users\); "
                                                  r"v2 was not released\.$"):
         await runtime.release_phase(spec, Lines())
-    await eventually(no_pods_left(kube_api), what="the release pod's deletion")
-    assert kube_api.names("apps/v1/deployments", APP) == []
+    await eventually(lambda: "release-v2" not in kube_api.names("v1/pods", APP), what="the release pod's deletion")
+    assert live_deployment(kube_api) == before
 
 
 @pytest.mark.asyncio

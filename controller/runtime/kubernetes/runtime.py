@@ -12,7 +12,7 @@ from controller.runtime.base import (
 )
 from controller.runtime.kubernetes import manifests, podstate
 from controller.runtime.kubernetes.client import KubeClient, KubeError
-from controller.runtime.kubernetes.logstream import LogCursor, follow_lines, split_timestamp, stream_once
+from controller.runtime.kubernetes.logstream import LogCursor, follow_lines, stream_once
 from controller.runtime.kubernetes.meta import (
     APP_LABEL, MANAGED_BY, PROCESS_TYPE_LABEL, RELEASE_LABEL, ManifestError, selector,
 )
