@@ -165,3 +165,16 @@ async def test_destroying_the_app_deletes_its_namespace(runtime: KubernetesRunti
     await runtime.destroy_app(APP)
     assert kube_api.names("v1/namespaces", None) == []
     assert await runtime.ps(APP) == []
+
+
+@pytest.mark.asyncio
+async def test_domains_change_the_ingress_without_a_release(runtime: KubernetesRuntime, kube_api: KubeAPI) -> None:
+    await runtime.set_domains(APP, ["www.shop.example"])  # no web process yet: nothing to route
+    assert kube_api.names("networking.k8s.io/v1/ingresses", APP) == []
+    await runtime.deploy(release(1), None, Lines())
+    template = deployment_spec(kube_api)["template"]
+    await runtime.set_domains(APP, ["www.shop.example"])
+    rules = kube_api.stored("networking.k8s.io/v1/ingresses", APP, "web")["spec"]["rules"]
+    assert "www.shop.example" in [rule["host"] for rule in rules]
+    assert deployment_spec(kube_api)["template"] == template
+    await runtime.health()

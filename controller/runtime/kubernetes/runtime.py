@@ -14,7 +14,7 @@ from controller.runtime.kubernetes import manifests, podstate
 from controller.runtime.kubernetes.client import KubeClient, KubeError
 from controller.runtime.kubernetes.logstream import LogCursor, follow_lines, stream_once
 from controller.runtime.kubernetes.meta import (
-    APP_LABEL, MANAGED_BY, PROCESS_TYPE_LABEL, RELEASE_LABEL, ManifestError, selector,
+    APP_LABEL, MANAGED_BY, PROCESS_TYPE_LABEL, RELEASE_LABEL, WEB, ManifestError, selector,
 )
 from controller.runtime.kubernetes.oneoff import OneOffPod, PodFailed
 from controller.runtime.kubernetes.prune import PRUNABLE_KINDS, stale
@@ -50,6 +50,10 @@ class KubernetesRuntime:
             await self._kube.close()
             self._kube = None
 
+    async def health(self) -> None:
+        """A readiness check for /readyz: the API server answers."""
+        await self.kube.request("GET", "/version", "read the server version")
+
     @property
     def kube(self) -> KubeClient:
         if self._kube is None:
@@ -63,6 +67,14 @@ class KubernetesRuntime:
 
     async def destroy_app(self, app: str) -> None:
         await self.kube.delete("v1", "Namespace", app)
+
+    async def set_domains(self, app: str, domains: list[str] | tuple[str, ...]) -> None:
+        """Route the app's custom domains now (its Ingress), without a new release; no Ingress yet: nothing to do."""
+        if await self.kube.get("networking.k8s.io/v1", "Ingress", WEB, app) is None:
+            return
+        routing = ReleaseSpec(app=app, version=0, build_id="", slug_key="", config={}, processes={}, formation={},
+                              domains=tuple(domains))
+        await self.kube.apply(manifests.ingress(self.settings, routing))
 
     # -- one-off pods
 
