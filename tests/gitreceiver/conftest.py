@@ -32,8 +32,8 @@ class Deploy:
         return http_get(port, host or f"{self.app}.localhost", path)
 
 
-def make_deploy(tmp_path: Path, storage: StorageSettings, ssh_keys: dict[str, Path]) -> Iterator[Deploy]:
-    server = TeresaServer(base_env(tmp_path / "data", **storage.to_env()))
+def make_deploy(tmp_path: Path, storage: StorageSettings, ssh_keys: dict[str, Path], **env: str) -> Iterator[Deploy]:
+    server = TeresaServer(base_env(tmp_path / "data", **storage.to_env(), **env))
     try:
         assert server.local("users:create", "dev@example.com", "--no-password").status == 0
         server.local("keys:add", "--user", "dev@example.com", "laptop",

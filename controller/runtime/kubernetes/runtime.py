@@ -22,7 +22,7 @@ from controller.runtime.kubernetes.rollout import Stalled, diagnose, watch
 from controller.runtime.kubernetes.templates import applicable, keep_template, restart_patch
 from controller.spec import Autoscale, ReleaseSpec
 from core import log
-from core.config import Settings
+from core.config import ConfigError, Settings
 
 logger = log.get("runtime.kubernetes")
 DEPLOYMENT = ("apps/v1", "Deployment")
@@ -30,14 +30,25 @@ DEPLOYMENT = ("apps/v1", "Deployment")
 KEEP_CONFIG_RELEASES = 5
 
 
+def _poll_interval(value: str) -> float:
+    try:
+        seconds = float(value or 1.0)
+    except ValueError:
+        seconds = 0
+    if not 0 < seconds <= 60:
+        raise ConfigError(f"TERESAK8S_POLL_INTERVAL={value!r} is not a number of seconds; set it like 0.5.")
+    return seconds
+
+
 def _kinds_of(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [o for o in objects if o["kind"] == kind]
 
 
 class KubernetesRuntime:
-    def __init__(self, settings: Settings, *, poll_interval: float = 1.0) -> None:
+    def __init__(self, settings: Settings, *, poll_interval: float | None = None) -> None:
         self.settings = settings
-        self.poll_interval = poll_interval
+        # How often pod and Deployment status is read; TERESAK8S_POLL_INTERVAL (seconds) mostly serves tests.
+        self.poll_interval = poll_interval or _poll_interval(settings.env.get("TERESAK8S_POLL_INTERVAL", ""))
         self._kube: KubeClient | None = None
 
     # -- lifecycle
