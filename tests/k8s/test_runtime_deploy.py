@@ -178,3 +178,18 @@ async def test_domains_change_the_ingress_without_a_release(runtime: KubernetesR
     assert "www.shop.example" in [rule["host"] for rule in rules]
     assert deployment_spec(kube_api)["template"] == template
     await runtime.health()
+
+
+@pytest.mark.asyncio
+async def test_a_rollout_cancelled_by_the_client_is_undone(runtime: KubernetesRuntime, kube_api: KubeAPI,
+                                                           kubelet: Kubelet) -> None:
+    await runtime.deploy(release(1), None, Lines())
+    spec_before = deployment_spec(kube_api)
+    kubelet.misbehave("v2", "never_ready")
+    out = Lines()
+    rollout = asyncio.create_task(runtime.deploy(release(2, V2_SLUG), release(1), out))
+    await out.wait_for("web: 2 of 2 updated, 2 available")  # the v2 pods exist, the v1 pods still serve
+    rollout.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await rollout
+    await eventually(lambda: deployment_spec(kube_api) == spec_before, what="the undo to v1")

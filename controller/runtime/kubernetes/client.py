@@ -25,6 +25,9 @@ from core.config import KubernetesSettings
 
 FIELD_MANAGER = "teresa"
 APPLY_PATCH = "application/apply-patch+yaml"
+# (connect, read) seconds for log streams: a follow silent for the read timeout is reopened (no line is lost),
+# so a connection that died without a word is noticed.
+LOG_TIMEOUTS = (10, 300)
 
 
 class KubeError(Exception):
@@ -187,7 +190,8 @@ class KubeClient:
                  tail_lines: int | None = None, previous: bool = False) -> urllib3.BaseHTTPResponse:
         """Blocking, for a worker thread: the container's log with timestamps as an open HTTP response."""
         options: dict[str, Any] = {"container": container, "follow": follow, "timestamps": True,
-                                   "previous": previous, "_preload_content": False}
+                                   "previous": previous, "_preload_content": False,
+                                   "_request_timeout": LOG_TIMEOUTS}
         if tail_lines is not None:
             options["tail_lines"] = tail_lines
         try:

@@ -40,10 +40,6 @@ def _poll_interval(value: str) -> float:
     return seconds
 
 
-def _kinds_of(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [o for o in objects if o["kind"] == kind]
-
-
 class KubernetesRuntime:
     def __init__(self, settings: Settings, *, poll_interval: float | None = None) -> None:
         self.settings = settings
@@ -141,18 +137,14 @@ class KubernetesRuntime:
 
     async def deploy(self, release: ReleaseSpec, previous: ReleaseSpec | None, out: LineSink) -> None:
         try:
-            objects = await self._desired(release, restart=release.reason == "restart")
-        except ManifestError as exc:
-            raise RolloutFailed(str(exc)) from None
-        deployments = _kinds_of(objects, "Deployment")
-        before = {d["metadata"]["name"]: await self.kube.get(*DEPLOYMENT, d["metadata"]["name"], release.app)
-                  for d in deployments}
+            objects, before = await self._desired(release, restart=release.reason == "restart")
+        except (ManifestError, KubeError) as exc:
+            raise RolloutFailed(f"{release.label} could not be rendered: {exc}") from None
         formation = " ".join(f"{t}={release.replicas(t)}" for t in release.long_running_types)
         await out(f"-----> Rolling out {release.label}: {formation or 'no processes'}")
         try:
             await self.kube.apply_all(objects)
-            await watch(self.kube, release.app, [d["metadata"]["name"] for d in deployments], out,
-                        self.settings.rollout_timeout, self.poll_interval)
+            await watch(self.kube, release.app, list(before), out, self.settings.rollout_timeout, self.poll_interval)
         except Stalled as exc:
             why = await diagnose(self.kube, release.app, exc.name) if exc.needs_diagnosis else ""
             await self._undo(release, previous, before, out)
@@ -162,17 +154,23 @@ class KubernetesRuntime:
         except KubeError as exc:
             await self._undo(release, previous, before, out)
             raise RolloutFailed(f"{release.label} could not be applied: {exc}") from None
+        except asyncio.CancelledError:  # the client went away: what runs must stay what the records say
+            await asyncio.shield(self._undo(release, previous, before, out=None))
+            raise
         await self._prune(objects)
 
-    async def _desired(self, release: ReleaseSpec, restart: bool) -> list[dict[str, Any]]:
+    async def _desired(self, release: ReleaseSpec,
+                       restart: bool) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any] | None]]:
+        """The objects to apply, and each Deployment among them as it is live now (None: new)."""
         objects = manifests.render_release(self.settings, release, await self._autoscale(release.app))
-        kept = []
+        kept, live_deployments = [], {}
         for obj in objects:
             if obj["kind"] == "Deployment":
-                live = await self.kube.get(*DEPLOYMENT, obj["metadata"]["name"], release.app)
+                name = obj["metadata"]["name"]
+                live = live_deployments[name] = await self.kube.get(*DEPLOYMENT, name, release.app)
                 obj = keep_template(obj, live, restart)
             kept.append(obj)
-        return kept
+        return kept, live_deployments
 
     async def _autoscale(self, app: str) -> Autoscale | None:
         """The app's autoscaler as it is live, so a release keeps it (`autoscale:set` changes it)."""
@@ -187,12 +185,13 @@ class KubernetesRuntime:
         return None
 
     async def _undo(self, release: ReleaseSpec, previous: ReleaseSpec | None,
-                    before: dict[str, dict[str, Any] | None], out: LineSink) -> None:
+                    before: dict[str, dict[str, Any] | None], out: LineSink | None) -> None:
         """Put the Deployments back as they were and the rest as `previous` had it."""
-        await out(f"-----> Undoing {release.label}" + (f": back to {previous.label}" if previous else ""))
+        if out is not None:
+            await out(f"-----> Undoing {release.label}" + (f": back to {previous.label}" if previous else ""))
         try:
             if previous is not None:
-                others = [o for o in await self._desired(previous, restart=False) if o["kind"] != "Deployment"]
+                others = [o for o in (await self._desired(previous, restart=False))[0] if o["kind"] != "Deployment"]
                 await self.kube.apply_all(others)
             for name, live in before.items():
                 if live is None:
@@ -205,7 +204,8 @@ class KubernetesRuntime:
                         await self.kube.delete(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], release.app)
         except (KubeError, ManifestError) as exc:
             logger.error("undo failed", app=release.app, release=release.label, error=str(exc))
-            await out(f"       The undo failed too: {exc}")
+            if out is not None:
+                await out(f"       The undo failed too: {exc}")
 
     async def _prune(self, desired: list[dict[str, Any]]) -> None:
         app = desired[0]["metadata"]["name"]
