@@ -57,7 +57,7 @@ def extract(archive: Path, dest: Path, what: str = "archive", any_link_target: b
     """Unpack a .tar.gz into `dest`; nothing is written outside it."""
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        with tarfile.open(archive, "r:*") as tar:
+        with tarfile.open(archive, "r:gz") as tar:
             tar.extractall(dest, filter=_safe_filter(what, any_link_target))
     except ArchiveError:
         raise
@@ -66,7 +66,7 @@ def extract(archive: Path, dest: Path, what: str = "archive", any_link_target: b
 
 
 def _reason(exc: BaseException) -> str:
-    return str(exc).rstrip(".") or type(exc).__name__
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".:")
 
 
 def pack(source: Path, archive: Path, skip: Callable[[str], bool] = lambda _: False) -> None:

@@ -19,14 +19,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import BinaryIO, Mapping
+from typing import TYPE_CHECKING, BinaryIO, Mapping
 
-from builder import archive, buildpack, procfile, slugignore
+from builder import archive, buildpack, procfile, slugignore, slugmeta
 from builder.buildpack import Buildpack, BuildpackError, Release, Runner
 from builder.output import Output
 from builder.process import TimedOut
 from core.config import ConfigError, StorageSettings, storage_from_env
 from core.storage import Storage, StorageError, StorageNotFound, storage_for
+
+if TYPE_CHECKING:
+    from controller.runtime.base import BuildRequest
 
 DEFAULT_TIMEOUT = 15 * 60
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -81,6 +84,21 @@ def _config_vars(raw: str) -> dict[str, str]:
     if bad:
         raise BuildError(f"Config var name {bad[0]!r} is not valid; use letters, digits and underscores.")
     return config
+
+
+def job_env(request: BuildRequest, storage: StorageSettings) -> dict[str, str]:
+    """The environment that runs one build (for a runtime starting teresa-slugbuilder: a process or a pod)."""
+    env = {
+        **storage.to_env(),
+        "TERESA_SOURCE_KEY": request.source_key,
+        "TERESA_SLUG_KEY": request.slug_key,
+        "TERESA_CACHE_KEY": request.cache_key,
+        "TERESA_BUILD_CONFIG": json.dumps(dict(request.config)),
+        "TERESA_BUILD_TIMEOUT": str(request.timeout_seconds),
+    }
+    if buildpack_url := request.buildpack_url or request.config.get("BUILDPACK_URL", ""):
+        env["BUILDPACK_URL"] = buildpack_url
+    return env
 
 
 def buildpack_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -172,7 +190,9 @@ class Build:
         processes = dict(declared)
         for kind, command in release.process_types.items():
             processes.setdefault(kind, command)
-        (self.build_dir / "Procfile").write_text(procfile.render(processes))
+        path = self.build_dir / "Procfile"
+        path.unlink(missing_ok=True)  # never write through a symlink
+        path.write_text(procfile.render(processes))
         if release.config_vars:
             profile = self.build_dir / CONFIG_PROFILE
             profile.parent.mkdir(exist_ok=True)
@@ -186,6 +206,9 @@ class Build:
         self.out.info(f"Done: {_size(slug.stat().st_size)}")
         self.storage.put_file(self.settings.slug_key, slug)
         slug.unlink()
+        procfile_path = self.build_dir / "Procfile"
+        if procfile_path.is_file():  # beside the slug, so the controller need not open the slug
+            self.storage.put_file(slugmeta.procfile_key(self.settings.slug_key), procfile_path)
 
     def save_cache(self) -> None:
         if not self.settings.cache_key:
@@ -224,8 +247,12 @@ def _on_alarm(_signum: int, _frame: FrameType | None) -> None:
     raise TimedOut()
 
 
+class Stopped(Exception):
+    """The slugbuilder was asked to stop (SIGTERM or SIGINT)."""
+
+
 def _on_term(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
+    raise Stopped(signum)
 
 
 def build(env: Mapping[str, str], stream: BinaryIO | None = None) -> int:
@@ -238,11 +265,15 @@ def build(env: Mapping[str, str], stream: BinaryIO | None = None) -> int:
     out = Output(stream, secrets=settings.config)
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGINT, _on_term)
     signal.setitimer(signal.ITIMER_REAL, settings.timeout)
     try:
         with tempfile.TemporaryDirectory(prefix="teresa-build-") as work:
             Build(settings, out, Path(work))()
         return 0
+    except Stopped as stop:
+        out.error("Build stopped: the slugbuilder was asked to stop before the build finished.")
+        return 128 + stop.args[0]
     except TimedOut:
         out.error(f"Build timed out after {settings.timeout} seconds; make it faster or raise TERESA_BUILD_TIMEOUT.")
     except (BuildError, BuildpackError, archive.ArchiveError, StorageError) as exc:

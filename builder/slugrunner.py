@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Mapping, NoReturn, Sequence
 
 from builder import archive, procfile
-from core.config import ConfigError, storage_from_env
+from core.config import ConfigError, StorageSettings, storage_from_env
 from core.storage import StorageError, storage_for
 
 # $1 is the command line; bash -c of a simple command execs it in place.
@@ -31,6 +31,14 @@ PROFILE_THEN_EXEC = (
 
 class RunnerError(Exception):
     """One sentence for the user."""
+
+
+def job_env(slug_key: str, storage: StorageSettings, app_dir: str | None = None) -> dict[str, str]:
+    """What a runtime adds to a process's environment so `teresa-slugrunner` finds its slug."""
+    env = {**storage.to_env(), "TERESA_SLUG_KEY": slug_key}
+    if app_dir:
+        env["TERESA_APP_DIR"] = app_dir
+    return env
 
 
 def app_dir(env: Mapping[str, str]) -> Path:

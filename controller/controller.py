@@ -22,6 +22,7 @@ from controller.releases import ReleaseFields
 from controller.runtime.base import LineSink, ReleasePhaseFailed, RolloutFailed
 from controller.spec import ReleaseSpec
 from core import log as logging
+from core import metrics
 from core.commands import Actor, CommandError
 from core.models import App, ConfigVar, Release
 from keys import access
@@ -107,14 +108,19 @@ class Controller:
         try:
             if release_phase and "release" in spec.processes:
                 await self.runtime.release_phase(spec, out)
+            rollout_started = time.monotonic()
             await self.runtime.deploy(spec, previous, out)
+            metrics.rollout_duration_seconds.observe(time.monotonic() - rollout_started)
         except (ReleasePhaseFailed, RolloutFailed) as exc:
+            metrics.releases_total.labels(outcome="failed").inc()
             await self.services.db.run(lambda s: self._finish(s, app, spec.version, "failed", str(exc)))
             raise
         except BaseException:
+            metrics.releases_total.labels(outcome="interrupted").inc()
             await asyncio.shield(self.services.db.run(
                 lambda s: self._finish(s, app, spec.version, "failed", "interrupted")))
             raise
+        metrics.releases_total.labels(outcome="succeeded").inc()
         await self.services.db.run(lambda s: self._finish(s, app, spec.version, "succeeded", ""))
         log.info("released", app=app, release=spec.label, reason=reason, seconds=round(time.monotonic() - started, 2))
         await out(f"-----> Released {spec.label}: {self.url(app)}")

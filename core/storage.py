@@ -134,6 +134,28 @@ class LocalStorage:
                     break
 
 
+class FullReads:
+    """A stream whose read(n) returns n bytes unless the stream ends.
+
+    s3transfer takes a short first read of a non-seekable stream for "smaller than one part"
+    and then reads the rest whole into memory; pipes and sockets read short all the time.
+    """
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.stream.read(CHUNK), b""))
+        data = bytearray()
+        while len(data) < size and (chunk := self.stream.read(min(size - len(data), CHUNK))):
+            data += chunk
+        return bytes(data)
+
+
 class S3Storage:
     """Objects in an S3 bucket (AWS, SeaweedFS, MinIO); the bucket is created when missing."""
 
@@ -201,7 +223,9 @@ class S3Storage:
 
     def put_stream(self, key: str, fileobj: BinaryIO) -> None:
         self._ensure_bucket()
-        self.client.upload_fileobj(fileobj, self.bucket, check_key(key), Config=self.transfer)
+        seekable = getattr(fileobj, "seekable", None)
+        source = fileobj if seekable and seekable() else FullReads(fileobj)
+        self.client.upload_fileobj(source, self.bucket, check_key(key), Config=self.transfer)
 
     def put_file(self, key: str, path: str | os.PathLike) -> None:
         self._ensure_bucket()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 from controller import teresa_yaml
 from controller.runtime.base import BuildFailed, BuildRequest, LineSink, ReleasePhaseFailed, RolloutFailed
 from core import log as logging
+from core import metrics
 from core.commands import Actor
 from core.models import App, Build, utcnow
 from core.services import Services
@@ -76,6 +78,7 @@ class PushPipeline:
                 status = "timed-out"
             return reason
         finally:
+            metrics.pushes_total.labels(outcome=status).inc()
             await asyncio.shield(self._finish(app, build_id, status, reason, buildlog))
 
     async def _build_and_release(self, app: str, build_id: str, commit: str, repo: Path, actor: Actor,
@@ -93,7 +96,14 @@ class PushPipeline:
         request = BuildRequest(app=app, build_id=build_id, source_key=keys["source"], slug_key=keys["slug"],
                                cache_key=keys["cache"], config=config,
                                buildpack_url=config.get("BUILDPACK_URL", ""), timeout_seconds=settings.build_timeout)
-        await self.services.runtime.build(request, out)
+        started = time.monotonic()
+        try:
+            await self.services.runtime.build(request, out)
+        except BaseException as exc:
+            metrics.builds_total.labels(outcome="cancelled" if isinstance(exc, asyncio.CancelledError) else "failed").inc()
+            raise
+        metrics.builds_total.labels(outcome="succeeded").inc()
+        metrics.build_duration_seconds.observe(time.monotonic() - started)
         await self.services.controller.release_build(app, build_id, keys["slug"], spec_text, actor, out)
 
     async def _upload_source(self, repo: Path, commit: str, key: str) -> None:

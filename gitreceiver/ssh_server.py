@@ -8,6 +8,7 @@ from typing import Any
 import asyncssh
 
 from core import log as logging
+from core import metrics
 from core.commands import Actor, CommandError, execute, split_command_line
 from core.services import Services
 from gitreceiver.hostkey import load_host_key
@@ -65,6 +66,7 @@ class AuthServer(asyncssh.SSHServer):
         actor = await actor_for_key(self.services.db, fingerprint(key))
         if actor is None:
             self.failed_attempt = True
+            metrics.auth_failures_total.labels(method="publickey").inc()
             return False
         self.candidate = actor
         return True
@@ -80,6 +82,7 @@ class AuthServer(asyncssh.SSHServer):
         actor = await actor_for_password(self.services.db, username, password)
         if actor is None:
             self.failed_attempt = True
+            metrics.auth_failures_total.labels(method="password").inc()
             self.limiter.failed(self.address, username.lower())
             log.info("login_failed", method="password", address=self.address, user=username)
             return False
@@ -150,9 +153,11 @@ class SSHFrontDoor:
     async def session(self, process: asyncssh.SSHServerProcess) -> None:
         """Run the session's command; stop it when the client goes away (logs -f, a push, run)."""
         actor: Actor = process.get_extra_info("teresa_actor")
+        metrics.ssh_sessions_total.inc()
         work = asyncio.create_task(self._dispatch(process, actor, ChannelOutput(process.stderr)))
         closed = asyncio.create_task(process.channel.wait_closed())
-        await asyncio.wait({work, closed}, return_when=asyncio.FIRST_COMPLETED)
+        with metrics.ssh_sessions_active.track_inprogress():
+            await asyncio.wait({work, closed}, return_when=asyncio.FIRST_COMPLETED)
         closed.cancel()
         if not work.done():
             work.cancel()

@@ -22,6 +22,9 @@ from typing import Iterator
 
 import pytest
 
+from builder import slugrunner
+from builder.slugbuilder import job_env
+from controller.runtime.base import BuildRequest
 from core.config import StorageSettings
 from core.storage import storage_for
 from tests.fixtures.s3 import free_port
@@ -88,15 +91,9 @@ class Builder:
 
     def env(self, keys: tuple[str, str, str], config: dict[str, str] | None, **extra: str) -> dict[str, str]:
         source_key, slug_key, cache_key = keys
+        request = BuildRequest(self.app, slug_key.split("/")[-2], source_key, slug_key, cache_key, config or {})
         env = {k: v for k, v in os.environ.items() if not k.startswith("TERESA")}
-        env.update(self.storage.to_env())
-        env.update(
-            TERESA_SOURCE_KEY=source_key,
-            TERESA_SLUG_KEY=slug_key,
-            TERESA_CACHE_KEY=cache_key,
-            TERESA_BUILD_CONFIG=json.dumps(config or {}),
-            **extra,
-        )
+        env.update(job_env(request, self.storage), **extra)
         return env
 
     def build(self, source: bytes | Path | dict, config: dict[str, str] | None = None, timeout: float = 90, **extra: str) -> Build:
@@ -153,8 +150,7 @@ def run_slug(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
         base = tmp_path_factory.mktemp("slug")
         port = free_port()
         run_env = {k: v for k, v in os.environ.items() if not k.startswith("TERESA")}
-        run_env.update(build.storage.to_env())
-        run_env.update(TERESA_SLUG_KEY=build.slug_key, TERESA_APP_DIR=str(base / "app"), PORT=str(port), **(env or {}))
+        run_env.update(slugrunner.job_env(build.slug_key, build.storage, str(base / "app")), PORT=str(port), **(env or {}))
         log = base / "app.log"
         with log.open("wb") as out:
             proc = subprocess.Popen([*script("teresa-slugrunner"), "start", process_type], env=run_env,

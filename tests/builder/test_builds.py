@@ -78,6 +78,17 @@ def test_second_python_build_reuses_the_cache(python_builds, run_slug) -> None:
     assert run_slug(second).get("/") == "Hello, python, from greeting 1.0"
 
 
+def test_pyproject_app_installs_its_project_dependencies(local_builder: Builder, offline_pip, run_slug) -> None:
+    files = app_files("python_web")
+    del files["requirements.txt"]
+    files["pyproject.toml"] = '[project]\nname = "web"\nversion = "1"\ndependencies = ["teresa-test-greeting==1.0"]\n'
+    build = local_builder.build(files, offline_pip)
+    assert_succeeded(build)
+    assert f"-----> Using Python {python_version()} (pin a version in runtime.txt, like python-{python_version()})" in build.lines
+    assert "-----> Installing requirements with pip from pyproject.toml" in build.lines
+    assert run_slug(build).get("/") == "Hello, python, from greeting 1.0"
+
+
 def test_static_site_is_served(storage: StorageSettings, run_slug) -> None:
     build = Builder(storage).build(APPS / "static_site")
     assert_succeeded(build)
@@ -113,7 +124,8 @@ def test_custom_buildpack_from_a_git_url_with_a_ref(local_builder: Builder, tmp_
         subprocess.run([*git, *args], check=True, capture_output=True)
     (repo / "bin" / "compile").write_text("#!/bin/sh\necho 'a later commit that must not be used'\nexit 1\n")
     subprocess.run([*git, "commit", "-qam", "broken"], check=True, capture_output=True)
-    build = local_builder.build(APPS / "custom_buildpack", BUILDPACK_URL=f"file://{repo}#v1")
+    # set as a config var, as with `config:set BUILDPACK_URL=...`
+    build = local_builder.build(APPS / "custom_buildpack", {"BUILDPACK_URL": f"file://{repo}#v1"})
     assert_succeeded(build)
     assert f"-----> Fetching buildpack file://{repo}#v1" in build.lines
     assert "Hello from a custom buildpack" in run_slug(build).get("/")
@@ -128,6 +140,18 @@ def test_node_app_without_procfile_runs_npm_start(local_builder: Builder, run_sl
     assert "-----> Installing dependencies with npm install (no lockfile)" in build.lines
     assert "       Default types for buildpack -> web" in build.lines
     assert run_slug(build).get("/").startswith("Hello from node v")
+
+
+def test_node_dependencies_are_cached_between_builds(local_builder: Builder, run_slug) -> None:
+    if not shutil.which("npm"):
+        pytest.skip("npm is not installed on this machine")
+    first = local_builder.build(APPS / "node_local_dep")
+    second = local_builder.build(APPS / "node_local_dep")
+    assert_succeeded(first)
+    assert "-----> Installing dependencies with npm install (no lockfile)" in first.lines
+    assert_succeeded(second)
+    assert "-----> Dependencies unchanged since the last build; skipping installation" in second.lines
+    assert run_slug(second).get("/") == "HELLO FROM A NODE DEPENDENCY!"
 
 
 def test_procfile_only_app_runs_its_commands(local_builder: Builder, run_slug) -> None:
@@ -240,3 +264,23 @@ def _gone(pid: int, deadline: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_stopping_the_slugbuilder_stops_the_build(local_builder: Builder, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pids"
+    proc = local_builder.spawn(
+        tarball({"README": "x"}), {"PID_FILE": str(pid_file)}, BUILDPACK_URL=str(TEST_BUILDPACKS / "sleeper")
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        while proc.stdout.readline() != b"-----> sleeping\n":
+            assert time.monotonic() < deadline and proc.poll() is None
+        proc.terminate()
+        output = proc.stdout.read().decode()
+        assert proc.wait(timeout=10) == 128 + 15
+    finally:
+        proc.kill()
+    assert output.splitlines()[-1] == " !     Build stopped: the slugbuilder was asked to stop before the build finished."
+    for pid in map(int, pid_file.read_text().split()):
+        assert _gone(pid), f"process {pid} of the build survived"

@@ -6,19 +6,10 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
+from tests.fixtures.teresa import wait_for
 from tests.gitreceiver.conftest import BUILDPACKS, WEB_APP, Deploy
-
-
-def wait_for(condition, timeout: float = 30.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def gated_build(deploy: Deploy, tmp_path: Path) -> Path:

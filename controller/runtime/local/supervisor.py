@@ -146,7 +146,7 @@ class Replica:
             self.supervisor.logs.append(self.process_type, self.name, line)
 
     def _mark_ready(self, ready: bool) -> None:
-        if self._stop.is_set():
+        if self._stop.is_set() or self.state == "stopping":  # draining: out of rotation for good
             return
         state = "up" if ready else "starting"
         if (ready, state) != (self.ready, self.state):
