@@ -11,7 +11,8 @@ import pytest
 from core.config import StorageSettings
 from tests.fixtures.kube import KubeAPI
 from tests.fixtures.kubelet import Kubelet
-from tests.gitreceiver.conftest import BUILDPACKS, WEB_APP, Deploy, make_deploy
+from tests.fixtures.teresa import Deploy, make_deploy
+from tests.gitreceiver.conftest import BUILDPACKS, WEB_APP
 
 
 @pytest.fixture
