@@ -9,6 +9,7 @@ import pytest
 pytest_plugins = [
     "tests.fixtures.databases",
     "tests.fixtures.kube",
+    "tests.fixtures.kubelet",
     "tests.fixtures.s3",
     "tests.fixtures.teresa",
 ]

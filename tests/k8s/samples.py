@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from controller.runtime.base import BuildRequest
+from controller.runtime.kubernetes.meta import config_secret_name
 from controller.spec import Autoscale, ReleaseSpec
 from controller.teresa_yaml import AppSpec, parse
 from core.config import Settings
@@ -56,6 +57,7 @@ PROCFILE = {
 }
 
 CONFIG = {"DATABASE_URL": "postgres://admin:hunter2-db@db/app", "API_TOKEN": "tok-s3cr3t-value"}
+CONFIG_SECRET = config_secret_name(CONFIG)
 STORAGE_SECRET_VALUE = "aws-s3cr3t-key-value"
 K8S_PASSWORD = "k8s-pa55word"
 

@@ -41,7 +41,7 @@ async def test_applies_a_rendered_release_and_reads_it_back(kube_api: KubeAPI) -
         deployments = await kube.list("apps/v1", "Deployment", "shop")
         assert sorted(d["metadata"]["name"] for d in deployments) == ["mail-sender", "web", "worker"]
     # What the API server holds, seen from the emulator's side.
-    secret = kube_api.stored("v1/secrets", "shop", "config-v4")
+    secret = kube_api.stored("v1/secrets", "shop", samples.CONFIG_SECRET)
     assert base64.b64decode(secret["data"]["API_TOKEN"]).decode() == samples.CONFIG["API_TOKEN"]
     assert kube_api.names("v1/namespaces", None) == ["shop"]
     assert kube_api.names("batch/v1/cronjobs", "shop") == ["cron", "cron-report"]
@@ -67,10 +67,10 @@ async def test_applying_again_makes_the_live_object_what_the_manifest_says(kube_
 async def test_objects_need_their_namespace_first(kube_api: KubeAPI) -> None:
     secret = manifests.config_secret(samples.release())
     async with await KubeClient.connect(client_settings(kube_api)) as kube:
-        with pytest.raises(KubeError, match=r'Kubernetes refused to apply Secret config-v4: namespaces "shop" not found') as err:
+        with pytest.raises(KubeError, match=r'Kubernetes refused to apply Secret config-[0-9a-f]+: namespaces "shop" not found') as err:
             await kube.apply(secret)
         assert err.value.status == 404
-        assert kube_api.stored("v1/secrets", "shop", "config-v4") is None
+        assert kube_api.stored("v1/secrets", "shop", samples.CONFIG_SECRET) is None
 
 
 @pytest.mark.asyncio

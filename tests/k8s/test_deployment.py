@@ -117,7 +117,7 @@ def test_slug_is_fetched_by_an_init_container_into_an_empty_dir() -> None:
     assert main["image"] == fetch["image"] == "registry.example.net/teresa/stack:24-run"
     assert fetch["volumeMounts"] == main["volumeMounts"] == [{"name": "app", "mountPath": "/app"}]
     # The app gets its config vars, not the storage credentials; nothing tells it to fetch again.
-    assert main["envFrom"] == [{"secretRef": {"name": "config-v4"}}]
+    assert main["envFrom"] == [{"secretRef": {"name": samples.CONFIG_SECRET}}]
     assert "TERESA_SLUG_KEY" not in env_of(main)
 
 

@@ -47,7 +47,7 @@ def test_config_secret_holds_the_config_vars() -> None:
     secret = manifests.config_secret(samples.release())
     decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     assert decoded == samples.CONFIG
-    assert secret["metadata"]["name"] == "config-v4"
+    assert secret["metadata"]["name"] == samples.CONFIG_SECRET
 
 
 def test_yaml_dump_masks_every_secret_value() -> None:
@@ -60,10 +60,10 @@ def test_yaml_dump_masks_every_secret_value() -> None:
         assert value not in dumped
     shown = list(yaml.safe_load_all(dumped))
     assert len(shown) == len(objects)
-    assert set(by_name(shown, "Secret", "config-v4")["data"]) == set(samples.CONFIG)
-    assert set(by_name(shown, "Secret", "config-v4")["data"].values()) == {manifests.MASK}
+    assert set(by_name(shown, "Secret", samples.CONFIG_SECRET)["data"]) == set(samples.CONFIG)
+    assert set(by_name(shown, "Secret", samples.CONFIG_SECRET)["data"].values()) == {manifests.MASK}
     # Masking copies: the objects to apply still hold the real values.
-    assert base64.b64decode(by_name(objects, "Secret", "config-v4")["data"]["API_TOKEN"]).decode() == "tok-s3cr3t-value"
+    assert base64.b64decode(by_name(objects, "Secret", samples.CONFIG_SECRET)["data"]["API_TOKEN"]).decode() == "tok-s3cr3t-value"
     unmasked = manifests.to_yaml(objects, mask=False)
     assert encoded[0] in unmasked
 

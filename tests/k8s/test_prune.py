@@ -6,6 +6,7 @@ import pytest
 
 from controller.runtime.kubernetes import manifests
 from controller.runtime.kubernetes.client import KubeClient
+from controller.runtime.kubernetes.meta import config_secret_name
 from controller.runtime.kubernetes.prune import PRUNABLE_KINDS, stale
 from core.config import Settings
 from tests.fixtures.kube import KubeAPI
@@ -32,10 +33,11 @@ def test_removed_process_types_and_autoscaler_are_stale() -> None:
 
 def test_config_secrets_of_recent_releases_are_kept() -> None:
     settings = samples.settings()
-    live = [manifests.config_secret(samples.release(version=v)) for v in range(1, 10)]
-    live += [manifests.storage_secret(settings, "shop"), manifests.build_secret(samples.build_request())]
+    olds = [manifests.config_secret(samples.release(version=v, config={"V": str(v)})) for v in range(1, 10)]
+    live = olds + [manifests.storage_secret(settings, "shop"), manifests.build_secret(samples.build_request())]
     desired = manifests.render_release(settings, samples.release(version=10))
-    assert stale(desired, "v1", "Secret", as_listed(live, "Secret"), 3) == [f"config-v{v}" for v in range(1, 8)]
+    assert stale(desired, "v1", "Secret", as_listed(live, "Secret"), 3) == sorted(
+        s["metadata"]["name"] for s in olds[:7])
 
 
 def test_objects_teresa_did_not_make_are_left_alone() -> None:
@@ -51,7 +53,7 @@ async def test_pruning_against_the_api(kube_api: KubeAPI) -> None:
     settings = samples.settings()
     async with await KubeClient.connect(Settings.from_env(kube_api.env()).kubernetes) as kube:
         await kube.apply_all(manifests.render_release(settings, samples.release()))
-        desired = manifests.render_release(settings, samples.release("", version=5, processes={"web": "x"}))
+        desired = manifests.render_release(settings, samples.release("", version=5, processes={"web": "x"}, config={}))
         await kube.apply_all(desired)
         for api_version, kind in PRUNABLE_KINDS:
             live = await kube.list(api_version, kind, "shop", labels={"app.kubernetes.io/managed-by": "teresa"})
@@ -59,4 +61,5 @@ async def test_pruning_against_the_api(kube_api: KubeAPI) -> None:
                 await kube.delete(api_version, kind, name, "shop")
     assert kube_api.names("apps/v1/deployments", "shop") == ["web"]
     assert kube_api.names("batch/v1/cronjobs", "shop") == []
-    assert kube_api.names("v1/secrets", "shop") == ["config-v4", "config-v5", "teresa-storage"]
+    assert kube_api.names("v1/secrets", "shop") == sorted(
+        [samples.CONFIG_SECRET, config_secret_name({}), "teresa-storage"])

@@ -16,6 +16,7 @@ from typing import Any
 
 import kubernetes.client
 import kubernetes.config
+import urllib3
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from urllib3.exceptions import HTTPError
@@ -24,6 +25,9 @@ from core.config import KubernetesSettings
 
 FIELD_MANAGER = "teresa"
 APPLY_PATCH = "application/apply-patch+yaml"
+# (connect, read) seconds for log streams: a follow silent for the read timeout is reopened (no line is lost),
+# so a connection that died without a word is noticed.
+LOG_TIMEOUTS = (10, 300)
 
 
 class KubeError(Exception):
@@ -128,6 +132,7 @@ class KubeClient:
 
     def __init__(self, api: kubernetes.client.ApiClient, field_manager: str = FIELD_MANAGER) -> None:
         self._api = api
+        self._core = kubernetes.client.CoreV1Api(api)
         self._field_manager = field_manager
 
     @classmethod
@@ -173,6 +178,26 @@ class KubeClient:
     async def apply_all(self, objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """Apply in order (namespace first): later objects may depend on earlier ones."""
         return [await self.apply(obj) for obj in objects]
+
+    async def patch(self, api_version: str, kind: str, name: str, namespace: str | None,
+                    changes: dict[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch: change only the fields `changes` names (e.g. one annotation)."""
+        found = kind_of(api_version, kind)
+        return await self.request("PATCH", found.path(namespace, name), f"change {kind} {name}",
+                                  body=changes, content_type="application/merge-patch+json")
+
+    def open_log(self, namespace: str, pod: str, container: str, *, follow: bool,
+                 tail_lines: int | None = None, previous: bool = False) -> urllib3.BaseHTTPResponse:
+        """Blocking, for a worker thread: the container's log with timestamps as an open HTTP response."""
+        options: dict[str, Any] = {"container": container, "follow": follow, "timestamps": True,
+                                   "previous": previous, "_preload_content": False,
+                                   "_request_timeout": LOG_TIMEOUTS}
+        if tail_lines is not None:
+            options["tail_lines"] = tail_lines
+        try:
+            return self._core.read_namespaced_pod_log(pod, namespace, **options)
+        except (ApiException, HTTPError) as exc:
+            raise _error(exc, f"read the log of pod {pod}") from None
 
     async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         kind = kind_of(obj["apiVersion"], obj["kind"])

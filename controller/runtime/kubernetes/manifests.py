@@ -89,7 +89,7 @@ def storage_secret(settings: Settings, app: str) -> dict[str, Any]:
 
 
 def config_secret(release: ReleaseSpec) -> dict[str, Any]:
-    return secret(config_secret_name(release.version), release.app,
+    return secret(config_secret_name(release.config), release.app,
                   labels(release.app, release=release.version), release.config)
 
 

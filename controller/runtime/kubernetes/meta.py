@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -65,9 +68,13 @@ def object_name(process_type: str) -> str:
     return name
 
 
-def config_secret_name(release: int) -> str:
-    """Each release has its own config Secret, so a rollback or undo brings back the config it ran with."""
-    return f"config-v{release}"
+def config_secret_name(config: Mapping[str, str]) -> str:
+    """Named by content: a release that keeps the config (scale, domains) keeps the pod template, so no pods restart.
+
+    A rollback or undo re-applies the Secret of the config it ran with.
+    """
+    digest = hashlib.sha256(json.dumps(dict(config), sort_keys=True).encode()).hexdigest()
+    return f"config-{digest[:12]}"
 
 
 def secret(name: str, namespace: str, object_labels: dict[str, str], values: dict[str, str]) -> dict[str, Any]:

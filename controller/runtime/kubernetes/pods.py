@@ -103,7 +103,7 @@ def slug_container(settings: Settings, release: ReleaseSpec, name: str, command:
         "image": settings.kubernetes.slugrunner_image,
         "command": command,
         "workingDir": APP_DIR,
-        "envFrom": [{"secretRef": {"name": config_secret_name(release.version)}}],
+        "envFrom": [{"secretRef": {"name": config_secret_name(release.config)}}],
         # env wins over envFrom, so a config var cannot redirect these.
         "env": _env(PORT=str(CONTAINER_PORT), TERESA_APP_DIR=APP_DIR, HOME=APP_DIR),
         "volumeMounts": [{"name": APP_VOLUME, "mountPath": APP_DIR}],

@@ -1,0 +1,101 @@
+"""One-off pods (slugbuilder, release phase, run): create, wait for start, stream the log, read the exit code, delete.
+
+The pod and the objects made for it are deleted in every case: success,
+failure, timeout and cancellation (the deletion is shielded, so a client that
+disconnects mid-build still gets its pod cleaned up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.runtime.kubernetes import podstate
+from controller.runtime.kubernetes.client import KubeClient, KubeError
+from controller.runtime.kubernetes.logstream import LogCursor, follow_lines, tail
+from core import log
+
+logger = log.get("runtime.kubernetes")
+TAIL_LINES = 5
+
+
+class PodFailed(Exception):
+    """The pod could not run its command; the message is a phrase ("the image x could not be pulled")."""
+
+
+@dataclass
+class OneOffPod:
+    kube: KubeClient
+    pod: dict[str, Any]
+    container: str
+    poll_interval: float = 1.0
+    extra: list[dict[str, Any]] = field(default_factory=list)  # created first, deleted with the pod
+    last_lines: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.pod["metadata"]["name"]
+
+    @property
+    def namespace(self) -> str:
+        return self.pod["metadata"]["namespace"]
+
+    async def run(self, out: Callable[[str], Awaitable[None]]) -> int:
+        """The container's exit code; its lines go to `out` as they arrive. Raises PodFailed, KubeError."""
+        try:
+            for obj in self.extra:
+                await self.kube.create(obj)
+            await self.kube.create(self.pod)
+            await self._wait_started()
+            return await self._follow(out)
+        finally:
+            await asyncio.shield(self.delete())
+
+    async def delete(self) -> None:
+        for obj in [self.pod, *self.extra]:
+            meta = obj["metadata"]
+            try:
+                await self.kube.delete(obj["apiVersion"], obj["kind"], meta["name"], meta["namespace"])
+            except KubeError as exc:
+                logger.warning("one-off object not deleted", kind=obj["kind"], name=meta["name"], error=str(exc))
+
+    async def _read(self) -> dict[str, Any]:
+        pod = await self.kube.get("v1", "Pod", self.name, self.namespace)
+        if pod is None:
+            raise PodFailed("its pod was deleted by someone else")
+        return pod
+
+    async def _wait_started(self) -> None:
+        while True:
+            pod = await self._read()
+            if failed := podstate.failed_init(pod):
+                lines = await tail(self.kube, self.namespace, self.name, failed[0], TAIL_LINES)
+                shown = f"; last output: {' / '.join(lines)}" if lines else ""
+                raise PodFailed(f"its {failed[0]} step failed with exit status {failed[1]}{shown}")
+            if problem := podstate.start_problem(pod):
+                raise PodFailed(problem)
+            if podstate.started(pod, self.container):
+                return
+            await asyncio.sleep(self.poll_interval)
+
+    async def _follow(self, out: Callable[[str], Awaitable[None]]) -> int:
+        cursor = LogCursor()
+
+        async def relay(line: str) -> None:
+            self.last_lines = [*self.last_lines[-(TAIL_LINES - 1):], line]
+            await out(line)
+
+        while True:
+            end = await follow_lines(self.kube, self.namespace, self.name, self.container, cursor, relay)
+            pod = await self._read()
+            ended = podstate.terminated(pod, self.container)
+            if ended is not None:
+                if not end.clean:  # dropped just before the end: catch up on what it missed
+                    await follow_lines(self.kube, self.namespace, self.name, self.container, cursor, relay,
+                                       follow=False)
+                return int(ended.get("exitCode", 1))
+            if not end.clean:
+                logger.info("log stream dropped; reconnecting", pod=self.name, error=end.error)
+            await asyncio.sleep(self.poll_interval)

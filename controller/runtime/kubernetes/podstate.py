@@ -1,0 +1,93 @@
+"""Reading a pod's status: has it started, why it cannot, how it ended."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Waiting reasons after which a container will not start without someone changing something.
+IMAGE_FAILURES = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
+CONFIG_FAILURES = ("CreateContainerConfigError", "CreateContainerError")
+
+
+def statuses(pod: dict[str, Any], init: bool = False) -> list[dict[str, Any]]:
+    return (pod.get("status") or {}).get("initContainerStatuses" if init else "containerStatuses") or []
+
+
+def container_status(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    for status in statuses(pod) + statuses(pod, init=True):
+        if status.get("name") == name:
+            return status
+    return {}
+
+
+def state_of(status: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """("running" | "waiting" | "terminated" | "", details)."""
+    for name, details in (status.get("state") or {}).items():
+        if details is not None:
+            return name, details
+    return "", {}
+
+
+def terminated(pod: dict[str, Any], container: str) -> dict[str, Any] | None:
+    state, details = state_of(container_status(pod, container))
+    return details if state == "terminated" else None
+
+
+def started(pod: dict[str, Any], container: str) -> bool:
+    return state_of(container_status(pod, container))[0] in ("running", "terminated")
+
+
+def image_of(pod: dict[str, Any], container: str) -> str:
+    spec = pod.get("spec") or {}
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        if c.get("name") == container:
+            return c.get("image", "")
+    return ""
+
+
+def waiting_problem(pod: dict[str, Any], status: dict[str, Any]) -> str | None:
+    """Why a waiting container will not start, as a phrase; None while it may still start."""
+    state, details = state_of(status)
+    reason = details.get("reason", "")
+    message = details.get("message", "").strip()
+    if state != "waiting":
+        return None
+    if reason in IMAGE_FAILURES:
+        image = image_of(pod, status.get("name", ""))
+        return f"the image {image} could not be pulled ({reason}{': ' + message if message else ''})"
+    if reason in CONFIG_FAILURES:
+        return f"its container could not be created ({reason}{': ' + message if message else ''})"
+    return None
+
+
+def start_problem(pod: dict[str, Any]) -> str | None:
+    """Why the pod will not start as it is, as a phrase; None while it still may."""
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if (condition.get("type"), condition.get("status"), condition.get("reason")) == (
+                "PodScheduled", "False", "Unschedulable"):
+            return f"no node can run it ({condition.get('message') or 'Unschedulable'})"
+    for status in statuses(pod, init=True) + statuses(pod):
+        if problem := waiting_problem(pod, status):
+            return problem
+    status = pod.get("status") or {}
+    if status.get("phase") == "Failed" and not any(terminated(pod, s["name"]) for s in statuses(pod)):
+        return f"it was stopped ({status.get('reason') or 'Failed'}: {status.get('message') or 'no message'})"
+    return None
+
+
+def failed_init(pod: dict[str, Any]) -> tuple[str, int] | None:
+    """(container, exit code) of an init container that exited non-zero."""
+    for status in statuses(pod, init=True):
+        ended = terminated(pod, status["name"])
+        if ended and ended.get("exitCode", 0) != 0:
+            return status["name"], ended["exitCode"]
+    return None
+
+
+def is_ready(pod: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def restarts(pod: dict[str, Any]) -> int:
+    return sum(s.get("restartCount", 0) for s in statuses(pod))
