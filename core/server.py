@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from controller.runtime import make_runtime
 from core import health
 from core import log as logging
 from core.config import Settings
@@ -17,16 +18,6 @@ from core.services import Services
 from core.storage import storage_for
 
 log = logging.get(__name__)
-
-
-def make_runtime(settings: Settings) -> Any:
-    if settings.runtime == "kubernetes":
-        from controller.runtime.kubernetes.runtime import KubernetesRuntime
-
-        return KubernetesRuntime(settings)
-    from controller.runtime.local.runtime import LocalRuntime
-
-    return LocalRuntime(settings)
 
 
 async def build_services(settings: Settings, runtime: Any = None) -> Services:

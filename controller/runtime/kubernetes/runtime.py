@@ -20,7 +20,7 @@ from controller.runtime.kubernetes.oneoff import OneOffPod, PodFailed
 from controller.runtime.kubernetes.prune import PRUNABLE_KINDS, stale
 from controller.runtime.kubernetes.rollout import Stalled, diagnose, watch
 from controller.runtime.kubernetes.templates import applicable, keep_template, restart_patch
-from controller.spec import Autoscale, ReleaseSpec
+from controller.spec import ReleaseSpec
 from core import log
 from core.config import ConfigError, Settings
 
@@ -162,7 +162,7 @@ class KubernetesRuntime:
     async def _desired(self, release: ReleaseSpec,
                        restart: bool) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any] | None]]:
         """The objects to apply, and each Deployment among them as it is live now (None: new)."""
-        objects = manifests.render_release(self.settings, release, await self._autoscale(release.app))
+        objects = manifests.render_release(self.settings, release, release.autoscale)
         kept, live_deployments = [], {}
         for obj in objects:
             if obj["kind"] == "Deployment":
@@ -171,18 +171,6 @@ class KubernetesRuntime:
                 obj = keep_template(obj, live, restart)
             kept.append(obj)
         return kept, live_deployments
-
-    async def _autoscale(self, app: str) -> Autoscale | None:
-        """The app's autoscaler as it is live, so a release keeps it (`autoscale:set` changes it)."""
-        if await self.kube.get("v1", "Namespace", app) is None:
-            return None
-        for hpa in await self.kube.list("autoscaling/v2", "HorizontalPodAutoscaler", app,
-                                        labels={MANAGED_BY: "teresa"}):
-            spec = hpa["spec"]
-            metric = (spec.get("metrics") or [{}])[0].get("resource", {}).get("target", {})
-            return Autoscale(spec.get("minReplicas", 1), spec["maxReplicas"], metric.get("averageUtilization", 80),
-                             hpa["metadata"]["labels"].get(PROCESS_TYPE_LABEL, "web"))
-        return None
 
     async def _undo(self, release: ReleaseSpec, previous: ReleaseSpec | None,
                     before: dict[str, dict[str, Any] | None], out: LineSink | None) -> None:
@@ -199,7 +187,7 @@ class KubernetesRuntime:
                 else:
                     await self.kube.apply(applicable(live))
             if previous is None:
-                for obj in manifests.render_release(self.settings, release):
+                for obj in manifests.render_release(self.settings, release, release.autoscale):
                     if obj["kind"] in ("Service", "Ingress", "CronJob", "HorizontalPodAutoscaler"):
                         await self.kube.delete(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], release.app)
         except (KubeError, ManifestError) as exc:
