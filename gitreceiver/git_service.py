@@ -128,6 +128,16 @@ class TeresaReceivePack(ReceivePackHandler):
     def _receive_max_input_size(self) -> int | None:
         return self.max_bytes
 
+    def _apply_pack(self, refs: list[tuple[bytes, bytes, bytes]]) -> Any:
+        status = list(super()._apply_pack(refs))
+        if status and status[0] != (b"unpack", b"ok"):  # no ref moved: say why, and reject each ref
+            reason = b"push too large" if b"maximum input size" in status[0][1] else b"bad pack"
+            if reason == b"push too large":
+                self.gate.progress(f" !     This push is larger than the {self.max_bytes}-byte limit "
+                                   "(TERESA_MAX_PUSH_BYTES); push less at a time or ask the operator to raise it.")
+            status += [(ref, reason) for _old, _new, ref in refs]
+        return status
+
     def _on_pre_receive(self, client_refs: list[tuple[bytes, bytes, bytes]]) -> None:
         self.gate.before_pack(client_refs)
 

@@ -187,3 +187,16 @@ def test_malformed_or_truncated_packs_leave_the_repository_intact(deploy: Deploy
     fsck = subprocess.run(["git", "fsck", "--full"], cwd=clone, capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stderr
     assert json.loads(deploy.command("builds shop --json")[1])[0]["commit"] == old  # no build for the bad packs
+
+
+def test_a_push_over_the_size_limit_is_refused_with_the_limit_named(tmp_path: Path, local_storage,
+                                                                  ssh_keys: dict[str, Path]) -> None:
+    from tests.fixtures.teresa import make_deploy
+
+    for deploy in make_deploy(tmp_path, local_storage, ssh_keys, TERESA_MAX_PUSH_BYTES="20000"):
+        deploy.git.commit({**WEB_APP, "blob.bin": os.urandom(60000)})
+        push = deploy.git.push("shop")
+        assert push.returncode != 0
+        assert "This push is larger than the 20000-byte limit (TERESA_MAX_PUSH_BYTES)" in push.stderr
+        assert "! [remote rejected] main -> main (push too large)" in push.stderr
+        assert "refs/heads/main" not in deploy.git.remote_refs("shop")
