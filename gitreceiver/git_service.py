@@ -30,15 +30,17 @@ log = logging.get(__name__)
 
 DEPLOY_REFS = {b"refs/heads/main", b"refs/heads/master"}
 ZERO = b"0" * 40
-KEEPALIVE_SECONDS = 5.0
+KEEPALIVE_SECONDS = 5.0  # well under the 10 s a push may stay silent behind an idle-timeout proxy
 _DONE = object()
 
 
 class PushGate:
     """Runs in the handler's thread; talks to the pipeline on the event loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, pipeline: PushPipeline, app: str, actor: Actor, repo: Path):
+    def __init__(self, loop: asyncio.AbstractEventLoop, pipeline: PushPipeline, app: str, actor: Actor, repo: Path,
+                 keepalive: float = KEEPALIVE_SECONDS):
         self.loop = loop
+        self.keepalive_seconds = keepalive
         self.pipeline = pipeline
         self.app = app
         self.actor = actor
@@ -62,7 +64,8 @@ class PushGate:
     def keepalive(self) -> None:
         assert self.handler is not None
         if self.handler.has_capability(CAPABILITY_SIDE_BAND_64K):
-            self.handler.proto.write_sideband(SIDE_BAND_CHANNEL_DATA, b"")  # what git's own keepalive sends
+            # An empty band-1 packet, as git's own receive-pack sends (write_sideband skips empty data).
+            self.handler.proto.write_pkt_line(bytes([SIDE_BAND_CHANNEL_DATA]))
 
     def before_pack(self, refs: list[tuple[bytes, bytes, bytes]]) -> None:
         if not any(ref in DEPLOY_REFS and new != ZERO for _old, new, ref in refs):
@@ -103,7 +106,7 @@ class PushGate:
     def _relay(self, lines: queue.Queue[Any]) -> None:
         while True:
             try:
-                item = lines.get(timeout=KEEPALIVE_SECONDS)
+                item = lines.get(timeout=self.keepalive_seconds)
             except queue.Empty:
                 self.keepalive()
                 continue
@@ -165,7 +168,8 @@ class GitService:
         repo = await asyncio.to_thread(repos.open_or_create, self.services.settings.data_dir, app)
         if argv[0] == "git-upload-pack":
             return await self._serve(process, repo, lambda backend, proto: UploadPackHandler(backend, ["/"], proto))
-        gate = PushGate(asyncio.get_running_loop(), self.pipeline, app, actor, repo)
+        keepalive = float(self.services.settings.env.get("TERESA_PUSH_KEEPALIVE_SECONDS") or KEEPALIVE_SECONDS)
+        gate = PushGate(asyncio.get_running_loop(), self.pipeline, app, actor, repo, keepalive)
         max_bytes = self.services.settings.max_push_bytes
         try:
             return await self._serve(

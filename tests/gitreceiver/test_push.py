@@ -200,3 +200,27 @@ def test_a_push_over_the_size_limit_is_refused_with_the_limit_named(tmp_path: Pa
         assert "This push is larger than the 20000-byte limit (TERESA_MAX_PUSH_BYTES)" in push.stderr
         assert "! [remote rejected] main -> main (push too large)" in push.stderr
         assert "refs/heads/main" not in deploy.git.remote_refs("shop")
+
+
+def test_a_silent_build_sends_keepalives(tmp_path: Path, local_storage, ssh_keys: dict[str, Path]) -> None:
+    from tests.fixtures.teresa import make_deploy
+
+    for deploy in make_deploy(tmp_path, local_storage, ssh_keys, TERESA_PUSH_KEEPALIVE_SECONDS="0.2"):
+        go_ahead = gated_build(deploy, tmp_path)
+        commit = deploy.git.commit(WEB_APP)
+        pack = subprocess.run(["git", "pack-objects", "--stdout", "--revs"], cwd=deploy.git.workdir,
+                              input=f"{commit}\n".encode(), capture_output=True, check=True).stdout
+        line = f"{'0' * 40} {commit} refs/heads/main\0report-status side-band-64k\n".encode()
+        argv = ["ssh", *deploy.ssh.options(deploy.key), "git@127.0.0.1", "git-receive-pack '/shop.git'"]
+        client = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        client.stdin.write(f"{len(line) + 4:04x}".encode() + line + b"0000" + pack)
+        client.stdin.flush()
+        received = b""
+        while received.count(b"0005\x01") < 3:  # empty band-1 packets, as git's own receive-pack sends
+            chunk = client.stdout.read1(65536)
+            assert chunk, received.decode("utf-8", "replace")
+            received += chunk
+        go_ahead.touch()
+        received += client.stdout.read()
+        client.wait(60)
+        assert b"ok refs/heads/main" in received
