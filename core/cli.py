@@ -7,7 +7,7 @@ import sys
 
 from controller.controller import Controller
 from core import log as logging
-from core.commands import Actor, CommandError, execute
+from core.commands import TABLE, Actor, CommandError, execute
 from core.config import ConfigError, Settings
 from core.control import run_via_server
 from core.db import Database
@@ -39,7 +39,8 @@ IN_PROCESS = {"serve", "db:upgrade", "help", "version"}
 async def run_local(argv: list[str], settings: Settings) -> int:
     """Run in the running server when there is one (it owns the runtime), else in this process."""
     if argv[0] not in IN_PROCESS:
-        status = await run_via_server(settings.data_dir, argv)
+        command = TABLE.get(argv[0])
+        status = await run_via_server(settings.data_dir, argv, wants_stdin=bool(command and command.stdin))
         if status is not None:
             return status
     db = Database(settings.database_url)

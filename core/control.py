@@ -75,15 +75,20 @@ async def serve_control(services: Services) -> asyncio.AbstractServer:
     return server
 
 
-async def run_via_server(data_dir: Path, argv: list[str]) -> int | None:
-    """Run argv in the running server; None when no server is listening."""
+async def run_via_server(data_dir: Path, argv: list[str], wants_stdin: bool) -> int | None:
+    """Run argv in the running server; None when no server is listening.
+
+    Stdin is forwarded only to commands that read it, so a command run with an
+    open but idle stdin (from a script, say) does not wait for its end.
+    """
     try:
         reader, writer = await asyncio.open_unix_connection(str(socket_path(data_dir)))
     except (FileNotFoundError, ConnectionRefusedError):
         return None
     writer.write(json.dumps({"argv": argv}).encode() + b"\n")
-    stdin = b"" if sys.stdin is None or sys.stdin.isatty() else await asyncio.to_thread(sys.stdin.buffer.read,
-                                                                                         MAX_STDIN + 1)
+    stdin = b""
+    if wants_stdin and sys.stdin is not None and not sys.stdin.isatty():
+        stdin = await asyncio.to_thread(sys.stdin.buffer.read, MAX_STDIN + 1)
     writer.write(stdin)
     writer.write_eof()
     try:
