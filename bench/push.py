@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SSHD = Path("/usr/sbin/sshd")
@@ -99,7 +99,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(what: str, condition, process: subprocess.Popen[bytes], log: Path) -> None:  # type: ignore[no-untyped-def]
+def wait_until(what: str, condition: Callable[[], bool], process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -214,6 +214,7 @@ def rss_kb(pid: int, field_name: str = "VmRSS") -> int:
 class Peak:
     server_hwm_kb: int = 0  # VmHWM of `teresa serve` itself, reset before the push
     tree_kb: int = 0  # sampled: server VmRSS + every process it started during the push
+    anon_kb: int = 0  # sampled: the server's RssAnon, i.e. without mapped files (dulwich mmaps packs)
 
 
 @contextlib.contextmanager
@@ -238,6 +239,7 @@ def memory_peak(server_pid: int, interval: float = 0.02) -> Iterator[Peak]:
         while not done.is_set():
             tree = rss_kb(server_pid) + sum(rss_kb(p) for p in descendants(server_pid) if p not in before)
             peak.tree_kb = max(peak.tree_kb, tree)
+            peak.anon_kb = max(peak.anon_kb, rss_kb(server_pid, "RssAnon"))
             done.wait(interval)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -369,6 +371,15 @@ def mb(kb: int) -> str:
     return f"{kb / 1024:.0f} MB"
 
 
+def highest(peaks: list[Peak]) -> Peak:
+    return Peak(max(p.server_hwm_kb for p in peaks), max(p.tree_kb for p in peaks), max(p.anon_kb for p in peaks))
+
+
+def describe(peak: Peak) -> str:
+    return (f"server {mb(peak.server_hwm_kb)} (VmHWM), of it anonymous {mb(peak.anon_kb)} (RssAnon), "
+            f"with children {mb(peak.tree_kb)}")
+
+
 def fail(what: str, result: Push) -> None:
     sys.exit(f"{what} failed after {result.seconds:.1f}s; the last of its output:\n{result.output[-3000:]}")
 
@@ -394,8 +405,7 @@ def compare(label: str, repo: Path, runs: int, teresa: Teresa, openssh: OpenSSH,
         figures.peaks.append(peak)
         accepted = f", pack stored at {result.accepted:.2f}s" if result.accepted is not None else ""
         print(f"  {label} run {index}: OpenSSH {figures.openssh[-1]:.2f}s, Teresa {result.seconds:.2f}s"
-              f"{accepted}; Teresa peak: server {mb(peak.server_hwm_kb)}, with children {mb(peak.tree_kb)}",
-              flush=True)
+              f"{accepted}; Teresa peak: {describe(peak)}", flush=True)
     return figures
 
 
@@ -409,8 +419,10 @@ def report(label: str, packed: int, figures: Figures) -> None:
     print(f"  ratio Teresa / OpenSSH           {teresa / openssh:8.2f}")
     if figures.accepted:
         print(f"  ratio (pack stored) / OpenSSH    {statistics.median(figures.accepted) / openssh:8.2f}")
-    print(f"  Teresa peak RSS, server process  {mb(max(p.server_hwm_kb for p in figures.peaks)):>8}  (VmHWM)")
-    print(f"  Teresa peak RSS, with children   {mb(max(p.tree_kb for p in figures.peaks)):>8}  (sampled)")
+    peak = highest(figures.peaks)
+    print(f"  Teresa peak RSS, server process  {mb(peak.server_hwm_kb):>8}  (VmHWM, mapped pack files included)")
+    print(f"  Teresa peak RSS, anonymous       {mb(peak.anon_kb):>8}  (RssAnon, sampled)")
+    print(f"  Teresa peak RSS, with children   {mb(peak.tree_kb):>8}  (VmRSS sum, sampled)")
 
 
 def concurrent(count: int, repo: Path, teresa: Teresa, env: dict[str, str], processes: Processes) -> None:
@@ -421,8 +433,7 @@ def concurrent(count: int, repo: Path, teresa: Teresa, env: dict[str, str], proc
     wall = time.monotonic() - started
     succeeded = sum(r.ok for r in results)
     print(f"{count} concurrent pushes to {count} apps: {succeeded}/{count} succeeded, wall time {wall:.2f} s "
-          f"(slowest push {max(r.seconds for r in results):.2f} s); Teresa peak RSS: server {mb(peak.server_hwm_kb)}"
-          f" (VmHWM), with children {mb(peak.tree_kb)} (sampled)")
+          f"(slowest push {max(r.seconds for r in results):.2f} s); Teresa peak RSS: {describe(peak)}")
     for index, result in enumerate(results, 1):
         if not result.ok:
             print(f"  many-{index} failed after {result.seconds:.1f}s:\n    "
@@ -475,10 +486,11 @@ def benchmark(args: argparse.Namespace, work: Path, processes: Processes) -> Non
         print()
         report("big push", big_packed, big)
         print()
-        print("Teresa peak RSS by push size      server (VmHWM)   with children (sampled)")
-        for label, size, figures in ((f"{args.size_mb:g} MB", packed, main), (f"{args.big_size_mb:g} MB", big_packed, big)):
-            print(f"  {label:<8} ({size / 1e6:6.1f} MB packed)   {mb(max(p.server_hwm_kb for p in figures.peaks)):>8}"
-                  f"   {mb(max(p.tree_kb for p in figures.peaks)):>12}")
+        print("Teresa peak RSS by push size   server (VmHWM)   anonymous (RssAnon)   with children")
+        for size, figures in ((packed, main), (big_packed, big)):
+            peak = highest(figures.peaks)
+            print(f"  {size / 1e6:6.1f} MB packed     {mb(peak.server_hwm_kb):>12}   {mb(peak.anon_kb):>19}"
+                  f"   {mb(peak.tree_kb):>13}")
     if not args.skip_concurrent:
         print(flush=True)
         concurrent(args.concurrent, repo, teresa, env, processes)
