@@ -1,4 +1,5 @@
-# Teresa: `make run` starts the server on its embedded defaults, `make test` runs the suite.
+# Teresa: `make run` starts the server on its embedded defaults, `make test` runs the suite,
+# `make bench` runs bench/push.py (BENCH_ARGS="--skip-big" passes options).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -16,6 +17,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/push.py $(BENCH_ARGS)
 
 docs: $(STAMP)
 	$(BIN)/python -m core.docs > docs/commands.md

@@ -8,7 +8,9 @@ lock is taken before the pack is read, so a second push is answered at once.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import queue
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,11 @@ DEPLOY_REFS = {b"refs/heads/main", b"refs/heads/master"}
 ZERO = b"0" * 40
 KEEPALIVE_SECONDS = 5.0  # well under the 10 s a push may stay silent behind an idle-timeout proxy
 _DONE = object()
+# A git session holds its thread for the whole push, build and release included, while the deploy
+# itself needs the loop's default executor (database, storage, archive). Sessions therefore get
+# threads of their own: on the default executor (cpu count + 4 workers) a few concurrent pushes
+# would take every worker and wait forever for deploys that cannot get one.
+SESSION_THREADS = ThreadPoolExecutor(max_workers=256, thread_name_prefix="git-session")
 
 
 class PushGate:
@@ -193,7 +200,7 @@ class GitService:
                 make_handler(backend, proto).handle()
 
         try:
-            await asyncio.to_thread(run)
+            await asyncio.get_running_loop().run_in_executor(SESSION_THREADS, contextvars.copy_context().run, run)
             return 0
         except Exception as exc:
             log.info("git_session_ended", error=type(exc).__name__)
