@@ -36,7 +36,7 @@ def write_tree_archive(repo: Repo, commit_id: bytes, target: BinaryIO) -> int:
         raise ArchiveError("the pushed ref does not point at a commit; push a branch.")
     mtime = commit.commit_time or int(time.time())
     count = 0
-    with tarfile.open(fileobj=target, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=target, mode="w:gz", compresslevel=6, format=tarfile.PAX_FORMAT) as tar:
         for name, mode, sha in _entries(repo, repo[commit.tree]):
             blob = repo[sha]
             assert isinstance(blob, Blob)

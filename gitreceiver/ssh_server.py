@@ -11,6 +11,7 @@ from core import log as logging
 from core import metrics
 from core.commands import Actor, CommandError, execute, split_command_line
 from core.services import Services
+from gitreceiver import flow_control
 from gitreceiver.hostkey import load_host_key
 from keys.auth import actor_for_key, actor_for_password
 from keys.ratelimit import LoginLimiter
@@ -129,6 +130,7 @@ class SSHFrontDoor:
         self.server: asyncssh.SSHAcceptor | None = None
 
     async def start(self) -> None:
+        flow_control.install()
         settings = self.services.settings
         host, port = settings.ssh_addr
         self.server = await asyncssh.create_server(
