@@ -1,5 +1,5 @@
 # Teresa: `make run` starts the server on its embedded defaults, `make test` runs the suite,
-# `make bench` runs bench/push.py (BENCH_ARGS="--skip-big" passes options).
+# `make bench` runs bench/push.py and bench/redeploy.py (BENCH_ARGS="--skip-big" passes options to push.py).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -20,6 +20,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/push.py $(BENCH_ARGS)
+	$(BIN)/python bench/redeploy.py
 
 docs: $(STAMP)
 	$(BIN)/python -m core.docs > docs/commands.md
