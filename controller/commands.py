@@ -89,11 +89,11 @@ async def apps_destroy(inv: Invocation) -> None:
     if inv.args.confirm != name:
         raise CommandError(f"--confirm must repeat the app's name; run: apps:destroy {name} --confirm {name}")
     await inv.services.db.run(lambda session: access.app_for(session, inv.actor, name))
-    if inv.services.controller is not None:
-        await inv.services.controller.destroyed(name)
-
-    def remove(session: Session) -> None:
-        session.delete(access.find_app(session, name))
-
-    await inv.services.db.run(remove)
+    controller = inv.services.controller
+    lock = controller.lock(name, inv.actor)  # not while a push or release of the app runs
+    try:
+        await controller.destroyed(name)
+        await inv.services.db.run(lambda session: session.delete(access.find_app(session, name)))
+    finally:
+        controller.locks.release(lock)
     await inv.print(f"App {name} destroyed.")

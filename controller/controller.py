@@ -29,6 +29,7 @@ from keys import access
 
 log = logging.get(__name__)
 Change = Callable[[ReleaseFields], ReleaseFields]
+MAX_CONFIG_BYTES = 60 * 1024  # all of an app's config vars, as stored with each release
 
 
 async def _quiet(_line: str) -> None:
@@ -103,13 +104,14 @@ class Controller:
     async def release(self, app: str, change: Change, reason: str, actor: Actor, out: LineSink,
                       release_phase: bool) -> int:
         """Make, run and record a new release; returns its version. Raises the runtime's failures."""
+        runtime = self.runtime  # without a running server, fail before recording anything
         started = time.monotonic()
         spec, previous = await self.services.db.run(lambda s: self._new_release(s, app, change, reason, actor))
         try:
             if release_phase and "release" in spec.processes:
-                await self.runtime.release_phase(spec, out)
+                await runtime.release_phase(spec, out)
             rollout_started = time.monotonic()
-            await self.runtime.deploy(spec, previous, out)
+            await runtime.deploy(spec, previous, out)
             metrics.rollout_duration_seconds.observe(time.monotonic() - rollout_started)
         except (ReleasePhaseFailed, RolloutFailed) as exc:
             metrics.releases_total.labels(outcome="failed").inc()
@@ -176,38 +178,46 @@ class Controller:
 
     async def set_config(self, app: str, updates: dict[str, str], removals: list[str], actor: Actor,
                          out: LineSink) -> int | None:
-        """Store the new config vars, then release them if the app has a build."""
+        """Release the new config vars if the app has a build; they are stored once that succeeded."""
         lock = self.lock(app, actor)
         try:
-            has_build = await self.services.db.run(lambda s: self._store_config(s, app, updates, removals))
-            if not has_build:
-                return None
+            config, has_build = await self.services.db.run(lambda s: self._new_config(s, app, updates, removals))
+            version = None
+            if has_build:
+                def change(base: ReleaseFields) -> ReleaseFields:
+                    return ReleaseFields(base.build_id, base.slug_key, base.processes, config, base.formation,
+                                         base.teresa_yaml)
 
-            def change(base: ReleaseFields) -> ReleaseFields:
-                config = {k: v for k, v in base.config.items() if k not in removals} | updates
-                return ReleaseFields(base.build_id, base.slug_key, base.processes, config, base.formation,
-                                     base.teresa_yaml)
-
-            reason = "config: " + " ".join([f"set {', '.join(sorted(updates))}"] * bool(updates) +
-                                           [f"unset {', '.join(sorted(removals))}"] * bool(removals))
-            return await self.release(app, change, reason, actor, out, release_phase=True)
+                reason = "config: " + " ".join([f"set {', '.join(sorted(updates))}"] * bool(updates) +
+                                               [f"unset {', '.join(sorted(removals))}"] * bool(removals))
+                version = await self.release(app, change, reason, actor, out, release_phase=True)
+            await self.services.db.run(lambda s: self._save_config(s, app, config))
+            return version
         finally:
             self.locks.release(lock)
 
-    def _store_config(self, session: Session, app_name: str, updates: dict[str, str], removals: list[str]) -> bool:
+    def _new_config(self, session: Session, app_name: str, updates: dict[str, str],
+                    removals: list[str]) -> tuple[dict[str, str], bool]:
         app = access.find_app(session, app_name)
-        existing = {v.name: v for v in session.query(ConfigVar).filter(ConfigVar.app_id == app.id)}
-        missing = [name for name in removals if name not in existing]
+        config = releases.config_of(session, app)
+        missing = [name for name in removals if name not in config]
         if missing:
             raise CommandError(f"{app_name} has no config var {missing[0]}; run: config {app_name}")
-        for name in removals:
-            session.delete(existing[name])
-        for name, value in updates.items():
-            if name in existing:
-                existing[name].value = value
+        config = {k: v for k, v in config.items() if k not in removals} | updates
+        if len(json.dumps(config)) > MAX_CONFIG_BYTES:
+            raise CommandError(f"{app_name}'s config vars would take more than {MAX_CONFIG_BYTES} bytes in all; "
+                               "keep large data out of config vars.")
+        return config, app.current_release is not None
+
+    def _save_config(self, session: Session, app_name: str, config: dict[str, str]) -> None:
+        app = access.find_app(session, app_name)
+        existing = {v.name: v for v in session.query(ConfigVar).filter(ConfigVar.app_id == app.id)}
+        for name, var in existing.items():
+            if name not in config:
+                session.delete(var)
             else:
-                session.add(ConfigVar(app_id=app.id, name=name, value=value))
-        return app.current_release is not None
+                var.value = config[name]
+        session.add_all(ConfigVar(app_id=app.id, name=k, value=v) for k, v in config.items() if k not in existing)
 
     # --- scale, restart, rollback -----------------------------------------------------------------
 
@@ -225,9 +235,14 @@ class Controller:
             return ReleaseFields(base.build_id, base.slug_key, base.processes, base.config, formation,
                                  base.teresa_yaml)
 
-        await self.services.db.run(lambda s: self._store_formation(s, app, counts))
         reason = "scale " + " ".join(f"{t}={n}" for t, n in sorted(counts.items()))
-        return await self.locked_release(app, change, reason, actor, out, release_phase=False)
+        lock = self.lock(app, actor)
+        try:
+            version = await self.release(app, change, reason, actor, out, release_phase=False)
+            await self.services.db.run(lambda s: self._store_formation(s, app, counts))
+            return version
+        finally:
+            self.locks.release(lock)
 
     def _store_formation(self, session: Session, app_name: str, counts: dict[str, int]) -> None:
         app = access.find_app(session, app_name)
@@ -275,12 +290,7 @@ class Controller:
         try:
             new_version = await self.release(app, change, f"rollback to v{old.version}", actor, out,
                                              release_phase=True)
-            await self.services.db.run(lambda s: self._restore_config(s, app, old_fields.config))
+            await self.services.db.run(lambda s: self._save_config(s, app, old_fields.config))
             return new_version
         finally:
             self.locks.release(lock)
-
-    def _restore_config(self, session: Session, app_name: str, config: dict[str, str]) -> None:
-        app = access.find_app(session, app_name)
-        session.query(ConfigVar).filter(ConfigVar.app_id == app.id).delete()
-        session.add_all(ConfigVar(app_id=app.id, name=k, value=v) for k, v in config.items())

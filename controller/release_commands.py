@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +19,7 @@ from keys import access
 MAX_CONFIG_VALUE = 32 * 1024
 MAX_REPLICAS = 100
 MASK = "********"
+NUMBER = re.compile(r"^[0-9]{1,9}$")
 
 
 async def _check_app(inv: Invocation) -> str:
@@ -106,7 +108,7 @@ def _formation(pairs: list[str]) -> dict[str, int]:
     for pair in pairs:
         kind, sep, number = pair.partition("=")
         names.process_type(kind)
-        if not sep or not number.isdigit() or int(number) > MAX_REPLICAS:
+        if not sep or not NUMBER.match(number) or int(number) > MAX_REPLICAS:
             raise CommandError(f"'{names.shown(pair)}' is not TYPE=N with N from 0 to {MAX_REPLICAS}; "
                                "write it like web=2.")
         counts[kind] = int(number)
@@ -183,7 +185,7 @@ async def releases_list(inv: Invocation) -> None:
 
 def _version(value: str) -> int:
     digits = value.removeprefix("v")
-    if not digits.isdigit():
+    if not NUMBER.match(digits):
         raise CommandError(f"'{names.shown(value)}' is not a release; give one like v3.")
     return int(digits)
 

@@ -57,21 +57,20 @@ async def serve_control(services: Services) -> asyncio.AbstractServer:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             argv = json.loads(await reader.readline())["argv"]
-            stdin = await reader.read(MAX_STDIN + 1)
+            stdin = b""
+            while len(stdin) <= MAX_STDIN and (chunk := await reader.read(65536)):
+                stdin += chunk
             status = await execute(argv, Actor.local(), services, _SocketInput(stdin), _Frames(writer, STDOUT),
                                    _Frames(writer, STDERR), remote=False)
             writer.write(HEADER.pack(EXIT, status))
             await writer.drain()
-        except (ConnectionError, ValueError, KeyError):
-            pass
+        except (ConnectionError, ValueError, KeyError, TypeError):
+            log.info("control_request_dropped")
         finally:
             writer.close()
 
-    old_umask = os.umask(0o177)
-    try:
-        server = await asyncio.start_unix_server(handle, path=str(path))
-    finally:
-        os.umask(old_umask)
+    server = await asyncio.start_unix_server(handle, path=str(path))
+    os.chmod(path, 0o600)  # the operator's account alone: commands run here as the superuser
     return server
 
 
@@ -85,6 +84,10 @@ async def run_via_server(data_dir: Path, argv: list[str], wants_stdin: bool) -> 
         reader, writer = await asyncio.open_unix_connection(str(socket_path(data_dir)))
     except (FileNotFoundError, ConnectionRefusedError):
         return None
+    except PermissionError:
+        print(f"error: {socket_path(data_dir)} belongs to another account; run teresa as the user that runs "
+              "teresa serve.", file=sys.stderr)
+        return 2
     writer.write(json.dumps({"argv": argv}).encode() + b"\n")
     stdin = b""
     if wants_stdin and sys.stdin is not None and not sys.stdin.isatty():

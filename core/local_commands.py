@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import asyncio
 
-from core.commands import LOCAL, Invocation, command
+from core.commands import LOCAL, CommandError, Invocation, command
 
 
 @command("serve", "Run the Teresa server (SSH, router, runtime) until stopped.", local_only=True, access=LOCAL,
          example="teresa serve")
 async def serve_command(inv: Invocation) -> None:
+    from core.config import ConfigError
     from core.server import serve
 
-    await serve(inv.services.settings)
+    try:
+        await serve(inv.services.settings)
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
+    except OSError as exc:  # most often: an address already in use
+        raise CommandError(f"Teresa could not start: {exc.strerror or exc}; check TERESA_SSH_ADDR, "
+                           "TERESA_ROUTER_ADDR and TERESA_HTTP_ADDR.") from None
 
 
 @command("db:upgrade", "Apply pending database migrations.", local_only=True, access=LOCAL,

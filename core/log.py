@@ -19,12 +19,14 @@ def _mask_secrets(_logger: object, _name: str, event: dict) -> dict:
 
 def configure(fmt: str = "console", level: int = logging.INFO) -> None:
     renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    tracebacks = [structlog.processors.format_exc_info] if fmt == "json" else []  # the console renders its own
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _mask_secrets,
+            *tracebacks,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

@@ -46,6 +46,13 @@ class Server:
         self.tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()  # what did start (runtime, router, listeners) must not outlive a failed start
+            raise
+
+    async def _start(self) -> None:
         settings = self.services.settings
         await self.services.runtime.start()
         await self.ssh.start()
@@ -73,7 +80,8 @@ class Server:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.ssh.stop()
+        if self.ssh.server is not None:
+            await self.ssh.stop()
         if self.control is not None:
             self.control.close()
         if self.health is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -41,7 +42,7 @@ async def builds_list(inv: Invocation) -> None:
          example="builds:output myapp 7")
 async def builds_output(inv: Invocation) -> None:
     wanted = inv.args.build
-    if wanted is not None and not wanted.isdigit():
+    if wanted is not None and not re.fullmatch(r"[0-9]{1,9}", wanted):
         raise CommandError(f"BUILD must be a build number from: builds {inv.args.app}")
 
     def load(session: Session) -> tuple[str, str]:

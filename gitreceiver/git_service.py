@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
+from dulwich.errors import GitProtocolError
 from dulwich.protocol import CAPABILITY_SIDE_BAND_64K, SIDE_BAND_CHANNEL_DATA, SIDE_BAND_CHANNEL_PROGRESS, Protocol
 from dulwich.repo import Repo
 from dulwich.server import DictBackend, ReceivePackHandler, UploadPackHandler
@@ -56,6 +57,7 @@ class PushGate:
         self.lock: DeployLock | None = None
         self.refusal: bytes | None = None
         self.task: asyncio.Task[str | None] | None = None
+        self.closed = False  # set on the loop when the session ends: no deploy may start after that
 
     def _on_loop(self, fn: Any, *args: Any) -> Any:
         async def call() -> Any:
@@ -99,13 +101,17 @@ class PushGate:
         async def sink(line: str) -> None:
             lines.put(line)
 
-        def start() -> asyncio.Task[str | None]:
+        def start() -> asyncio.Task[str | None] | None:
+            if self.closed:
+                return None
             self.task = asyncio.ensure_future(
                 self.pipeline.deploy(self.app, self.actor, ref.decode(), new.decode(), self.repo, sink))
             self.task.add_done_callback(lambda _t: lines.put(_DONE))
             return self.task
 
         task = self._on_loop(start)
+        if task is None:
+            return b"client disconnected"
         self._relay(lines)
         reason = self._on_loop(task.result)  # raises CancelledError in this thread if the push was cancelled
         return reason.encode() if reason else None
@@ -123,6 +129,7 @@ class PushGate:
 
     async def cancel(self) -> None:
         """Cancel a running deploy and wait until it has cleaned up (build stopped, outcome recorded)."""
+        self.closed = True
         if self.task is not None and not self.task.done():
             self.task.cancel()
             await asyncio.wait({self.task}, timeout=60)
@@ -202,6 +209,6 @@ class GitService:
         try:
             await asyncio.get_running_loop().run_in_executor(SESSION_THREADS, contextvars.copy_context().run, run)
             return 0
-        except Exception as exc:
+        except (ConnectionError, EOFError, OSError, GitProtocolError) as exc:  # the client went away mid-way
             log.info("git_session_ended", error=type(exc).__name__)
             return 1

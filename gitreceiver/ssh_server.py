@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import asyncssh
@@ -171,6 +172,12 @@ class SSHFrontDoor:
             status = 1
         except (BrokenPipeError, ConnectionError, asyncssh.DisconnectError, asyncio.CancelledError):
             return
+        except Exception:
+            reference = uuid.uuid4().hex[:12]
+            log.exception("session_failed", user=actor.email, reference=reference)
+            process.stderr.write(f"error: internal error (reference {reference}); the operator can find it in the "
+                                 "server log.\n".encode())
+            status = 1
         try:
             process.exit(status)
         except (BrokenPipeError, OSError):

@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable, Mapping, Protocol, Sequence
 
 from controller.spec import ReleaseSpec
+from core.commands import CommandError
 
 # Where a runtime writes lines for the user (build output, rollout progress).
 # Each call is one line without its newline; it may await (backpressure).
 LineSink = Callable[[str], Awaitable[None]]
 
 
-class RuntimeError_(Exception):
+class RuntimeError_(CommandError):
     """Base of the failures a runtime reports to the user; the message is one sentence."""
 
 

@@ -82,6 +82,18 @@ def test_config_set_makes_a_release_the_app_sees_and_values_stay_masked(app: Dep
     assert releases(app)[0]["reason"] == "config: set API_TOKEN, GREETING"
 
 
+def test_a_config_change_whose_release_phase_fails_changes_nothing(app: Deploy) -> None:
+    release = ("release: python -c \"import os, sys; print('migrating'); "
+               "sys.exit(3 if os.environ.get('BREAK_MIGRATION') else 0)\"\n")
+    app.git.commit({"Procfile": "web: python app.py\n" + release})
+    assert app.git.push("shop").returncode == 0
+    status, out, err = app.command("config:set shop BREAK_MIGRATION=1")
+    assert status == 1 and err.startswith("error: The release command of v") and "exit status 3" in err
+    assert err.count("\n") == 1
+    assert "BREAK_MIGRATION" not in json.loads(app.command("config shop --json")[1])
+    assert app.get()[0] == 200
+
+
 def test_scale_up_and_down(app: Deploy) -> None:
     assert app.command("ps:scale shop web=2")[0] == 0
     processes = json.loads(app.command("ps shop --json")[1])

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from controller.controller import Controller
 from core.commands import Actor, execute
 from core.config import Settings
 from core.db import Database
 from core.registry import load_commands
 from core.services import Services
+from core.storage import storage_for
 from tests.fixtures.teresa import BytesInput, MemoryOutput, Result
 
 
@@ -21,7 +23,9 @@ class Commands:
         load_commands()
         self.db = Database(url)
         self.db.upgrade()
-        self.services = Services(settings=Settings.from_env({"TERESA_DATA_DIR": str(tmp_path)}), db=self.db)
+        settings = Settings.from_env({"TERESA_DATA_DIR": str(tmp_path)})
+        self.services = Services(settings=settings, db=self.db, storage=storage_for(settings.storage))
+        self.services.controller = Controller(self.services)  # no runtime: as `teresa` without a running server
         self.loop = asyncio.new_event_loop()
 
     def __call__(self, line: str, actor: Actor | None = None, stdin: bytes = b"") -> Result:
