@@ -11,13 +11,6 @@ from core.models import App, Team
 from keys import access
 
 
-def app_url(inv: Invocation, app: str) -> str:
-    settings = inv.services.settings
-    port = settings.router_addr[1]
-    suffix = "" if port == 80 else f":{port}"
-    return f"http://{app}.{settings.domain}{suffix}"
-
-
 def _choose_team(session: Session, inv: Invocation) -> Team:
     if inv.args.team:
         return access.team_for(session, inv.actor, inv.args.team)
@@ -45,8 +38,7 @@ async def apps_create(inv: Invocation) -> None:
         return team.name
 
     team = await inv.services.db.run(save)
-    if inv.services.controller is not None:
-        await inv.services.controller.created(name)
+    await inv.services.controller.created(name)
     await inv.print(f"App {name} created for team {team}.")
     await inv.print(f"Push to deploy: git remote add teresa {inv.services.git_remote(name)} && git push teresa main")
 
@@ -70,10 +62,8 @@ async def apps_info(inv: Invocation) -> None:
                 "created_at": app.created_at.replace(microsecond=0).isoformat() + "Z"}
 
     info = await inv.services.db.run(load)
-    info["url"] = app_url(inv, info["name"])
     info["git_remote"] = inv.services.git_remote(info["name"])
-    if inv.services.controller is not None:
-        info.update(await inv.services.controller.info(info["name"]))
+    info.update(await inv.services.controller.info(info["name"]))
     if inv.args.json:
         await inv.print_json(info)
         return

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from sqlalchemy.orm import Session
 
 from builder.slugmeta import read_processes
-from controller import releases, teresa_yaml
+from controller import releases
 from controller.locks import DeployLock, DeployLocks
 from controller.releases import ReleaseFields
 from controller.runtime.base import LineSink, ReleasePhaseFailed, RolloutFailed
@@ -93,7 +93,6 @@ class Controller:
     async def release_build(self, app: str, build_id: str, slug_key: str, teresa_yaml_text: str, actor: Actor,
                             out: LineSink) -> int:
         """Release a fresh build (the caller holds the app's deploy lock)."""
-        teresa_yaml.parse(teresa_yaml_text or None)
         processes = await asyncio.to_thread(read_processes, self.services.storage, slug_key)
 
         def change(base: ReleaseFields) -> ReleaseFields:

@@ -7,12 +7,14 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from controller.controller import Controller
 from core import docs
 from core.commands import Actor, CommandError, execute, parse, split_command_line
 from core.config import Settings
 from core.db import Database
 from core.registry import load_commands
 from core.services import Services
+from core.storage import storage_for
 from tests.fixtures.teresa import BytesInput, MemoryOutput
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,7 +45,9 @@ WORDS = st.one_of(st.text(max_size=20), st.sampled_from(["--json", "--team", "--
 def test_random_commands_never_crash(tmp_path: Path, name: str, words: list[str], stdin: bytes) -> None:
     db = Database(f"sqlite:///{tmp_path / 'fuzz.sqlite'}")
     db.upgrade()
-    services = Services(settings=Settings.from_env({"TERESA_DATA_DIR": str(tmp_path)}), db=db)
+    settings = Settings.from_env({"TERESA_DATA_DIR": str(tmp_path)})
+    services = Services(settings=settings, db=db, storage=storage_for(settings.storage))
+    services.controller = Controller(services)
     actor = Actor(email="someone@example.com", user_id=None)
     out, err = MemoryOutput(), MemoryOutput()
     status = asyncio.run(execute([name, *words], actor, services, BytesInput(stdin), out, err, remote=True))
