@@ -1,11 +1,12 @@
 # Teresa: `make run` starts the server on its embedded defaults, `make test` runs the suite,
+# `make services` installs and starts MariaDB and PostgreSQL on 127.0.0.1 for the tests that use them,
 # `make bench` runs bench/push.py and bench/redeploy.py (BENCH_ARGS="--skip-big" passes options to push.py).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test docs bench clean
+.PHONY: run test services docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +15,9 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/teresa serve
+
+services:
+	hack/services
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
