@@ -21,6 +21,7 @@ COPY keys keys
 COPY builder builder
 COPY controller controller
 COPY gitreceiver gitreceiver
+COPY server server
 RUN /opt/teresa/bin/pip install --no-compile . \
     && /opt/teresa/bin/python -m compileall -q /opt/teresa/lib
 

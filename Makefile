@@ -27,7 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/redeploy.py
 
 docs: $(STAMP)
-	$(BIN)/python -m core.docs > docs/commands.md
+	$(BIN)/python -m server.docs > docs/commands.md
 
 clean:
 	rm -rf $(VENV) .teresa .pytest_cache

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-TYPE_PATTERN = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+from core.names import PROCESS_TYPE, PROCESS_TYPE_RULE
+
 LINE_PATTERN = re.compile(r"^(?P<type>[^:\s]*)\s*:\s*(?P<command>.*?)\s*$")
 
 
@@ -23,11 +24,8 @@ def parse(text: str) -> dict[str, str]:
         if not match or not match["command"]:
             raise ProcfileError(f"Procfile line {number} is not `type: command` (got {line!r}); write it like `web: python app.py`.")
         kind = match["type"]
-        if not TYPE_PATTERN.fullmatch(kind):
-            raise ProcfileError(
-                f"Procfile line {number}: process type {kind!r} is not valid; "
-                "use lowercase letters, digits and dashes, like `web` or `worker-2`."
-            )
+        if not PROCESS_TYPE.match(kind):
+            raise ProcfileError(f"Procfile line {number}: process type {kind[:40]!r} is not valid; {PROCESS_TYPE_RULE}.")
         if kind in processes:
             raise ProcfileError(f"Procfile line {number}: process type {kind!r} is declared twice; keep one line per type.")
         processes[kind] = match["command"]

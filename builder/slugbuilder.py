@@ -7,9 +7,7 @@ TERESAFILESTORAGE_* storage settings. It prints lines for a human and exits 0 on
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -19,20 +17,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, BinaryIO, Mapping
+from typing import BinaryIO, Mapping
 
-from builder import archive, buildpack, procfile, slugignore, slugmeta
+from builder import archive, buildpack, job, procfile, slugignore, slugmeta
 from builder.buildpack import Buildpack, BuildpackError, Release, Runner
 from builder.output import Output
 from builder.process import TimedOut
 from core.config import ConfigError, StorageSettings, storage_from_env
 from core.storage import Storage, StorageError, StorageNotFound, storage_for
 
-if TYPE_CHECKING:
-    from controller.runtime.base import BuildRequest
-
-DEFAULT_TIMEOUT = 15 * 60
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 CONFIG_PROFILE = ".profile.d/000-buildpack-config-vars.sh"
 
 
@@ -48,57 +41,23 @@ class BuildSettings:
     storage: StorageSettings
     buildpack_url: str = ""
     config: Mapping[str, str] = field(default_factory=dict, repr=False)
-    timeout: int = DEFAULT_TIMEOUT
+    timeout: int = job.DEFAULT_TIMEOUT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "BuildSettings":
-        missing = [name for name in ("TERESA_SOURCE_KEY", "TERESA_SLUG_KEY") if not env.get(name)]
-        if missing:
-            raise BuildError(f"{' and '.join(missing)} must be set; the slugbuilder reads its job from the environment.")
         try:
+            request = job.BuildRequest.from_env(env)
             storage = storage_from_env(env, Path(env.get("TERESA_DATA_DIR") or ".teresa").absolute())
-        except ConfigError as exc:
+        except (job.JobError, ConfigError) as exc:
             raise BuildError(str(exc)) from None
-        timeout = env.get("TERESA_BUILD_TIMEOUT", "").strip() or str(DEFAULT_TIMEOUT)
-        if not timeout.isdigit() or int(timeout) <= 0:
-            raise BuildError(f"TERESA_BUILD_TIMEOUT={timeout!r} is not a number of seconds; set it like {DEFAULT_TIMEOUT}.")
-        return cls(
-            source_key=env["TERESA_SOURCE_KEY"],
-            slug_key=env["TERESA_SLUG_KEY"],
-            cache_key=env.get("TERESA_CACHE_KEY", ""),
-            storage=storage,
-            buildpack_url=env.get("BUILDPACK_URL", "").strip(),
-            config=_config_vars(env.get("TERESA_BUILD_CONFIG", "")),
-            timeout=int(timeout),
-        )
+        return cls(source_key=request.source_key, slug_key=request.slug_key, cache_key=request.cache_key,
+                   storage=storage, buildpack_url=request.buildpack_url, config=request.config,
+                   timeout=request.timeout_seconds)
 
 
-def _config_vars(raw: str) -> dict[str, str]:
-    try:
-        config = json.loads(raw) if raw.strip() else {}
-    except json.JSONDecodeError:
-        config = None
-    if not isinstance(config, dict) or not all(isinstance(v, str) for v in config.values()):
-        raise BuildError("TERESA_BUILD_CONFIG is not a JSON object of strings; set it like {\"NAME\": \"value\"}.")
-    bad = sorted(name for name in config if not ENV_NAME.fullmatch(name))
-    if bad:
-        raise BuildError(f"Config var name {bad[0]!r} is not valid; use letters, digits and underscores.")
-    return config
-
-
-def job_env(request: BuildRequest, storage: StorageSettings) -> dict[str, str]:
+def job_env(request: job.BuildRequest, storage: StorageSettings) -> dict[str, str]:
     """The environment that runs one build (for a runtime starting teresa-slugbuilder: a process or a pod)."""
-    env = {
-        **storage.to_env(),
-        "TERESA_SOURCE_KEY": request.source_key,
-        "TERESA_SLUG_KEY": request.slug_key,
-        "TERESA_CACHE_KEY": request.cache_key,
-        "TERESA_BUILD_CONFIG": json.dumps(dict(request.config)),
-        "TERESA_BUILD_TIMEOUT": str(request.timeout_seconds),
-    }
-    if buildpack_url := request.buildpack_url or request.config.get("BUILDPACK_URL", ""):
-        env["BUILDPACK_URL"] = buildpack_url
-    return env
+    return {**storage.to_env(), **request.to_env()}
 
 
 def buildpack_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -229,7 +188,7 @@ def _profile_defaults(config_vars: Mapping[str, str]) -> str:
     """Shell that sets each buildpack config var unless the app's own config already does."""
     lines = ["# Written by teresa-slugbuilder from the buildpack's bin/release config_vars."]
     for name, value in config_vars.items():
-        if ENV_NAME.fullmatch(name):
+        if job.ENV_NAME.fullmatch(name):
             lines.append(f'[ -n "${{{name}+set}}" ] || export {name}={shlex.quote(value)}')
     return "\n".join(lines) + "\n"
 

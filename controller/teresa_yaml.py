@@ -77,6 +77,14 @@ PROBE_MINIMUM = {"timeoutSeconds": 1, "initialDelaySeconds": 0, "periodSeconds":
                  "failureThreshold": 1, "successThreshold": 1}
 
 
+def decode(raw: bytes | None) -> str:
+    """The text of a pushed teresa.yaml ("" when there is none)."""
+    try:
+        return raw.decode("utf-8") if raw else ""
+    except UnicodeDecodeError:
+        raise TeresaYamlError("teresa.yaml is not UTF-8 text; save it as UTF-8.") from None
+
+
 def parse(text: str | bytes | None) -> AppSpec:
     """Parse the contents of teresa.yaml; empty or missing means all defaults."""
     if text is None:

@@ -12,9 +12,11 @@ import json
 import shlex
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Generic, Protocol, TypeVar
 
 from core import log as logging
+from core.errors import UserError
+from core.services import Services
 
 log = logging.get(__name__)
 
@@ -28,10 +30,8 @@ TEAM = "members of the team, and admins"
 LOCAL = "the operator, locally on the server host"
 
 
-class CommandError(Exception):
-    """A user error: its message is one sentence saying what is wrong and what to do."""
-
-    exit_status = 1
+class CommandError(UserError):
+    """A wrong command line, an unknown app, a missing permission: one sentence saying what to do."""
 
 
 class PermissionDenied(CommandError):
@@ -62,12 +62,17 @@ class Input(Protocol):
         """Read stdin up to EOF; raise CommandError if more than `limit` bytes arrive."""
 
 
+S = TypeVar("S", bound=Services)
+
+
 @dataclass
-class Invocation:
+class Invocation(Generic[S]):
+    """One run of a command. `S` is what the command needs: `Services`, or the controller's `Platform`."""
+
     command: "Command"
     args: argparse.Namespace
     actor: Actor
-    services: Any
+    services: S
     stdin: Input
     out: Output
     err: Output
@@ -95,7 +100,7 @@ class Invocation:
             await self.print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
-Handler = Callable[[Invocation], Awaitable[int | None]]
+Handler = Callable[[Invocation[Any]], Awaitable[int | None]]
 
 
 @dataclass(frozen=True)
@@ -198,7 +203,7 @@ def visible_commands(remote: bool) -> list[Command]:
     return sorted((c for c in TABLE.values() if not (remote and c.local_only)), key=lambda c: c.name)
 
 
-async def execute(argv: list[str], actor: Actor, services: Any, stdin: Input, out: Output, err: Output,
+async def execute(argv: list[str], actor: Actor, services: Services, stdin: Input, out: Output, err: Output,
                   remote: bool) -> int:
     """Run one command line; returns the exit status. User errors become one line on stderr."""
     try:
@@ -206,7 +211,7 @@ async def execute(argv: list[str], actor: Actor, services: Any, stdin: Input, ou
         inv = Invocation(cmd, args, actor, services, stdin, out, err, remote)
         status = await cmd.handler(inv)
         return status or 0
-    except CommandError as exc:
+    except UserError as exc:
         await err.write(f"error: {shown(str(exc), limit=2000)}\n")
         return exc.exit_status
     except Exception:

@@ -51,7 +51,10 @@ def key_name(value: str) -> str:
 HOSTNAME_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 CONFIG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_CONFIG = {"PORT", "DYNO", "HOME"}
-PROCESS_TYPE = re.compile(r"^[a-z][a-z0-9_-]{0,29}$")
+# One grammar for process types: the Procfile, the command line and Kubernetes object names.
+PROCESS_TYPE = re.compile(r"^[a-z]([a-z0-9-]{0,28}[a-z0-9])?$")
+PROCESS_TYPE_RULE = ("use 1 to 30 lowercase letters, digits and dashes, starting with a letter and not ending "
+                     "with a dash (like web or worker-2)")
 
 
 def hostname(value: str) -> str:
@@ -73,5 +76,5 @@ def config_name(value: str) -> str:
 
 def process_type(value: str) -> str:
     if not PROCESS_TYPE.match(value):
-        raise CommandError(f"'{shown(value)}' is not a process type; use a Procfile name like web or worker.")
+        raise CommandError(f"'{shown(value)}' is not a process type; {PROCESS_TYPE_RULE}.")
     return value

@@ -12,8 +12,10 @@ from typing import BinaryIO, Iterator
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
 
+from controller.deploy import SourceRejected
 
-class ArchiveError(Exception):
+
+class ArchiveError(SourceRejected):
     """The tree cannot be archived; the message says why and what to do."""
 
 

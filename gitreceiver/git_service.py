@@ -8,6 +8,7 @@ lock is taken before the pack is read, so a second push is answered at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import queue
 from concurrent.futures import ThreadPoolExecutor
@@ -20,16 +21,40 @@ from dulwich.protocol import CAPABILITY_SIDE_BAND_64K, SIDE_BAND_CHANNEL_DATA, S
 from dulwich.repo import Repo
 from dulwich.server import DictBackend, ReceivePackHandler, UploadPackHandler
 
+from controller.controller import Controller
+from controller.locks import DeployInProgress
 from core import log as logging
+from core import repos
 from core.commands import Actor, CommandError
 from core.services import Services
-from gitreceiver import repos
 from gitreceiver.bridge import ThreadStreams
-from controller.locks import DeployLock
-from gitreceiver.pipeline import PushPipeline
+from gitreceiver.pushed import PushedCommit
 from keys import access
 
 log = logging.get(__name__)
+
+# TeresaReceivePack overrides private methods of dulwich's ReceivePackHandler (the hooks and
+# _apply_pack) and sets `Protocol.recv`. They are checked against these versions only: a new
+# dulwich must be read, tested (tests/gitreceiver/test_dulwich_guard.py) and added here.
+DULWICH_VERSIONS = {"1.2.21"}
+OVERRIDDEN = ("_receive_max_input_size", "_apply_pack", "_on_pre_receive", "_on_update", "_on_post_receive")
+
+
+class UnsupportedDulwich(RuntimeError):
+    pass
+
+
+def check_dulwich(version: str | None = None) -> None:
+    """Refuse to serve git with a dulwich whose private methods Teresa has not been checked against."""
+    import dulwich
+
+    found = version or ".".join(str(part) for part in dulwich.__version__)
+    if found not in DULWICH_VERSIONS:
+        raise UnsupportedDulwich(f"dulwich {found} is not one Teresa's git service was checked against "
+                                 f"({', '.join(sorted(DULWICH_VERSIONS))}); install a checked version.")
+    missing = [name for name in OVERRIDDEN if not callable(getattr(ReceivePackHandler, name, None))]
+    if missing:
+        raise UnsupportedDulwich(f"dulwich {found} has no ReceivePackHandler.{missing[0]}; install a checked version.")
 
 DEPLOY_REFS = {b"refs/heads/main", b"refs/heads/master"}
 ZERO = b"0" * 40
@@ -43,18 +68,18 @@ SESSION_THREADS = ThreadPoolExecutor(max_workers=256, thread_name_prefix="git-se
 
 
 class PushGate:
-    """Runs in the handler's thread; talks to the pipeline on the event loop."""
+    """Runs in the handler's thread; talks to the controller on the event loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, pipeline: PushPipeline, app: str, actor: Actor, repo: Path,
+    def __init__(self, loop: asyncio.AbstractEventLoop, controller: Controller, app: str, actor: Actor, repo: Path,
                  keepalive: float = KEEPALIVE_SECONDS):
         self.loop = loop
         self.keepalive_seconds = keepalive
-        self.pipeline = pipeline
+        self.controller = controller
         self.app = app
         self.actor = actor
         self.repo = repo
         self.handler: "TeresaReceivePack | None" = None
-        self.lock: DeployLock | None = None
+        self.lock = contextlib.AsyncExitStack()  # holds the app's deploy lock once taken
         self.refusal: bytes | None = None
         self.task: asyncio.Task[str | None] | None = None
         self.closed = False  # set on the loop when the session ends: no deploy may start after that
@@ -64,6 +89,14 @@ class PushGate:
             return fn(*args)
 
         return asyncio.run_coroutine_threadsafe(call(), self.loop).result()
+
+    async def _take_lock(self) -> str | None:
+        """Take the app's deploy lock for the rest of the session; the holder's description if refused."""
+        try:
+            await self.lock.enter_async_context(self.controller.deploy_lock(self.app, self.actor))
+        except DeployInProgress as exc:
+            return exc.holder.describe()
+        return None
 
     def progress(self, line: str) -> None:
         assert self.handler is not None
@@ -79,12 +112,10 @@ class PushGate:
     def before_pack(self, refs: list[tuple[bytes, bytes, bytes]]) -> None:
         if not any(ref in DEPLOY_REFS and new != ZERO for _old, new, ref in refs):
             return
-        lock, acquired = self._on_loop(self.pipeline.lock, self.app, self.actor)
-        if acquired:
-            self.lock = lock
-        else:
+        holder = asyncio.run_coroutine_threadsafe(self._take_lock(), self.loop).result()
+        if holder is not None:
             self.refusal = b"deploy in progress"
-            self.progress(f" !     {lock.describe()}; wait for it to finish, then push again.")
+            self.progress(f" !     {holder}; wait for it to finish, then push again.")
 
     def update(self, ref: bytes, old: bytes, new: bytes) -> bytes | None:
         branch = ref.decode("utf-8", "replace").removeprefix("refs/heads/")
@@ -104,8 +135,8 @@ class PushGate:
         def start() -> asyncio.Task[str | None] | None:
             if self.closed:
                 return None
-            self.task = asyncio.ensure_future(
-                self.pipeline.deploy(self.app, self.actor, ref.decode(), new.decode(), self.repo, sink))
+            pushed = PushedCommit(self.repo, ref.decode(), new.decode())
+            self.task = asyncio.ensure_future(self.controller.deploy_push(self.app, self.actor, pushed, sink))
             self.task.add_done_callback(lambda _t: lines.put(_DONE))
             return self.task
 
@@ -127,12 +158,13 @@ class PushGate:
                 return
             self.progress(item)
 
-    async def cancel(self) -> None:
-        """Cancel a running deploy and wait until it has cleaned up (build stopped, outcome recorded)."""
+    async def close(self) -> None:
+        """Cancel a running deploy, wait until it has cleaned up (build stopped, outcome recorded), unlock."""
         self.closed = True
         if self.task is not None and not self.task.done():
             self.task.cancel()
             await asyncio.wait({self.task}, timeout=60)
+        await self.lock.aclose()
 
 
 class TeresaReceivePack(ReceivePackHandler):
@@ -166,9 +198,10 @@ class TeresaReceivePack(ReceivePackHandler):
 
 
 class GitService:
-    def __init__(self, services: Services, pipeline: PushPipeline):
+    def __init__(self, services: Services, controller: Controller):
+        check_dulwich()
         self.services = services
-        self.pipeline = pipeline
+        self.controller = controller
 
     async def __call__(self, process: asyncssh.SSHServerProcess, actor: Actor, argv: list[str]) -> int:
         try:
@@ -183,18 +216,13 @@ class GitService:
         if argv[0] == "git-upload-pack":
             return await self._serve(process, repo, lambda backend, proto: UploadPackHandler(backend, ["/"], proto))
         keepalive = float(self.services.settings.env.get("TERESA_PUSH_KEEPALIVE_SECONDS") or KEEPALIVE_SECONDS)
-        gate = PushGate(asyncio.get_running_loop(), self.pipeline, app, actor, repo, keepalive)
+        gate = PushGate(asyncio.get_running_loop(), self.controller, app, actor, repo, keepalive)
         max_bytes = self.services.settings.max_push_bytes
         try:
             return await self._serve(
                 process, repo, lambda backend, proto: TeresaReceivePack(backend, ["/"], proto, gate, max_bytes))
         finally:  # on every way out, the client's disconnect (cancellation) included
-            await asyncio.shield(self._release(gate))
-
-    async def _release(self, gate: PushGate) -> None:
-        await gate.cancel()
-        if gate.lock is not None:
-            self.pipeline.unlock(gate.lock)
+            await asyncio.shield(gate.close())
 
     async def _serve(self, process: asyncssh.SSHServerProcess, repo: Path, make_handler: Any) -> int:
         streams = ThreadStreams(asyncio.get_running_loop(), process.stdin, process.stdout)

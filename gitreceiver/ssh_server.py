@@ -11,8 +11,10 @@ import asyncssh
 from core import log as logging
 from core import metrics
 from core.commands import Actor, CommandError, execute, split_command_line
+from controller.platform import Platform
 from core.services import Services
 from gitreceiver import flow_control
+from gitreceiver.git_service import GitService
 from gitreceiver.hostkey import load_host_key
 from keys.auth import actor_for_key, actor_for_password
 from keys.ratelimit import LoginLimiter
@@ -124,7 +126,7 @@ class ChannelOutput:
 class SSHFrontDoor:
     """The SSH listener and what each session runs."""
 
-    def __init__(self, services: Services, limiter: LoginLimiter | None = None, git: Any = None):
+    def __init__(self, services: Platform, limiter: LoginLimiter | None = None, git: GitService | None = None):
         self.services = services
         self.limiter = limiter or LoginLimiter()
         self.git = git  # gitreceiver's handler for git-receive-pack / git-upload-pack

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from core import names
 from core.commands import ADMIN, TEAM, CommandError, Invocation, arg, command
+from core.services import Services
 from core.models import SSHKey, Team, User
 from keys import access, passwords, sshkeys
 
@@ -24,7 +25,7 @@ def _iso(value) -> str:  # type: ignore[no-untyped-def]
 
 
 @command("whoami", "Show who you are logged in as, and your teams.", json=True, example="whoami")
-async def whoami(inv: Invocation) -> None:
+async def whoami(inv: Invocation[Services]) -> None:
     def load(session: Session) -> dict:
         user = access.current_user(session, inv.actor)
         if user is None:
@@ -42,13 +43,13 @@ async def whoami(inv: Invocation) -> None:
         await inv.print(f"teams: {', '.join(info['teams'])}")
 
 
-async def _read_password(inv: Invocation) -> str:
+async def _read_password(inv: Invocation[Services]) -> str:
     return passwords.from_stdin(await inv.stdin.read(1024))
 
 
 @command("passwd", "Set your own password (the new password on stdin).", stdin="the new password",
          example="echo 'new-secret-password' | ssh -p 2222 git@teresa passwd")
-async def passwd(inv: Invocation) -> None:
+async def passwd(inv: Invocation[Services]) -> None:
     if inv.actor.user_id is None:
         raise CommandError("the local operator has no password; use users:set-password EMAIL for a user.")
     hashed = await asyncio.to_thread(passwords.hash_password, await _read_password(inv))
@@ -63,7 +64,7 @@ async def passwd(inv: Invocation) -> None:
 # --- SSH keys ---------------------------------------------------------------------------
 
 
-def _key_owner(session: Session, inv: Invocation) -> User:
+def _key_owner(session: Session, inv: Invocation[Services]) -> User:
     email = getattr(inv.args, "user", None)
     if email:
         user = access.find_user(session, email)
@@ -83,7 +84,7 @@ USER_FLAG = arg("--user", metavar="EMAIL", help="whose keys (admins and the loca
          arg("name", metavar="NAME", help="a name for the key, like laptop"), USER_FLAG,
          stdin="the public key (the .pub file)",
          example="ssh -p 2222 git@teresa keys:add laptop < ~/.ssh/id_ed25519.pub")
-async def keys_add(inv: Invocation) -> None:
+async def keys_add(inv: Invocation[Services]) -> None:
     name = names.key_name(inv.args.name)
     public_key, fingerprint = sshkeys.parse_public_key(await inv.stdin.read(sshkeys.MAX_KEY_BYTES + 1))
 
@@ -108,7 +109,7 @@ async def keys_add(inv: Invocation) -> None:
 
 
 @command("keys:list", "List your SSH keys.", USER_FLAG, json=True, example="keys:list")
-async def keys_list(inv: Invocation) -> None:
+async def keys_list(inv: Invocation[Services]) -> None:
     def load(session: Session) -> list[dict]:
         owner = _key_owner(session, inv)
         return [{"name": k.name, "fingerprint": k.fingerprint, "added": _iso(k.created_at)}
@@ -122,7 +123,7 @@ async def keys_list(inv: Invocation) -> None:
 
 @command("keys:remove", "Remove one of your SSH keys.", arg("name", metavar="NAME", help="the key's name"), USER_FLAG,
          example="keys:remove laptop")
-async def keys_remove(inv: Invocation) -> None:
+async def keys_remove(inv: Invocation[Services]) -> None:
     name = names.key_name(inv.args.name)
 
     def remove(session: Session) -> None:
@@ -145,7 +146,7 @@ async def keys_remove(inv: Invocation) -> None:
          arg("--no-password", action="store_true", help="a key-only user: read no password"),
          access=ADMIN, stdin="the password",
          example="echo 'a-long-password' | ssh -p 2222 git@teresa users:create alice@example.com --name Alice")
-async def users_create(inv: Invocation) -> None:
+async def users_create(inv: Invocation[Services]) -> None:
     access.require_admin(inv.actor, "create users")
     email = names.email(inv.args.email)
     full_name = inv.args.name.strip()
@@ -168,7 +169,7 @@ async def users_create(inv: Invocation) -> None:
 
 
 @command("users:list", "List users.", access=ADMIN, json=True, example="users:list")
-async def users_list(inv: Invocation) -> None:
+async def users_list(inv: Invocation[Services]) -> None:
     access.require_admin(inv.actor, "list users")
 
     def load(session: Session) -> list[dict]:
@@ -187,7 +188,7 @@ async def users_list(inv: Invocation) -> None:
 
 @command("users:delete", "Delete a user and their keys.", arg("email", metavar="EMAIL", help="the user's email"), access=ADMIN,
          example="users:delete alice@example.com")
-async def users_delete(inv: Invocation) -> None:
+async def users_delete(inv: Invocation[Services]) -> None:
     access.require_admin(inv.actor, "delete users")
 
     def remove(session: Session) -> str:
@@ -202,7 +203,7 @@ async def users_delete(inv: Invocation) -> None:
 
 @command("users:set-password", "Set a user's password (on stdin).", arg("email", metavar="EMAIL", help="the user's email"), access=ADMIN,
          stdin="the new password", example="echo 'a-long-password' | teresa users:set-password alice@example.com")
-async def users_set_password(inv: Invocation) -> None:
+async def users_set_password(inv: Invocation[Services]) -> None:
     access.require_admin(inv.actor, "set other users' passwords")
     hashed = await asyncio.to_thread(passwords.hash_password, await _read_password(inv))
 
@@ -218,7 +219,7 @@ async def users_set_password(inv: Invocation) -> None:
 
 
 @command("teams:create", "Create a team.", arg("team", metavar="TEAM", help="the new team's name"), access=ADMIN, example="teams:create web")
-async def teams_create(inv: Invocation) -> None:
+async def teams_create(inv: Invocation[Services]) -> None:
     access.require_admin(inv.actor, "create teams")
     name = names.team_name(inv.args.team)
 
@@ -236,7 +237,7 @@ async def teams_create(inv: Invocation) -> None:
 
 @command("teams:list", "List your teams (admins: all teams) with their members.", json=True,
          example="teams:list")
-async def teams_list(inv: Invocation) -> None:
+async def teams_list(inv: Invocation[Services]) -> None:
     def load(session: Session) -> list[dict]:
         query = select(Team).order_by(Team.name)
         if not inv.actor.is_admin:
@@ -255,7 +256,7 @@ TEAM_USER = (arg("team", metavar="TEAM", help="the team's name"), arg("email", m
 
 @command("teams:add-user", "Add a user to a team.", *TEAM_USER, access=TEAM,
          example="teams:add-user web alice@example.com")
-async def teams_add_user(inv: Invocation) -> None:
+async def teams_add_user(inv: Invocation[Services]) -> None:
     def save(session: Session) -> tuple[str, str]:
         team = access.team_for(session, inv.actor, inv.args.team)
         user = access.find_user(session, inv.args.email)
@@ -270,7 +271,7 @@ async def teams_add_user(inv: Invocation) -> None:
 
 @command("teams:remove-user", "Remove a user from a team.", *TEAM_USER, access=TEAM,
          example="teams:remove-user web alice@example.com")
-async def teams_remove_user(inv: Invocation) -> None:
+async def teams_remove_user(inv: Invocation[Services]) -> None:
     def save(session: Session) -> tuple[str, str]:
         team = access.team_for(session, inv.actor, inv.args.team)
         user = access.find_user(session, inv.args.email)

@@ -3,29 +3,35 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable, Callable, Mapping, Protocol, Sequence
+from typing import AsyncIterator, Awaitable, Callable, Protocol, Sequence
 
+from builder.job import BuildRequest
 from controller.spec import ReleaseSpec
-from core.commands import CommandError
+from core.errors import UserError
 
 # Where a runtime writes lines for the user (build output, rollout progress).
 # Each call is one line without its newline; it may await (backpressure).
 LineSink = Callable[[str], Awaitable[None]]
 
 
-class RuntimeError_(CommandError):
-    """Base of the failures a runtime reports to the user; the message is one sentence."""
+class RuntimeFailure(UserError):
+    """What a runtime reports when it cannot do what was asked: one sentence, plus the
+    last lines the failing process printed (already part of the sentence where useful)."""
+
+    def __init__(self, message: str, *, last_lines: Sequence[str] = ()):
+        super().__init__(message)
+        self.last_lines = tuple(last_lines)
 
 
-class BuildFailed(RuntimeError_):
+class BuildFailed(RuntimeFailure):
     pass
 
 
-class ReleasePhaseFailed(RuntimeError_):
+class ReleasePhaseFailed(RuntimeFailure):
     pass
 
 
-class RolloutFailed(RuntimeError_):
+class RolloutFailed(RuntimeFailure):
     """The new release did not become ready; the runtime has already undone it."""
 
 
@@ -39,23 +45,14 @@ class ProcessStatus:
     release: int
 
 
-@dataclass(frozen=True)
-class BuildRequest:
-    app: str
-    build_id: str
-    source_key: str
-    slug_key: str
-    cache_key: str
-    config: Mapping[str, str]
-    buildpack_url: str = ""
-    timeout_seconds: int = 15 * 60
-
-
 class Runtime(Protocol):
     async def start(self) -> None:
         """Start background machinery and bring every app back at its current release."""
 
     async def stop(self) -> None: ...
+
+    async def health(self) -> None:
+        """For /readyz: return when the runtime can take work, raise when it cannot."""
 
     async def create_app(self, app: str) -> None: ...
 
@@ -67,8 +64,10 @@ class Runtime(Protocol):
     async def release_phase(self, release: ReleaseSpec, out: LineSink) -> None:
         """Run the `release` process once; raise ReleasePhaseFailed."""
 
-    async def deploy(self, release: ReleaseSpec, previous: ReleaseSpec | None, out: LineSink) -> None:
-        """Roll out `release`; on failure undo to `previous` and raise RolloutFailed."""
+    async def deploy(self, release: ReleaseSpec, previous: ReleaseSpec | None, out: LineSink, *,
+                     restart: bool = False) -> None:
+        """Roll out `release` (every process replaced when `restart`); on failure undo to `previous`
+        and raise RolloutFailed."""
 
     async def ps(self, app: str) -> list[ProcessStatus]: ...
 

@@ -156,7 +156,7 @@ def test_a_server_restart_brings_the_app_back(app: Deploy) -> None:
     app.server.stop()
     app.server = TeresaServer(app.server.env)
     app.ssh.server = app.server
-    app.server.call(app.server.services.runtime.wait_restored())
+    app.server.call(app.server.runtime.wait_restored())
     wait_for(lambda: app.get()[0] == 200)  # restored processes start, then pass their readiness check
     assert app.get(host="www.shop.test")[0] == 200
     assert releases(app)[0]["version"] == running

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from controller.runtime import make_runtime
-from controller.runtime.base import BuildFailed, ReleasePhaseFailed, RuntimeError_
+from controller.runtime.base import BuildFailed, ReleasePhaseFailed, RuntimeFailure
 from controller.runtime.kubernetes.runtime import KubernetesRuntime
 from core.storage import storage_for
 from tests.fixtures.kube import KubeAPI
@@ -194,7 +194,7 @@ async def test_run_streams_output_and_returns_the_exit_status(runtime: Kubernete
 
 @pytest.mark.asyncio
 async def test_run_without_a_command_is_one_sentence(runtime: KubernetesRuntime) -> None:
-    with pytest.raises(RuntimeError_, match=r"^The command could not run: run needs a command after --"):
+    with pytest.raises(RuntimeFailure, match=r"^The command could not run: run needs a command after --"):
         await runtime.run(release(2), [], Lines())
 
 

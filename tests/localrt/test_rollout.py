@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from controller.runtime.base import RolloutFailed, RuntimeError_
+from controller.runtime.base import RolloutFailed, RuntimeFailure
 from tests.localrt.harness import PYTHON, WEB, async_test, harness, spec, until
 
 READY = """
@@ -129,7 +129,7 @@ async def test_worker_types_roll_restart_and_stop_when_dropped(tmp_path):
         v2 = h.release("mixed", 2, processes={"web": WEB}, config={"MESSAGE": "v2"})
         await h.rt.deploy(v2, v1, h.out)
         assert [(s.type, s.release) for s in await h.ps("mixed")] == [("web", 2)]
-        with pytest.raises(RuntimeError_, match="no process type 'worker'"):
+        with pytest.raises(RuntimeFailure, match="no process type 'worker'"):
             await h.rt.restart("mixed", "worker")
 
 

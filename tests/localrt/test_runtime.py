@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from controller.runtime.base import BuildFailed, BuildRequest, ReleasePhaseFailed, RuntimeError_
+from builder.job import BuildRequest
+from controller.runtime.base import BuildFailed, ReleasePhaseFailed, RuntimeFailure
 from controller.runtime.local import LocalRuntime
 from tests.localrt.harness import FAST, WEB, async_test, harness, slugrunner, until
 
@@ -75,7 +76,7 @@ async def test_slug_is_fetched_from_storage_and_unpacked_once(tmp_path):
         unpacked = h.settings.data_dir / "apps/fetched/releases/v1"
         assert (unpacked / "Procfile").exists()
         assert await h.rt.slugs.ensure(release) == unpacked
-        with pytest.raises(RuntimeError_, match="could not be fetched"):
+        with pytest.raises(RuntimeFailure, match="could not be fetched"):
             await h.rt.run(dataclasses.replace(release, version=2, slug_key="missing"), ["true"], h.out)
 
 

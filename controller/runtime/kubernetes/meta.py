@@ -9,6 +9,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from core import names
+
 MANAGED_BY = "app.kubernetes.io/managed-by"
 APP_LABEL = "teresa.io/app"
 PROCESS_TYPE_LABEL = "teresa.io/process-type"
@@ -25,7 +27,6 @@ WEB = "web"
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 # A CronJob's name must leave room for the 11 characters its Jobs append.
-MAX_NAME = 52
 
 
 class ManifestError(ValueError):
@@ -58,14 +59,11 @@ def metadata(name: str, namespace: str | None, object_labels: dict[str, str], **
 
 
 def object_name(process_type: str) -> str:
-    """The Kubernetes name for a Procfile process type (lowercase, `_` becomes `-`)."""
-    name = process_type.lower().replace("_", "-")
-    if not DNS_LABEL.match(name) or len(name) > MAX_NAME or not LABEL_VALUE.match(process_type):
-        raise ManifestError(
-            f"Process type {process_type!r} cannot name a Kubernetes object; rename it in the Procfile "
-            f"to start with a letter and use only letters, digits, '-' or '_' (at most {MAX_NAME})."
-        )
-    return name
+    """The Kubernetes name for a Procfile process type: the type itself (core.names' grammar is a DNS label)."""
+    if not names.PROCESS_TYPE.match(process_type):
+        raise ManifestError(f"Process type {process_type[:40]!r} cannot name a Kubernetes object; rename it in the "
+                            f"Procfile: {names.PROCESS_TYPE_RULE}.")
+    return process_type
 
 
 def config_secret_name(config: Mapping[str, str]) -> str:

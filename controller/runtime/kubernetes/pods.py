@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from typing import Any
 
-from controller.runtime.base import BuildRequest
+from builder import job
+from builder.job import BuildRequest
 from controller.runtime.kubernetes.meta import (
     BUILD_LABEL,
     RUN_LABEL,
@@ -26,7 +26,7 @@ APP_DIR = "/app"
 APP_VOLUME = "app"
 CONTAINER_PORT = 5000
 PORT_NAME = "http"
-BUILD_CONFIG_KEY = "TERESA_BUILD_CONFIG"
+BUILD_CONFIG_KEY = job.CONFIG
 BUILD_DEADLINE_MARGIN = 60
 
 
@@ -163,7 +163,7 @@ def build_secret(request: BuildRequest) -> dict[str, Any]:
     """The build's config vars for TERESA_BUILD_CONFIG, named like its pod; delete it with the pod."""
     name = build_pod_name(request.build_id)
     return secret(name, request.app, labels(request.app, **{BUILD_LABEL: _build_label(request.build_id)}),
-                  {BUILD_CONFIG_KEY: json.dumps(dict(request.config), sort_keys=True)})
+                  {BUILD_CONFIG_KEY: request.config_json()})
 
 
 def _build_label(build_id: str) -> str:
@@ -174,14 +174,7 @@ def slugbuilder_pod(settings: Settings, request: BuildRequest) -> dict[str, Any]
     """The build pod: `teresa-slugbuilder` configured by environment, storage credentials from a Secret."""
     k8s = settings.kubernetes
     name = build_pod_name(request.build_id)
-    env = _env(
-        TERESA_SOURCE_KEY=request.source_key,
-        TERESA_SLUG_KEY=request.slug_key,
-        TERESA_CACHE_KEY=request.cache_key,
-        TERESA_BUILD_TIMEOUT=str(request.timeout_seconds),
-    )
-    if request.buildpack_url:
-        env += _env(BUILDPACK_URL=request.buildpack_url)
+    env = _env(**request.to_env(with_config=False))
     env.append({"name": BUILD_CONFIG_KEY, "valueFrom": {"secretKeyRef": {"name": name, "key": BUILD_CONFIG_KEY}}})
     container = _secured({
         "name": "slugbuilder",

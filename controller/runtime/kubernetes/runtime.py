@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from controller.runtime.base import (
-    BuildFailed, BuildRequest, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeError_,
+    BuildFailed, BuildRequest, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeFailure,
 )
 from controller.runtime.kubernetes import manifests, podstate
 from controller.runtime.kubernetes.client import KubeClient, KubeError
@@ -131,13 +131,14 @@ class KubernetesRuntime:
             await self.kube.apply(manifests.config_secret(release))
             return await self._one_off(manifests.run_pod(self.settings, release, argv), "run").run(out)
         except (PodFailed, KubeError, ManifestError) as exc:
-            raise RuntimeError_(f"The command could not run: {exc}") from None
+            raise RuntimeFailure(f"The command could not run: {exc}") from None
 
     # -- releases
 
-    async def deploy(self, release: ReleaseSpec, previous: ReleaseSpec | None, out: LineSink) -> None:
+    async def deploy(self, release: ReleaseSpec, previous: ReleaseSpec | None, out: LineSink, *,
+                     restart: bool = False) -> None:
         try:
-            objects, before = await self._desired(release, restart=release.reason == "restart")
+            objects, before = await self._desired(release, restart=restart)
         except (ManifestError, KubeError) as exc:
             raise RolloutFailed(f"{release.label} could not be rendered: {exc}") from None
         formation = " ".join(f"{t}={release.replicas(t)}" for t in release.long_running_types)
@@ -209,7 +210,7 @@ class KubernetesRuntime:
         deployments = await self.kube.list(*DEPLOYMENT, app, labels=labels)
         if not deployments:
             which = f"no process type {process_type!r}" if process_type else "no running processes"
-            raise RuntimeError_(f"{app} has {which}; push or scale it up first.")
+            raise RuntimeFailure(f"{app} has {which}; push or scale it up first.")
         for deployment in deployments:
             await self.kube.patch(*DEPLOYMENT, deployment["metadata"]["name"], app, restart_patch())
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import AsyncIterator, Sequence
 import aiohttp
 
 from controller.runtime.base import (
-    BuildFailed, BuildRequest, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeError_,
+    BuildFailed, BuildRequest, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeFailure,
 )
 from controller.runtime.local.orphans import reap_orphans
 from controller.runtime.local.processes import base_env, run_streaming
@@ -78,6 +77,11 @@ class LocalRuntime:
                 self._current[release.app] = release
                 self.router.set_domains(release.app, release.domains)
                 self._restoring.append(asyncio.create_task(self._restore(release)))
+
+    async def health(self) -> None:
+        """A readiness check for /readyz: the router takes requests (when this runtime serves it)."""
+        if self._serve_router and self.router.port is None:
+            raise RuntimeError("the local router is not listening")
 
     async def wait_restored(self) -> None:
         await asyncio.gather(*self._restoring, return_exceptions=True)
@@ -155,15 +159,7 @@ class LocalRuntime:
     # -- releases
 
     async def build(self, request: BuildRequest, out: LineSink) -> None:
-        env = base_env({
-            **self.settings.storage.to_env(),
-            "TERESA_SOURCE_KEY": request.source_key,
-            "TERESA_SLUG_KEY": request.slug_key,
-            "TERESA_CACHE_KEY": request.cache_key,
-            "TERESA_BUILD_CONFIG": json.dumps(dict(request.config)),
-            "TERESA_BUILD_TIMEOUT": str(request.timeout_seconds),
-            **({"BUILDPACK_URL": request.buildpack_url} if request.buildpack_url else {}),
-        })
+        env = base_env({**self.settings.storage.to_env(), **request.to_env()})
         try:
             status = await run_streaming(self.slugbuilder, env, out, timeout=request.timeout_seconds)
         except asyncio.TimeoutError:
@@ -203,12 +199,13 @@ class LocalRuntime:
             raise ReleasePhaseFailed(f"The release command of {release.label} failed with exit status {status}"
                                      f"{output}; {release.label} was not released.")
 
-    async def deploy(self, release: ReleaseSpec, previous: ReleaseSpec | None, out: LineSink) -> None:
+    async def deploy(self, release: ReleaseSpec, previous: ReleaseSpec | None, out: LineSink, *,
+                     restart: bool = False) -> None:
         """Roll `release` out. What runs now is known here, so `previous` is only informative."""
-        restart = release.long_running_types if release.reason == "restart" else ()
+        restart_types = release.long_running_types if restart else ()
         async with self._lock(release.app):
             self.router.add_app(release.app)
-            await self._roll(release, out, restart)
+            await self._roll(release, out, restart_types)
             self.router.set_domains(release.app, release.domains)
 
     async def _roll(self, release: ReleaseSpec, out: LineSink, restart: Sequence[str]) -> None:
@@ -229,12 +226,12 @@ class LocalRuntime:
         async with self._lock(app):
             current = self._current.get(app)
             if current is None:
-                raise RuntimeError_(f"{app} has no running release; push to deploy it first.")
+                raise RuntimeFailure(f"{app} has no running release; push to deploy it first.")
             types = [process_type] if process_type else current.long_running_types
             unknown = [t for t in types if t not in current.long_running_types]
             if unknown:
                 known = ", ".join(current.long_running_types) or "none"
-                raise RuntimeError_(f"{app} has no process type {unknown[0]!r}; its types are {known}.")
+                raise RuntimeFailure(f"{app} has no process type {unknown[0]!r}; its types are {known}.")
             await self._roll(current, _discard, types)
 
     def current(self, app: str) -> ReleaseSpec | None:
@@ -252,7 +249,7 @@ class LocalRuntime:
         try:
             app_dir = await self.slugs.ensure(release)
         except SlugUnavailable as exc:
-            raise RuntimeError_(str(exc)) from None
+            raise RuntimeFailure(str(exc)) from None
         env = base_env({**release.config, "TERESA_APP_DIR": str(app_dir), "DYNO": f"run.{next(self._run_ids)}"})
         status = await run_streaming([*self.slugrunner, "exec", "--", *argv], env, out, cwd=app_dir)
         return status if status >= 0 else 128 - status

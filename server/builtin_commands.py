@@ -5,11 +5,12 @@ from __future__ import annotations
 from importlib.metadata import version as package_version
 
 from core.commands import ANYONE, CommandError, Invocation, arg, command, lookup, shown, visible_commands
+from core.services import Services
 
 
 @command("help", "List the commands, or show how to use one.",
          arg("command", nargs="?", metavar="COMMAND", help="a command to explain"), example="help apps:create")
-async def help_command(inv: Invocation) -> None:
+async def help_command(inv: Invocation[Services]) -> None:
     if inv.args.command:
         try:
             cmd = lookup(inv.args.command, inv.remote)
@@ -34,5 +35,5 @@ async def help_command(inv: Invocation) -> None:
 
 
 @command("version", "Show Teresa's version.", access=ANYONE, example="version")
-async def version_command(inv: Invocation) -> None:
+async def version_command(inv: Invocation[Services]) -> None:
     await inv.print(f"teresa {package_version('teresa')}")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 
 from core.commands import LOCAL, CommandError, Invocation, command
+from core.services import Services
 
 
 @command("serve", "Run the Teresa server (SSH, router, runtime) until stopped.", local_only=True, access=LOCAL,
          example="teresa serve")
-async def serve_command(inv: Invocation) -> None:
+async def serve_command(inv: Invocation[Services]) -> None:
     from core.config import ConfigError
-    from core.server import serve
+    from server.serve import serve
 
     try:
         await serve(inv.services.settings)
@@ -24,6 +25,6 @@ async def serve_command(inv: Invocation) -> None:
 
 @command("db:upgrade", "Apply pending database migrations.", local_only=True, access=LOCAL,
          example="teresa db:upgrade")
-async def db_upgrade(inv: Invocation) -> None:
+async def db_upgrade(inv: Invocation[Services]) -> None:
     await asyncio.to_thread(inv.services.db.upgrade)
     await inv.print("Database is up to date.")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from core import log as logging
 from core.commands import Actor, CommandError, execute
-from core.services import Services
+from controller.platform import Platform
 
 log = logging.get(__name__)
 STDOUT, STDERR, EXIT = 1, 2, 3
@@ -50,7 +50,7 @@ class _SocketInput:
         return self.data
 
 
-async def serve_control(services: Services) -> asyncio.AbstractServer:
+async def serve_control(services: Platform) -> asyncio.AbstractServer:
     path = socket_path(services.settings.data_dir)
     path.unlink(missing_ok=True)
 

@@ -8,10 +8,11 @@ import re
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controller.platform import Platform
 from core.commands import APP, APP_TEAM, CommandError, Invocation, arg, command
 from core.models import Build
 from core.storage import StorageNotFound
-from gitreceiver.pipeline import build_keys
+from core.layout import BuildKeys
 from keys import access
 
 
@@ -25,7 +26,7 @@ def _row(build: Build) -> dict:
 
 @command("builds", "List an app's builds (every push to a deploy branch), newest first.", APP, json=True,
          access=APP_TEAM, example="builds myapp")
-async def builds_list(inv: Invocation) -> None:
+async def builds_list(inv: Invocation[Platform]) -> None:
     def load(session: Session) -> list[dict]:
         app = access.app_for(session, inv.actor, inv.args.app)
         return [_row(b) for b in session.scalars(select(Build).where(Build.app_id == app.id)
@@ -40,7 +41,7 @@ async def builds_list(inv: Invocation) -> None:
 @command("builds:output", "Replay a build's output (default: the latest build).", APP,
          arg("build", nargs="?", metavar="BUILD", help="the build number"), access=APP_TEAM,
          example="builds:output myapp 7")
-async def builds_output(inv: Invocation) -> None:
+async def builds_output(inv: Invocation[Platform]) -> None:
     wanted = inv.args.build
     if wanted is not None and not re.fullmatch(r"[0-9]{1,9}", wanted):
         raise CommandError(f"BUILD must be a build number from: builds {inv.args.app}")
@@ -56,7 +57,7 @@ async def builds_output(inv: Invocation) -> None:
 
     app, build_id = await inv.services.db.run(load)
     try:
-        stream = await asyncio.to_thread(inv.services.storage.open_read, build_keys(app, build_id)["log"])
+        stream = await asyncio.to_thread(inv.services.storage.open_read, BuildKeys(app, build_id).log)
     except StorageNotFound:
         raise CommandError("that build's output is not available yet (the build is still running).") from None
     try:

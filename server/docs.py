@@ -1,4 +1,4 @@
-"""Generates docs/commands.md from the command table: `python -m core.docs > docs/commands.md`."""
+"""Generates docs/commands.md from the command table: `python -m server.docs > docs/commands.md`."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import argparse
 import sys
 
 from core.commands import TABLE, Command
-from core.registry import load_commands
+from server.registry import load_commands
 
 HEADER = """\
 # Teresa command reference
 
-Generated from the command table by `make docs` (`python -m core.docs`); do not
+Generated from the command table by `make docs` (`python -m server.docs`); do not
 edit by hand: a test fails when this file is stale.
 
 Every command runs over SSH as the authenticated user

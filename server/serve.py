@@ -4,43 +4,39 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import Any
-
 from aiohttp import web
 
+from controller.controller import Controller
+from controller.platform import Platform
 from controller.runtime import make_runtime
+from controller.runtime.base import Runtime
 from core import health
 from core import log as logging
+from core.backup_commands import backup_loop
 from core.config import Settings
-from core.control import serve_control
-from core.db import Database
 from core.services import Services
-from core.storage import storage_for
+from gitreceiver.git_service import GitService
+from gitreceiver.ssh_server import SSHFrontDoor
+from server.control import serve_control
 
 log = logging.get(__name__)
 
 
-async def build_services(settings: Settings, runtime: Any = None) -> Services:
-    from controller.controller import Controller
-
-    db = Database(settings.database_url)
-    await asyncio.to_thread(db.upgrade)
-    services = Services(settings=settings, db=db, storage=storage_for(settings.storage),
-                        runtime=runtime or make_runtime(settings))
-    services.controller = Controller(services)
-    return services
+async def build_platform(settings: Settings, runtime: Runtime | None = None) -> tuple[Platform, Runtime]:
+    """Everything a server needs, built complete: migrated database, storage, runtime, controller."""
+    services = Services.open(settings)
+    await asyncio.to_thread(services.db.upgrade)
+    runtime = runtime or make_runtime(settings)
+    return Platform.assemble(services, Controller(services, runtime)), runtime
 
 
 class Server:
     """The SSH front door, the runtime (with the local router), and the health listener."""
 
-    def __init__(self, services: Services):
-        from gitreceiver.git_service import GitService
-        from gitreceiver.pipeline import PushPipeline
-        from gitreceiver.ssh_server import SSHFrontDoor
-
-        self.services = services
-        self.ssh = SSHFrontDoor(services, git=GitService(services, PushPipeline(services)))
+    def __init__(self, platform: Platform, runtime: Runtime):
+        self.services = platform
+        self.runtime = runtime
+        self.ssh = SSHFrontDoor(platform, git=GitService(platform, platform.controller))
         self.health: web.AppRunner | None = None
         self.control: asyncio.AbstractServer | None = None
         self.tasks: list[asyncio.Task[None]] = []
@@ -54,22 +50,14 @@ class Server:
 
     async def _start(self) -> None:
         settings = self.services.settings
-        await self.services.runtime.start()
+        await self.runtime.start()
         await self.ssh.start()
         checks = {"database": health.database_check(self.services.db.engine),
-                  "storage": health.storage_check(self.services.storage)}
-        if runtime_check := getattr(self.services.runtime, "health", None):
-            checks["runtime"] = runtime_check
+                  "storage": health.storage_check(self.services.storage),
+                  "runtime": self.runtime.health}
         self.health = await health.start_health_server(health.health_app(checks), settings.http_addr)
         self.control = await serve_control(self.services)
-        self.tasks.extend(asyncio.create_task(t) for t in self.background())
-
-    def background(self) -> list[Any]:
-        try:
-            from core.backup_commands import backup_loop
-        except ImportError:
-            return []
-        return [backup_loop(self.services)]
+        self.tasks.append(asyncio.create_task(backup_loop(self.services)))
 
     @property
     def http_port(self) -> int:
@@ -86,12 +74,12 @@ class Server:
             self.control.close()
         if self.health is not None:
             await self.health.cleanup()
-        await self.services.runtime.stop()
+        await self.runtime.stop()
 
 
 async def serve(settings: Settings) -> None:
-    services = await build_services(settings)
-    server = Server(services)
+    platform, runtime = await build_platform(settings)
+    server = Server(platform, runtime)
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -102,4 +90,4 @@ async def serve(settings: Settings) -> None:
     await stop.wait()
     log.info("teresa_stopping")
     await server.stop()
-    services.db.dispose()
+    platform.db.dispose()

@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from typing import TextIO
+
 from controller.controller import Controller
+from controller.platform import Platform
 from core import log as logging
 from core.commands import TABLE, Actor, CommandError, execute
 from core.config import ConfigError, Settings
-from core.control import run_via_server
-from core.db import Database
-from core.registry import load_commands
 from core.services import Services
-from core.storage import storage_for
+from server.control import run_via_server
+from server.registry import load_commands
 
 
 class StdinInput:
@@ -25,7 +26,7 @@ class StdinInput:
 
 
 class StreamOutput:
-    def __init__(self, stream) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, stream: TextIO) -> None:
         self.stream = stream
 
     async def write(self, text: str) -> None:
@@ -43,16 +44,15 @@ async def run_local(argv: list[str], settings: Settings) -> int:
         status = await run_via_server(settings.data_dir, argv, wants_stdin=bool(command and command.stdin))
         if status is not None:
             return status
-    db = Database(settings.database_url)
+    services = Services.open(settings)
     try:
         if argv[0] not in IN_PROCESS:
-            await asyncio.to_thread(db.upgrade)
-        services = Services(settings=settings, db=db, storage=storage_for(settings.storage))
-        services.controller = Controller(services)
-        return await execute(argv, Actor.local(), services, StdinInput(), StreamOutput(sys.stdout),
+            await asyncio.to_thread(services.db.upgrade)
+        platform = Platform.assemble(services, Controller(services, runtime=None))
+        return await execute(argv, Actor.local(), platform, StdinInput(), StreamOutput(sys.stdout),
                              StreamOutput(sys.stderr), remote=False)
     finally:
-        db.dispose()
+        services.db.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:
