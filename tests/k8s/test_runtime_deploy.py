@@ -61,7 +61,7 @@ async def test_a_scale_only_release_does_not_restart_pods(runtime: KubernetesRun
 async def test_restarts_roll_the_pods(runtime: KubernetesRuntime, kube_api: KubeAPI) -> None:
     await runtime.deploy(release(1), None, Lines())
     first = web_pods(kube_api)
-    await runtime.deploy(release(2, reason="restart"), release(1), Lines())
+    await runtime.deploy(release(2, reason="restart"), release(1), Lines(), restart=True)
     assert RESTARTED_AT in deployment_spec(kube_api)["template"]["metadata"]["annotations"]
     second = web_pods(kube_api)
     assert not set(first) & set(second)
