@@ -7,8 +7,8 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
 
+from controller.runtime.kubernetes.objects import ObjectMeta, Secret
 from core import names
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -33,13 +33,14 @@ class ManifestError(ValueError):
     """The release cannot be rendered as Kubernetes objects; the message says what to change."""
 
 
-def labels(app: str, process_type: str | None = None, release: int | None = None, **extra: str) -> dict[str, str]:
+def labels(app: str, process_type: str | None = None, release: int | None = None, *,
+           extra: Mapping[str, str] | None = None) -> dict[str, str]:
     result = {MANAGED_BY: "teresa", APP_LABEL: app}
     if process_type is not None:
         result[PROCESS_TYPE_LABEL] = process_type
     if release is not None:
         result[RELEASE_LABEL] = f"v{release}"
-    result.update(extra)
+    result.update(extra or {})
     return result
 
 
@@ -48,8 +49,8 @@ def selector(app: str, process_type: str) -> dict[str, str]:
     return {APP_LABEL: app, PROCESS_TYPE_LABEL: process_type}
 
 
-def metadata(name: str, namespace: str | None, object_labels: dict[str, str], **annotations: str) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name}
+def metadata(name: str, namespace: str | None, object_labels: dict[str, str], **annotations: str) -> ObjectMeta:
+    meta: ObjectMeta = {"name": name}
     if namespace is not None:
         meta["namespace"] = namespace
     meta["labels"] = object_labels
@@ -75,7 +76,7 @@ def config_secret_name(config: Mapping[str, str]) -> str:
     return f"config-{digest[:12]}"
 
 
-def secret(name: str, namespace: str, object_labels: dict[str, str], values: dict[str, str]) -> dict[str, Any]:
+def secret(name: str, namespace: str, object_labels: dict[str, str], values: Mapping[str, str]) -> Secret:
     """An Opaque Secret with base64 `data`, the form the API server returns it in."""
     return {
         "apiVersion": "v1",

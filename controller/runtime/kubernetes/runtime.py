@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
 
+from builder.job import BuildRequest
 from controller.runtime.base import (
-    BuildFailed, BuildRequest, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeFailure,
+    BuildFailed, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeFailure,
 )
 from controller.runtime.kubernetes import manifests, podstate
 from controller.runtime.kubernetes.client import KubeClient, KubeError
@@ -16,6 +16,7 @@ from controller.runtime.kubernetes.logstream import LogCursor, follow_lines, str
 from controller.runtime.kubernetes.meta import (
     APP_LABEL, MANAGED_BY, PROCESS_TYPE_LABEL, RELEASE_LABEL, WEB, ManifestError, selector,
 )
+from controller.runtime.kubernetes.objects import LiveObject, Manifest, Pod
 from controller.runtime.kubernetes.oneoff import OneOffPod, PodFailed
 from controller.runtime.kubernetes.prune import PRUNABLE_KINDS, stale
 from controller.runtime.kubernetes.rollout import Stalled, diagnose, watch
@@ -75,7 +76,7 @@ class KubernetesRuntime:
     async def destroy_app(self, app: str) -> None:
         await self.kube.delete("v1", "Namespace", app)
 
-    async def set_domains(self, app: str, domains: list[str] | tuple[str, ...]) -> None:
+    async def set_domains(self, app: str, domains: Sequence[str]) -> None:
         """Route the app's custom domains now (its Ingress), without a new release; no Ingress yet: nothing to do."""
         if await self.kube.get("networking.k8s.io/v1", "Ingress", WEB, app) is None:
             return
@@ -85,7 +86,7 @@ class KubernetesRuntime:
 
     # -- one-off pods
 
-    def _one_off(self, pod: dict[str, Any], container: str, extra: list[dict[str, Any]] | None = None) -> OneOffPod:
+    def _one_off(self, pod: Pod, container: str, extra: list[Manifest] | None = None) -> OneOffPod:
         return OneOffPod(self.kube, pod, container, self.poll_interval, extra or [])
 
     async def build(self, request: BuildRequest, out: LineSink) -> None:
@@ -161,10 +162,11 @@ class KubernetesRuntime:
         await self._prune(objects)
 
     async def _desired(self, release: ReleaseSpec,
-                       restart: bool) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any] | None]]:
+                       restart: bool) -> tuple[list[Manifest], dict[str, LiveObject | None]]:
         """The objects to apply, and each Deployment among them as it is live now (None: new)."""
         objects = manifests.render_release(self.settings, release, release.autoscale)
-        kept, live_deployments = [], {}
+        kept: list[Manifest] = []
+        live_deployments: dict[str, LiveObject | None] = {}
         for obj in objects:
             if obj["kind"] == "Deployment":
                 name = obj["metadata"]["name"]
@@ -174,7 +176,7 @@ class KubernetesRuntime:
         return kept, live_deployments
 
     async def _undo(self, release: ReleaseSpec, previous: ReleaseSpec | None,
-                    before: dict[str, dict[str, Any] | None], out: LineSink | None) -> None:
+                    before: dict[str, LiveObject | None], out: LineSink | None) -> None:
         """Put the Deployments back as they were and the rest as `previous` had it."""
         if out is not None:
             await out(f"-----> Undoing {release.label}" + (f": back to {previous.label}" if previous else ""))
@@ -196,7 +198,7 @@ class KubernetesRuntime:
             if out is not None:
                 await out(f"       The undo failed too: {exc}")
 
-    async def _prune(self, desired: list[dict[str, Any]]) -> None:
+    async def _prune(self, desired: list[Manifest]) -> None:
         app = desired[0]["metadata"]["name"]
         for api_version, kind in PRUNABLE_KINDS:
             live = await self.kube.list(api_version, kind, app, labels={MANAGED_BY: "teresa", APP_LABEL: app})
@@ -216,7 +218,7 @@ class KubernetesRuntime:
 
     # -- status and logs
 
-    async def _app_pods(self, app: str, process_type: str | None = None) -> list[dict[str, Any]]:
+    async def _app_pods(self, app: str, process_type: str | None = None) -> list[LiveObject]:
         labels = selector(app, process_type) if process_type else {APP_LABEL: app}
         pods = await self.kube.list("v1", "Pod", app, labels=labels)
         return sorted((p for p in pods if (p["metadata"].get("labels") or {}).get(PROCESS_TYPE_LABEL)
@@ -251,13 +253,13 @@ class KubernetesRuntime:
             async for line in self._follow_logs(app, process_type, pods, cursors):
                 yield line
 
-    async def _follow_logs(self, app: str, process_type: str | None, known: list[dict[str, Any]],
+    async def _follow_logs(self, app: str, process_type: str | None, known: list[LiveObject],
                            cursors: dict[str, LogCursor]) -> AsyncIterator[str]:
         """New lines of every pod of the app, including pods that start later, until cancelled."""
         queue: asyncio.Queue[str] = asyncio.Queue()
         tasks: dict[str, asyncio.Task[None]] = {}
 
-        async def follow(pod: dict[str, Any], cursor: LogCursor) -> None:
+        async def follow(pod: LiveObject, cursor: LogCursor) -> None:
             async def put(line: str) -> None:
                 queue.put_nowait(f"{_prefix(pod)} | {line}")
             while True:
@@ -266,7 +268,7 @@ class KubernetesRuntime:
                     return
                 await asyncio.sleep(self.poll_interval)
 
-        def watch_pod(pod: dict[str, Any]) -> None:
+        def watch_pod(pod: LiveObject) -> None:
             name = pod["metadata"]["name"]
             tasks[name] = asyncio.create_task(follow(pod, cursors.get(name) or LogCursor()))
 
@@ -293,16 +295,17 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _main_container(pod: dict[str, Any]) -> str:
-    return pod["spec"]["containers"][0]["name"]
+def _main_container(pod: LiveObject) -> str:
+    name: str = pod["spec"]["containers"][0]["name"]
+    return name
 
 
-def _prefix(pod: dict[str, Any]) -> str:
+def _prefix(pod: LiveObject) -> str:
     name = pod["metadata"]["name"]
     return f"{pod['metadata']['labels'].get(PROCESS_TYPE_LABEL, 'run')}.{name.rsplit('-', 1)[-1]}"
 
 
-def _state(pod: dict[str, Any]) -> str:
+def _state(pod: LiveObject) -> str:
     if pod["metadata"].get("deletionTimestamp"):
         return "stopping"
     phase = (pod.get("status") or {}).get("phase", "Pending")
@@ -315,7 +318,7 @@ def _state(pod: dict[str, Any]) -> str:
     return {"Succeeded": "exited"}.get(phase, "starting")
 
 
-def _uptime(pod: dict[str, Any]) -> float | None:
+def _uptime(pod: LiveObject) -> float | None:
     stamp = (pod.get("status") or {}).get("startTime")
     if not stamp:
         return None
@@ -323,7 +326,7 @@ def _uptime(pod: dict[str, Any]) -> float | None:
     return max(0.0, (datetime.datetime.now(datetime.UTC) - started).total_seconds())
 
 
-def _process_status(pod: dict[str, Any]) -> ProcessStatus:
+def _process_status(pod: LiveObject) -> ProcessStatus:
     labels = pod["metadata"].get("labels") or {}
     release = labels.get(RELEASE_LABEL, "v0")[1:]
     return ProcessStatus(type=labels.get(PROCESS_TYPE_LABEL, ""), replica=pod["metadata"]["name"],
