@@ -146,7 +146,7 @@ def _encode(value: Any) -> Any:
     return value
 
 
-def _decoder(column: sa.Column) -> Callable[[Any], Any]:
+def _decoder(column: sa.Column[Any]) -> Callable[[Any], Any]:
     try:
         kind = column.type.python_type
     except NotImplementedError:
@@ -200,10 +200,10 @@ class _Section:
     table: sa.Table
     columns: list[str]
     decoders: list[Callable[[Any], Any]]
-    batch: list[dict]
+    batch: list[dict[str, object]]
     count: int = 0
 
-    def add(self, row: list) -> None:
+    def add(self, row: list[object]) -> None:
         values = zip(self.columns, self.decoders, row, strict=True)
         self.batch.append({name: None if value is None else decode(value) for name, decode, value in values})
 
@@ -233,10 +233,10 @@ def _load(conn: sa.Connection, metadata: sa.MetaData, lines: Iterable[str]) -> d
     return {section.table.name: section.count for section in sections}
 
 
-def _start(metadata: sa.MetaData, header: dict, done: list[str]) -> _Section:
+def _start(metadata: sa.MetaData, header: dict[str, Any], done: list[str]) -> _Section:
     order = [table.name for table in metadata.sorted_tables]
     name = header.get("table")
-    if name not in metadata.tables:
+    if not isinstance(name, str) or name not in metadata.tables:
         raise BackupError(f"The backup has a table {name!r} this Teresa does not know; restore it with the Teresa version that made it.")
     if any(order.index(seen) > order.index(name) for seen in done):
         raise BackupError(f"The backup lists table {name} out of dependency order; it was not written by Teresa's dump.")

@@ -20,7 +20,7 @@ from core import metrics
 
 Check = Callable[[], Awaitable[object]]
 
-CHECKS_KEY = web.AppKey("checks", dict)
+CHECKS_KEY: web.AppKey[Mapping[str, Check]] = web.AppKey("checks", dict)
 TIMEOUT_KEY = web.AppKey("check_timeout", float)
 REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
 
@@ -50,7 +50,8 @@ async def start_health_server(app: web.Application, addr: tuple[str, int]) -> we
 
 
 def bound_port(runner: web.AppRunner) -> int:
-    return runner.addresses[0][1]
+    port: int = runner.addresses[0][1]  # an (host, port, ...) address tuple, untyped in aiohttp
+    return port
 
 
 async def _healthz(_request: web.Request) -> web.Response:

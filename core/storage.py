@@ -34,12 +34,12 @@ class StorageNotFound(StorageError, KeyError):
 class Storage(Protocol):
     def put_stream(self, key: str, fileobj: BinaryIO) -> None: ...
 
-    def put_file(self, key: str, path: str | os.PathLike) -> None: ...
+    def put_file(self, key: str, path: str | os.PathLike[str]) -> None: ...
 
     def open_read(self, key: str) -> BinaryIO:
         """A stream of the object; close it. Raises StorageNotFound."""
 
-    def get_file(self, key: str, path: str | os.PathLike) -> None:
+    def get_file(self, key: str, path: str | os.PathLike[str]) -> None:
         """Download to `path` (replaced atomically). Raises StorageNotFound."""
 
     def exists(self, key: str) -> bool: ...
@@ -91,7 +91,7 @@ class LocalStorage:
     def put_stream(self, key: str, fileobj: BinaryIO) -> None:
         _write_atomically(self._path(key), fileobj)
 
-    def put_file(self, key: str, path: str | os.PathLike) -> None:
+    def put_file(self, key: str, path: str | os.PathLike[str]) -> None:
         with open(path, "rb") as source:
             self.put_stream(key, source)
 
@@ -101,7 +101,7 @@ class LocalStorage:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise StorageNotFound(key) from None
 
-    def get_file(self, key: str, path: str | os.PathLike) -> None:
+    def get_file(self, key: str, path: str | os.PathLike[str]) -> None:
         with self.open_read(key) as source:
             _write_atomically(Path(path), source)
 
@@ -212,7 +212,7 @@ class S3Storage:
             self._bucket_ready = True
 
     def _create_bucket(self) -> None:
-        kwargs: dict = {"Bucket": self.bucket}
+        kwargs: dict[str, object] = {"Bucket": self.bucket}
         if self.region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
         try:
@@ -227,20 +227,21 @@ class S3Storage:
         source = fileobj if seekable and seekable() else FullReads(fileobj)
         self.client.upload_fileobj(source, self.bucket, check_key(key), Config=self.transfer)
 
-    def put_file(self, key: str, path: str | os.PathLike) -> None:
+    def put_file(self, key: str, path: str | os.PathLike[str]) -> None:
         self._ensure_bucket()
         self.client.upload_file(os.fspath(path), self.bucket, check_key(key), Config=self.transfer)
 
     def open_read(self, key: str) -> BinaryIO:
         self._ensure_bucket()
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=check_key(key))["Body"]
+            body: BinaryIO = self.client.get_object(Bucket=self.bucket, Key=check_key(key))["Body"]  # a StreamingBody
         except _client_error() as exc:
             if _code(exc) in ("404", "NoSuchKey", "NotFound"):
                 raise StorageNotFound(key) from None
             raise
+        return body
 
-    def get_file(self, key: str, path: str | os.PathLike) -> None:
+    def get_file(self, key: str, path: str | os.PathLike[str]) -> None:
         body = self.open_read(key)
         try:
             _write_atomically(Path(path), body)
@@ -274,7 +275,8 @@ class S3Storage:
 def _client_error() -> type[Exception]:
     from botocore.exceptions import ClientError
 
-    return ClientError
+    error: type[Exception] = ClientError  # botocore has no type hints
+    return error
 
 
 def _code(exc: Exception) -> str:
