@@ -209,6 +209,10 @@ def _on_alarm(_signum: int, _frame: FrameType | None) -> None:
 class Stopped(Exception):
     """The slugbuilder was asked to stop (SIGTERM or SIGINT)."""
 
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
 
 def _on_term(signum: int, _frame: FrameType | None) -> None:
     raise Stopped(signum)
@@ -232,7 +236,7 @@ def build(env: Mapping[str, str], stream: BinaryIO | None = None) -> int:
         return 0
     except Stopped as stop:
         out.error("Build stopped: the slugbuilder was asked to stop before the build finished.")
-        return 128 + stop.args[0]
+        return 128 + stop.signum
     except TimedOut:
         out.error(f"Build timed out after {settings.timeout} seconds; make it faster or raise TERESA_BUILD_TIMEOUT.")
     except (BuildError, BuildpackError, archive.ArchiveError, StorageError) as exc:

@@ -19,7 +19,7 @@ from server.registry import load_commands
 
 class StdinInput:
     async def read(self, limit: int) -> bytes:
-        data = await asyncio.to_thread(sys.stdin.buffer.read, limit + 1)
+        data: bytes = await asyncio.to_thread(sys.stdin.buffer.read, limit + 1)
         if len(data) > limit:
             raise CommandError(f"stdin is larger than {limit} bytes; send less.")
         return data

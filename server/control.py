@@ -96,7 +96,8 @@ async def run_via_server(data_dir: Path, argv: list[str], wants_stdin: bool) -> 
     writer.write_eof()
     try:
         while True:
-            channel, size = HEADER.unpack(await reader.readexactly(HEADER.size))
+            header: tuple[int, int] = HEADER.unpack(await reader.readexactly(HEADER.size))
+            channel, size = header
             if channel == EXIT:
                 return size
             data = await reader.readexactly(size)

@@ -27,9 +27,10 @@ def _arguments(cmd: Command) -> list[str]:
     for action in cmd.parser._actions:
         if isinstance(action, argparse._HelpAction):
             continue
-        name = ", ".join(action.option_strings) or (action.metavar or action.dest)
-        if action.option_strings and action.metavar:
-            name += f" {action.metavar}"
+        metavar = " ".join(action.metavar) if isinstance(action.metavar, tuple) else action.metavar
+        name = ", ".join(action.option_strings) or (metavar or action.dest)
+        if action.option_strings and metavar:
+            name += f" {metavar}"
         required = " (required)" if action.required and action.option_strings else ""
         lines.append(f"- `{name}`{required}: {action.help or ''}".rstrip(": "))
     return lines
