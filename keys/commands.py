@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
+from typing import NotRequired, TypedDict
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -17,8 +19,35 @@ from keys import access, passwords, sshkeys
 STDIN_LIMIT = 64 * 1024
 
 
-def _iso(value) -> str:  # type: ignore[no-untyped-def]
+def _iso(value: datetime) -> str:
     return value.replace(microsecond=0).isoformat() + "Z"
+
+
+class _WhoAmI(TypedDict):
+    """`whoami --json`."""
+    email: str
+    admin: bool
+    teams: list[str]
+    name: NotRequired[str]
+    key: NotRequired[str | None]
+    superuser: NotRequired[bool]
+
+
+class _UserInfo(TypedDict):
+    """One user of `users:list --json`."""
+    email: str
+    name: str
+    admin: bool
+    teams: list[str]
+    keys: int
+    password: bool
+
+
+class _TeamInfo(TypedDict):
+    """One team of `teams:list --json`."""
+    name: str
+    members: list[str]
+    apps: list[str]
 
 
 # --- who am I, passwords -------------------------------------------------------------
@@ -26,7 +55,7 @@ def _iso(value) -> str:  # type: ignore[no-untyped-def]
 
 @command("whoami", "Show who you are logged in as, and your teams.", json=True, example="whoami")
 async def whoami(inv: Invocation[Services]) -> None:
-    def load(session: Session) -> dict:
+    def load(session: Session) -> _WhoAmI:
         user = access.current_user(session, inv.actor)
         if user is None:
             return {"email": inv.actor.email, "admin": True, "teams": [], "superuser": True}
@@ -55,7 +84,10 @@ async def passwd(inv: Invocation[Services]) -> None:
     hashed = await asyncio.to_thread(passwords.hash_password, await _read_password(inv))
 
     def save(session: Session) -> None:
-        session.get(User, inv.actor.user_id).password_hash = hashed
+        user = access.current_user(session, inv.actor)
+        if user is None:
+            raise CommandError("your account was deleted meanwhile; ask an admin.")
+        user.password_hash = hashed
 
     await inv.services.db.run(save)
     await inv.print("Password changed.")
@@ -71,10 +103,10 @@ def _key_owner(session: Session, inv: Invocation[Services]) -> User:
         if user.id != inv.actor.user_id:
             access.require_admin(inv.actor, "manage another user's keys")
         return user
-    user = access.current_user(session, inv.actor)
-    if user is None:
+    current = access.current_user(session, inv.actor)
+    if current is None:
         raise CommandError("name the user whose keys these are with --user EMAIL.")
-    return user
+    return current
 
 
 USER_FLAG = arg("--user", metavar="EMAIL", help="whose keys (admins and the local operator)")
@@ -110,7 +142,7 @@ async def keys_add(inv: Invocation[Services]) -> None:
 
 @command("keys:list", "List your SSH keys.", USER_FLAG, json=True, example="keys:list")
 async def keys_list(inv: Invocation[Services]) -> None:
-    def load(session: Session) -> list[dict]:
+    def load(session: Session) -> list[dict[str, str]]:
         owner = _key_owner(session, inv)
         return [{"name": k.name, "fingerprint": k.fingerprint, "added": _iso(k.created_at)}
                 for k in sorted(owner.keys, key=lambda k: k.name)]
@@ -172,7 +204,7 @@ async def users_create(inv: Invocation[Services]) -> None:
 async def users_list(inv: Invocation[Services]) -> None:
     access.require_admin(inv.actor, "list users")
 
-    def load(session: Session) -> list[dict]:
+    def load(session: Session) -> list[_UserInfo]:
         return [{"email": u.email, "name": u.name, "admin": u.is_admin, "teams": sorted(t.name for t in u.teams),
                  "keys": len(u.keys), "password": u.password_hash is not None}
                 for u in session.scalars(select(User).order_by(User.email))]
@@ -238,7 +270,7 @@ async def teams_create(inv: Invocation[Services]) -> None:
 @command("teams:list", "List your teams (admins: all teams) with their members.", json=True,
          example="teams:list")
 async def teams_list(inv: Invocation[Services]) -> None:
-    def load(session: Session) -> list[dict]:
+    def load(session: Session) -> list[_TeamInfo]:
         query = select(Team).order_by(Team.name)
         if not inv.actor.is_admin:
             query = query.where(Team.id.in_(access.member_team_ids(session, inv.actor)))
