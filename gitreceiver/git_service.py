@@ -12,14 +12,17 @@ import contextlib
 import contextvars
 import queue
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncssh
 from dulwich.errors import GitProtocolError
+from dulwich.objects import ObjectID
 from dulwich.protocol import CAPABILITY_SIDE_BAND_64K, SIDE_BAND_CHANNEL_DATA, SIDE_BAND_CHANNEL_PROGRESS, Protocol
+from dulwich.refs import Ref
 from dulwich.repo import Repo
-from dulwich.server import DictBackend, ReceivePackHandler, UploadPackHandler
+from dulwich.server import BackendRepo, DictBackend, ReceivePackHandler, UploadPackHandler
 
 from controller.controller import Controller
 from controller.locks import DeployInProgress
@@ -109,7 +112,7 @@ class PushGate:
             # An empty band-1 packet, as git's own receive-pack sends (write_sideband skips empty data).
             self.handler.proto.write_pkt_line(bytes([SIDE_BAND_CHANNEL_DATA]))
 
-    def before_pack(self, refs: list[tuple[bytes, bytes, bytes]]) -> None:
+    def before_pack(self, refs: list[RefUpdate]) -> None:
         if not any(ref in DEPLOY_REFS and new != ZERO for _old, new, ref in refs):
             return
         holder = asyncio.run_coroutine_threadsafe(self._take_lock(), self.loop).result()
@@ -167,6 +170,9 @@ class PushGate:
         await self.lock.aclose()
 
 
+RefUpdate = tuple[ObjectID, ObjectID, Ref]  # (old, new, ref) as the client asks for it
+
+
 class TeresaReceivePack(ReceivePackHandler):
     def __init__(self, backend: DictBackend, args: list[str], proto: Protocol, gate: PushGate, max_bytes: int):
         super().__init__(backend, args, proto)
@@ -177,7 +183,7 @@ class TeresaReceivePack(ReceivePackHandler):
     def _receive_max_input_size(self) -> int | None:
         return self.max_bytes
 
-    def _apply_pack(self, refs: list[tuple[bytes, bytes, bytes]]) -> Any:
+    def _apply_pack(self, refs: list[RefUpdate]) -> Iterator[tuple[bytes, bytes]]:
         status = list(super()._apply_pack(refs))
         if status and status[0] != (b"unpack", b"ok"):  # no ref moved: say why, and reject each ref
             reason = b"push too large" if b"maximum input size" in status[0][1] else b"bad pack"
@@ -185,15 +191,15 @@ class TeresaReceivePack(ReceivePackHandler):
                 self.gate.progress(f" !     This push is larger than the {self.max_bytes}-byte limit "
                                    "(TERESA_MAX_PUSH_BYTES); push less at a time or ask the operator to raise it.")
             status += [(ref, reason) for _old, _new, ref in refs]
-        return status
+        return iter(status)  # dulwich lists it
 
-    def _on_pre_receive(self, client_refs: list[tuple[bytes, bytes, bytes]]) -> None:
+    def _on_pre_receive(self, client_refs: list[RefUpdate]) -> None:
         self.gate.before_pack(client_refs)
 
     def _on_update(self, ref_name: bytes, old_sha: bytes, new_sha: bytes) -> bytes | None:
         return self.gate.update(ref_name, old_sha, new_sha)
 
-    def _on_post_receive(self, client_refs: list[tuple[bytes, bytes, bytes]]) -> None:
+    def _on_post_receive(self, client_refs: list[RefUpdate]) -> None:
         return None
 
 
@@ -203,7 +209,7 @@ class GitService:
         self.services = services
         self.controller = controller
 
-    async def __call__(self, process: asyncssh.SSHServerProcess, actor: Actor, argv: list[str]) -> int:
+    async def __call__(self, process: asyncssh.SSHServerProcess[bytes], actor: Actor, argv: list[str]) -> int:
         try:
             if len(argv) != 2:
                 raise CommandError(f"{argv[0]} takes one repository path, like /myapp.git.")
@@ -224,12 +230,14 @@ class GitService:
         finally:  # on every way out, the client's disconnect (cancellation) included
             await asyncio.shield(gate.close())
 
-    async def _serve(self, process: asyncssh.SSHServerProcess, repo: Path, make_handler: Any) -> int:
+    async def _serve(self, process: asyncssh.SSHServerProcess[bytes], repo: Path,
+                     make_handler: Callable[[DictBackend, Protocol], ReceivePackHandler | UploadPackHandler]) -> int:
         streams = ThreadStreams(asyncio.get_running_loop(), process.stdin, process.stdout)
 
         def run() -> None:
             with Repo(str(repo)) as opened:
-                backend = DictBackend({"/": opened})
+                served: dict[str, BackendRepo] = {"/": opened}
+                backend = DictBackend(served)
                 proto = Protocol(streams.read, streams.write)
                 proto.recv = streams.recv  # type: ignore[attr-defined]  # lets dulwich read the pack in chunks
                 make_handler(backend, proto).handle()

@@ -102,7 +102,7 @@ class AuthServer(asyncssh.SSHServer):
 
 
 class ChannelInput:
-    def __init__(self, process: asyncssh.SSHServerProcess):
+    def __init__(self, process: asyncssh.SSHServerProcess[bytes]):
         self.process = process
 
     async def read(self, limit: int) -> bytes:
@@ -148,14 +148,15 @@ class SSHFrontDoor:
     @property
     def port(self) -> int:
         assert self.server is not None
-        return self.server.sockets[0].getsockname()[1]
+        port: int = self.server.sockets[0].getsockname()[1]  # (host, port, ...) of the first listening socket
+        return port
 
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
 
-    async def session(self, process: asyncssh.SSHServerProcess) -> None:
+    async def session(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         """Run the session's command; stop it when the client goes away (logs -f, a push, run)."""
         actor: Actor = process.get_extra_info("teresa_actor")
         metrics.ssh_sessions_total.inc()
@@ -185,7 +186,7 @@ class SSHFrontDoor:
         except (BrokenPipeError, OSError):
             pass
 
-    async def _dispatch(self, process: asyncssh.SSHServerProcess, actor: Actor, err: ChannelOutput) -> int:
+    async def _dispatch(self, process: asyncssh.SSHServerProcess[bytes], actor: Actor, err: ChannelOutput) -> int:
         if process.subsystem:
             await err.write(f"error: the {process.subsystem} subsystem is not supported; Teresa runs commands only.\n")
             return 1
