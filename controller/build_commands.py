@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import TypedDict
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,7 +17,20 @@ from core.layout import BuildKeys
 from keys import access
 
 
-def _row(build: Build) -> dict:
+class _BuildRow(TypedDict):
+    """One build of `builds --json`."""
+    number: int
+    id: str
+    status: str
+    reason: str
+    user: str
+    ref: str
+    commit: str
+    started_at: str
+    duration_seconds: float | None
+
+
+def _row(build: Build) -> _BuildRow:
     duration = build.duration_seconds
     return {"number": build.number, "id": build.id, "status": build.status, "reason": build.reason,
             "user": build.user, "ref": build.ref.removeprefix("refs/heads/"), "commit": build.commit,
@@ -27,7 +41,7 @@ def _row(build: Build) -> dict:
 @command("builds", "List an app's builds (every push to a deploy branch), newest first.", APP, json=True,
          access=APP_TEAM, example="builds myapp")
 async def builds_list(inv: Invocation[Platform]) -> None:
-    def load(session: Session) -> list[dict]:
+    def load(session: Session) -> list[_BuildRow]:
         app = access.app_for(session, inv.actor, inv.args.app)
         return [_row(b) for b in session.scalars(select(Build).where(Build.app_id == app.id)
                                                  .order_by(Build.number.desc()).limit(100))]

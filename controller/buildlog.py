@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 
 from controller.runtime.base import LineSink
+from core.storage import Storage
 
 
 class BuildLog:
@@ -16,7 +17,7 @@ class BuildLog:
         self.file.write(line.encode("utf-8", "replace") + b"\n")
         await self.out(line)
 
-    def save(self, storage, key: str) -> None:  # type: ignore[no-untyped-def]
+    def save(self, storage: Storage, key: str) -> None:
         with self.file:
             self.file.flush()
             self.file.seek(0)

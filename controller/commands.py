@@ -46,7 +46,7 @@ async def apps_create(inv: Invocation[Platform]) -> None:
 
 @command("apps:list", "List the apps you may act on.", json=True, access=APP_TEAM, example="apps:list")
 async def apps_list(inv: Invocation[Platform]) -> None:
-    def load(session: Session) -> list[dict]:
+    def load(session: Session) -> list[dict[str, str]]:
         return [{"name": a.name, "team": a.team.name} for a in access.visible_apps(session, inv.actor)]
 
     apps = await inv.services.db.run(load)
@@ -57,7 +57,7 @@ async def apps_list(inv: Invocation[Platform]) -> None:
 @command("apps:info", "Show an app's team, address and state.", APP, json=True,
          access=APP_TEAM, example="apps:info myapp")
 async def apps_info(inv: Invocation[Platform]) -> None:
-    def load(session: Session) -> dict:
+    def load(session: Session) -> dict[str, str]:
         app = access.app_for(session, inv.actor, inv.args.app)
         return {"name": app.name, "team": app.team.name, "created_by": app.created_by,
                 "created_at": app.created_at.replace(microsecond=0).isoformat() + "Z"}

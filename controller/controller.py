@@ -88,8 +88,8 @@ class Controller:
             await asyncio.to_thread(repos.remove, self.services.settings.data_dir, app)
             await self.services.db.run(remove_record)
 
-    async def info(self, app: str) -> dict[str, Any]:
-        def load(session: Session) -> dict[str, Any]:
+    async def info(self, app: str) -> dict[str, str]:
+        def load(session: Session) -> dict[str, str]:
             record = access.find_app(session, app)
             current = releases.current_release(session, record)
             return {"release": f"v{current.version}" if current else "none (push to deploy)",

@@ -41,8 +41,11 @@ class SourceRejected(Exception):
 class PushedCommit(Protocol):
     """A commit received by git, not yet on its branch."""
 
-    ref: str
-    commit: str
+    @property
+    def ref(self) -> str: ...
+
+    @property
+    def commit(self) -> str: ...
 
     def read_teresa_yaml(self) -> bytes | None:
         """The raw `teresa.yaml` at the root of the commit's tree, or None."""
@@ -147,6 +150,7 @@ class PushDeploy:
 
 def _start_build(session: Session, app_name: str, build_id: str, actor: Actor, pushed: PushedCommit) -> int:
     app = session.scalar(select(App).where(App.name == app_name))
+    assert app is not None, "deploy_push holds the deploy lock, which apps:destroy takes too"
     number = (session.scalar(select(func.max(Build.number)).where(Build.app_id == app.id)) or 0) + 1
     session.add(Build(id=build_id, app=app, number=number, user=actor.email, ref=pushed.ref, commit=pushed.commit,
                       status="running", reason=""))

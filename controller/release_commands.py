@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from typing import TypedDict
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 from controller import releases
 from controller.platform import Platform
 from core import names
-from core.commands import APP, APP_TEAM, CommandError, Invocation, arg, command
+from core.commands import APP, APP_TEAM, CommandError, Invocation, arg, command, shown
 from core.models import Domain, Release
 from keys import access
 
@@ -22,8 +23,20 @@ MASK = "********"
 NUMBER = re.compile(r"^[0-9]{1,9}$")
 
 
+class _ReleaseRow(TypedDict):
+    """One release of `releases --json`."""
+    version: str
+    running: bool
+    status: str
+    reason: str
+    user: str
+    build: str
+    created_at: str
+    error: str
+
+
 async def _check_app(inv: Invocation[Platform]) -> str:
-    name = inv.args.app
+    name: str = inv.args.app
     await inv.services.db.run(lambda s: access.app_for(s, inv.actor, name))
     return name
 
@@ -52,7 +65,7 @@ def _assignments(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep:
-            raise CommandError(f"'{names.shown(pair)}' is not NAME=value; write it like DEBUG=1.")
+            raise CommandError(f"'{shown(pair)}' is not NAME=value; write it like DEBUG=1.")
         names.config_name(name)
         if len(value.encode()) > MAX_CONFIG_VALUE:
             raise CommandError(f"the value of {name} is larger than {MAX_CONFIG_VALUE} bytes; store big data elsewhere.")
@@ -109,7 +122,7 @@ def _formation(pairs: list[str]) -> dict[str, int]:
         kind, sep, number = pair.partition("=")
         names.process_type(kind)
         if not sep or not NUMBER.match(number) or int(number) > MAX_REPLICAS:
-            raise CommandError(f"'{names.shown(pair)}' is not TYPE=N with N from 0 to {MAX_REPLICAS}; "
+            raise CommandError(f"'{shown(pair)}' is not TYPE=N with N from 0 to {MAX_REPLICAS}; "
                                "write it like web=2.")
         counts[kind] = int(number)
     return counts
@@ -166,7 +179,7 @@ async def run(inv: Invocation[Platform]) -> int:
 @command("releases", "List an app's releases, newest first; * marks the running one.", APP, json=True,
          access=APP_TEAM, example="releases myapp")
 async def releases_list(inv: Invocation[Platform]) -> None:
-    def load(session: Session) -> list[dict]:
+    def load(session: Session) -> list[_ReleaseRow]:
         app = access.app_for(session, inv.actor, inv.args.app)
         rows = session.scalars(select(Release).where(Release.app_id == app.id).order_by(Release.version.desc()))
         return [{"version": f"v{r.version}", "running": r.version == app.current_release, "status": r.status,
@@ -183,7 +196,7 @@ async def releases_list(inv: Invocation[Platform]) -> None:
 def _version(value: str) -> int:
     digits = value.removeprefix("v")
     if not NUMBER.match(digits):
-        raise CommandError(f"'{names.shown(value)}' is not a release; give one like v3.")
+        raise CommandError(f"'{shown(value)}' is not a release; give one like v3.")
     return int(digits)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,11 +37,12 @@ class ReleaseFields:
 def current_fields(session: Session, app: App) -> ReleaseFields:
     """The current release's fields with the app's present settings; an empty build if nothing was released."""
     current = current_release(session, app)
-    settings = {"formation": dict(app.formation or {}), "limits": dict(app.limits or {}), "autoscale": app.autoscale}
+    settings = ReleaseFields(formation=dict(app.formation or {}), limits=dict(app.limits or {}), autoscale=app.autoscale)
     if current is None:
-        return ReleaseFields(config=config_of(session, app), **settings)
-    return ReleaseFields(build_id=current.build_id, slug_key=current.slug_key, processes=dict(current.processes),
-                         config=dict(current.config), teresa_yaml=current.teresa_yaml, **settings)
+        return dataclasses.replace(settings, config=config_of(session, app))
+    return dataclasses.replace(settings, build_id=current.build_id, slug_key=current.slug_key,
+                               processes=dict(current.processes), config=dict(current.config),
+                               teresa_yaml=current.teresa_yaml)
 
 
 def fields_of(release: Release) -> ReleaseFields:

@@ -9,7 +9,7 @@ import re
 from controller.platform import Platform
 from controller.spec import Autoscale
 from core import names
-from core.commands import APP, APP_TEAM, CommandError, Invocation, arg, command
+from core.commands import APP, APP_TEAM, CommandError, Invocation, arg, command, shown
 from keys import access
 
 CPU = re.compile(r"^(\d+m|\d+(\.\d{1,3})?)$")
@@ -18,7 +18,7 @@ MEMORY = re.compile(r"^\d+(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 
 def _quantity(value: str | None, pattern: re.Pattern[str], flag: str, example: str) -> str | None:
     if value is not None and not pattern.match(value):
-        raise CommandError(f"{flag} {names.shown(value)} is not a Kubernetes quantity; write it like {example}.")
+        raise CommandError(f"{flag} {shown(value)} is not a Kubernetes quantity; write it like {example}.")
     return value
 
 
