@@ -7,7 +7,7 @@ import collections
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, TextIO
 
 RING_LINES = 2000
 FILE_LIMIT = 10 * 1024 * 1024
@@ -28,7 +28,7 @@ class LogStore:
         self._ring_lines = ring_lines
         self._seq = itertools.count()
         self._followers: set[tuple[asyncio.Queue[LogLine | None], str | None]] = set()
-        self._file = None
+        self._file: TextIO | None = None
         self._file_size = 0
 
     @property

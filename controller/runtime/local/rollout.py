@@ -20,7 +20,7 @@ INDENT = "       "
 
 def runs_the_same(a: ReleaseSpec, b: ReleaseSpec, process_type: str) -> bool:
     """Whether a replica of `process_type` started for `a` is exactly what `b` would start."""
-    def key(r: ReleaseSpec) -> tuple:
+    def key(r: ReleaseSpec) -> tuple[object, ...]:
         return r.slug_key, r.config, r.processes.get(process_type), r.spec.liveness, r.spec.readiness
     return key(a) == key(b)
 

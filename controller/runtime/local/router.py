@@ -27,6 +27,8 @@ NOT_FORWARDED = HOP_BY_HOP | {"expect"}
 IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}
 CHUNK = 64 * 1024
 STARTED = "teresa.response_started"
+# Either end of a proxied WebSocket: the client's (server side) or the app's (client side).
+WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
 UNAVAILABLE_PAGE = """<!doctype html>
 <html><head><title>{app} is not available</title></head>
@@ -48,7 +50,7 @@ class Router:
         self.backends = backends
         self.apps: set[str] = set()
         self.custom_domains: dict[str, str] = {}
-        self._turn: dict[str, itertools.count] = {}
+        self._turn: dict[str, itertools.count[int]] = {}
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.port: int | None = None
@@ -193,7 +195,7 @@ async def _relay_both(client: web.WebSocketResponse, upstream: aiohttp.ClientWeb
                 await ws.close()
 
 
-async def _relay(source, target) -> None:  # type: ignore[no-untyped-def]
+async def _relay(source: WebSocket, target: WebSocket) -> None:
     async for message in source:
         if message.type == aiohttp.WSMsgType.TEXT:
             await target.send_str(message.data)

@@ -12,8 +12,9 @@ from typing import AsyncIterator, Sequence
 
 import aiohttp
 
+from builder.job import BuildRequest
 from controller.runtime.base import (
-    BuildFailed, BuildRequest, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeFailure,
+    BuildFailed, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeFailure,
 )
 from controller.runtime.local.orphans import reap_orphans
 from controller.runtime.local.processes import base_env, run_streaming
@@ -54,7 +55,7 @@ class LocalRuntime:
         self._supervisors: dict[str, AppSupervisor] = {}
         self._current: dict[str, ReleaseSpec] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._restoring: list[asyncio.Task] = []
+        self._restoring: list[asyncio.Task[None]] = []
         self._run_ids = itertools.count(1)
         self._http: aiohttp.ClientSession | None = None
 

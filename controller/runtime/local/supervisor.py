@@ -32,7 +32,8 @@ class Timings:
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]  # (host, port) for IPv4
+        return port
 
 
 @dataclass(eq=False)
@@ -50,7 +51,7 @@ class Replica:
     last_check: str = "no health check has run yet"
     last_exit: int | None = None
     started_at: float | None = None
-    _task: asyncio.Task | None = field(default=None, repr=False)
+    _task: asyncio.Task[None] | None = field(default=None, repr=False)
     _proc: asyncio.subprocess.Process | None = field(default=None, repr=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
@@ -212,7 +213,7 @@ class AppSupervisor:
         self.slugrunner = list(slugrunner)
         self.logs = LogStore(app_root / "logs")
         self.replicas: list[Replica] = []       # live: not being drained or stopped
-        self.retiring: dict[Replica, asyncio.Task] = {}
+        self.retiring: dict[Replica, asyncio.Task[None]] = {}
         self._hurry = asyncio.Event()  # set when everything must stop now, draining or not
         self.observers: list[Callable[["AppSupervisor"], None]] = []
         self._changed = asyncio.Event()
@@ -254,7 +255,7 @@ class AppSupervisor:
         self.notify()
         return replica
 
-    def retire(self, replica: Replica, drain: bool = True) -> asyncio.Task:
+    def retire(self, replica: Replica, drain: bool = True) -> asyncio.Task[None]:
         """Take `replica` out of rotation now; stop it after the drain timeout."""
         self.replicas.remove(replica)
         replica.in_rotation = False
