@@ -12,7 +12,7 @@ import json
 import shlex
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Generic, Protocol, TypeVar
+from typing import Any, Awaitable, Callable, Generic, NoReturn, Protocol, TypeVar
 
 from core import log as logging
 from core.errors import UserError
@@ -141,10 +141,10 @@ class Command:
 class QuietParser(argparse.ArgumentParser):
     """argparse that raises CommandError instead of printing and exiting."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise CommandError(f"{self.prog}: {message}; usage: {' '.join(self.format_usage().split())[7:]}")
 
-    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         raise CommandError(message or f"{self.prog}: bad arguments")
 
 
