@@ -129,3 +129,16 @@ async def test_start_stops_processes_left_behind_by_a_dead_server(tmp_path):
         assert bystander.returncode is None
         bystander.kill()
         await bystander.wait()
+
+
+def test_the_local_runtime_says_which_release_features_it_does_not_run() -> None:
+    from controller.runtime.local.runtime import not_run_locally
+    from controller.spec import Autoscale, ReleaseSpec
+
+    plain = ReleaseSpec(app="a", version=1, build_id="b", slug_key="k", config={}, processes={"web": "x"},
+                        formation={})
+    assert not_run_locally(plain) == ""
+    full = ReleaseSpec(app="a", version=1, build_id="b", slug_key="k", config={},
+                       processes={"web": "x", "cron-nightly": "y"}, formation={},
+                       limits={"web": {"cpu": "1"}}, autoscale=Autoscale(1, 3, 70))
+    assert not_run_locally(full) == "cron process types (cron-nightly), CPU and memory limits, autoscaling"

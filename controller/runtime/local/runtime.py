@@ -40,6 +40,18 @@ async def _discard(_line: str) -> None:
     pass
 
 
+def not_run_locally(release: ReleaseSpec) -> str:
+    """The release's features this runtime ignores, said plainly ("" when there are none)."""
+    ignored = []
+    if cron := [t for t in release.processes if t.startswith("cron")]:
+        ignored.append(f"cron process types ({', '.join(sorted(cron))})")
+    if release.limits:
+        ignored.append("CPU and memory limits")
+    if release.autoscale:
+        ignored.append("autoscaling")
+    return ", ".join(ignored)
+
+
 class LocalRuntime:
     def __init__(self, settings: Settings, *, slugrunner: Sequence[str] | None = None,
                  slugbuilder: Sequence[str] | None = None, timings: Timings = Timings(),
@@ -204,6 +216,8 @@ class LocalRuntime:
                      restart: bool = False) -> None:
         """Roll `release` out. What runs now is known here, so `previous` is only informative."""
         restart_types = release.long_running_types if restart else ()
+        if unsupported := not_run_locally(release):
+            await out(f"-----> The local runtime does not run {unsupported}; they apply on Kubernetes.")
         async with self._lock(release.app):
             self.router.add_app(release.app)
             await self._roll(release, out, restart_types)
