@@ -23,6 +23,7 @@ import buildpack_kit as kit
 import stack
 
 SETTING = "TERESA_STACK_PYTHONS"
+DIRS_SETTING = "TERESA_STACK_PYTHON_DIRS"  # replaces INSTALL_DIRS when set
 INSTALL_DIRS = (
     "/opt/python/*/bin/python3",
     "/usr/local/bin/python3.[0-9]*",
@@ -43,7 +44,8 @@ class Request:
 
 
 def interpreters() -> list[stack.Runtime]:
-    found = stack.discover(os.environ.get(SETTING, ""), INSTALL_DIRS, ["-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"])
+    patterns = stack.setting_paths(os.environ[DIRS_SETTING]) if DIRS_SETTING in os.environ else INSTALL_DIRS
+    found = stack.discover(os.environ.get(SETTING, ""), patterns, ["-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"])
     return [runtime for runtime in found if not re.search(r"-config$|m$", runtime.path)]
 
 
