@@ -64,7 +64,7 @@ def test_package_manager_from_package_json_through_corepack(fresh: Builder, run_
     install = [line for line in build.lines if line.startswith("-----> Installing dependencies")]
     assert install and "lock" in install[0], build.output
     steps = [line for line in build.lines if line.startswith(("-----> Running", "-----> Pruning", "-----> Installing dep"))]
-    assert [line.split(" (")[0] for line in steps] == [
+    assert [line.split(" (")[0].split(" install")[0] for line in steps] == [
         "-----> Running heroku-prebuild", "-----> Installing dependencies with " + label, "-----> Running build",
         "-----> Pruning devDependencies", "-----> Running heroku-cleanup",
     ], build.output  # fmt: skip
