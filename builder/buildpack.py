@@ -153,11 +153,17 @@ def resolve(url: str, work_dir: Path, out: Output, deadline: float) -> Buildpack
         path = Path(url).expanduser()
         if not path.is_dir():
             raise BuildpackError(f"BUILDPACK_URL={url!r} is not a directory; point it at a buildpack directory or a git URL.")
-        pack = Buildpack(path.resolve(), url)
+        copy = _fresh_dir(work_dir)
+        shutil.copytree(path.resolve(), copy, symlinks=True, ignore=shutil.ignore_patterns(".git", "export"))
+        pack = Buildpack(copy, url)
     else:
-        pack = _clone(url, work_dir / f"buildpack-{len(list(work_dir.glob('buildpack-*')))}", out, deadline)
+        pack = _clone(url, _fresh_dir(work_dir), out, deadline)
     pack.check()
     return pack
+
+
+def _fresh_dir(work_dir: Path) -> Path:
+    return work_dir / f"buildpack-{len(list(work_dir.glob('buildpack-*')))}"
 
 
 def builtin_copy(name: str, work_dir: Path) -> Buildpack:
