@@ -83,8 +83,8 @@ def test_frozen_lockfile_is_enforced(fresh: Builder) -> None:
 def test_engines_node_the_stack_lacks_is_one_sentence(fresh: Builder) -> None:
     build = fresh.build({"package.json": '{"engines": {"node": "14.x"}}', "server.js": ""})
     assert build.status != 0
-    assert re.fullmatch(r" !     engines\.node in package\.json asks for '14\.x', which this stack does not have; "
-                        r"it has node [0-9., and]+, so ask for one of those, like \"\d+\.x\"\.", build.lines[-2]), build.output  # fmt: skip
+    assert re.fullmatch(r" !     engines\.node in package\.json asks for '14\.x' but this stack has node [0-9., and]+; "
+                        r"change engines\.node to one of them, like \"\d+\.x\"\.", build.lines[-2]), build.output  # fmt: skip
 
 
 def test_server_js_without_start_script_is_the_web_process(fresh: Builder, run_slug) -> None:
@@ -98,4 +98,5 @@ def test_the_stack_node_list_is_the_configured_one(fresh: Builder, tmp_path: Pat
     node = shutil.which("node")
     env = {"TERESA_STACK_NODES": str(node), "TERESA_STACK_NODE_DIRS": str(tmp_path / "none")}
     build = fresh.build({"package.json": '{"engines": {"node": ">=99"}}'}, **env)
-    assert re.fullmatch(rf" !     .* it has node {node_major()}\.\d+\.\d+, so ask for one of those, like \"{node_major()}\.x\"\.", build.lines[-2])
+    assert re.fullmatch(rf" !     .* this stack has node {node_major()}\.\d+\.\d+; change engines\.node to one of them, like \"{node_major()}\.x\"\.",
+                        build.lines[-2])  # fmt: skip

@@ -34,6 +34,13 @@ INSTALL_DIRS = (
 NUMBERS = r"(\d+)\.(\d+)(?:\.(\d+))?"
 CLAUSE = re.compile(r"(~=|===|==|!=|<=|>=|<|>)\s*(\d+(?:\.\d+)*)(\.\*)?")
 Version = tuple[int, int, int]
+# How to ask for another version, by where the request came from: (the fix, an example).
+FIXES = {
+    "runtime.txt": ("change runtime.txt to one of them", "python-{}"),
+    ".python-version": ("change .python-version to one of them", "{}"),
+    "Pipfile.lock": ("change the Pipfile's python_version to one of them and run `pipenv lock`", "{}"),
+    "requires-python": ("change requires-python in pyproject.toml to allow one of them", ">={}"),
+}
 
 
 @dataclass(frozen=True)
@@ -147,10 +154,9 @@ def choose(build: Path) -> stack.Runtime:
         return chosen
     chosen = stack.newest_matching(available, request.accepts)
     if chosen is None:
-        newest = available[0].version
-        kit.fail(
-            f"{request.origin} asks for Python {request.wanted}, which this stack does not have; "
-            f"it has Python {stack.listing(available)}, so ask for one of those, like {newest[0]}.{newest[1]}."
-        )
+        minor = "%d.%d" % available[0].version[:2]
+        fix, example = FIXES[request.origin]
+        kit.fail(f"{request.origin} asks for Python {request.wanted} but this stack has Python {stack.listing(available)}; "
+                 f"{fix}, like {example.format(minor)}.")  # fmt: skip
     kit.step(f"Using Python {chosen.dotted} (from {request.origin})")
     return chosen
