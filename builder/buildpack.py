@@ -147,8 +147,9 @@ def resolve(url: str, work_dir: Path, out: Output, deadline: float) -> Buildpack
     """One buildpack URL: a built-in name, a local directory, or a git URL with an optional `#ref`.
 
     Each is copied or cloned into `work_dir`, so that its `export` file is written there."""
-    if url in BUILTIN_ORDER:
-        pack = builtin_copy(url, work_dir)
+    if (name := url.removeprefix("heroku/")) in BUILTIN_ORDER:  # Heroku's names for its own, as in app.json
+        pack = builtin_copy(name, work_dir)
+        pack.label = url
     elif "://" not in url and not re.match(r"[\w.-]+@[\w.-]+:", url):  # not a URL nor user@host:path
         path = Path(url).expanduser()
         if not path.is_dir():

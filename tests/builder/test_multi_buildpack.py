@@ -1,7 +1,7 @@
 """Several buildpacks for one app, run in order as Heroku's multi-buildpack does; and the static site's directories.
 
 tests/builder/buildpacks/make_tool exports a `greet` tool that use_tool needs;
-tests/builder/apps/multi_node_python lists nodejs then python in its `.buildpacks` file.
+tests/builder/apps/multi_node_python lists heroku/nodejs then heroku/python in its `.buildpacks` file.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def test_buildpacks_file_runs_nodejs_then_python(fresh: Builder, run_slug) -> No
     build = fresh.build(APPS / "multi_node_python", timeout=240)
     assert_succeeded(build)
     assert build.lines[:2] == ["-----> Node.js app detected", "-----> Python app detected"]
-    assert "-----> Buildpack 2 of 2: python" in build.lines
+    assert "-----> Buildpack 2 of 2: heroku/python" in build.lines
     body = run_slug(build).get("/bundle.txt")
     assert body.startswith("bundled by node v") and "python saw node v" in body
 
