@@ -45,15 +45,15 @@ def build_env(env_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run(argv: list[str], env: Mapping[str, str], cwd: Path, stdout: IO[bytes] | None = None) -> int:
+def run(argv: list[str], env: Mapping[str, str], cwd: Path, stdout: IO[bytes] | int | None = None) -> int:
     """Run a tool, relaying its output indented, line by line as it comes (or only its stderr, with `stdout`)."""
     try:
         proc = subprocess.Popen(argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
-                                stdout=stdout or subprocess.PIPE,
-                                stderr=subprocess.PIPE if stdout else subprocess.STDOUT)  # fmt: skip
+                                stdout=subprocess.PIPE if stdout is None else stdout,
+                                stderr=subprocess.STDOUT if stdout is None else subprocess.PIPE)  # fmt: skip
     except FileNotFoundError:
         fail(f"{argv[0]} is not installed on this stack.")
-    relayed = proc.stderr if stdout else proc.stdout
+    relayed = proc.stdout if stdout is None else proc.stderr
     assert relayed is not None
     with relayed:
         for raw in relayed:

@@ -14,7 +14,7 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 SHIM_DIRS = re.compile(r"/(shims|\.asdf/shims|\.nodenv/shims|\.pyenv/shims)/")
 VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
@@ -35,13 +35,15 @@ def setting_paths(value: str) -> list[str]:
     return [entry.split("=", 1)[-1] for entry in re.split(r"[,\s]+", value.strip()) if entry]
 
 
-def discover(setting: str, patterns: Iterable[str], version_argv: Sequence[str]) -> list[Runtime]:
+def discover(setting: str, patterns: Iterable[str], version_argv: Sequence[str], name: str = r".*") -> list[Runtime]:
     """Every runtime listed or found, newest first, one per real executable.
 
-    `version_argv` is appended to the executable to print its version (e.g. `--version`)."""
+    `version_argv` is appended to the executable to print its version (e.g. `--version`); found
+    files whose name does not match the regular expression `name` are skipped (`python3.11-config`)."""
     candidates = setting_paths(setting)
     for pattern in patterns:
-        candidates.extend(sorted(glob.glob(os.path.expanduser(pattern))))
+        found_here = sorted(glob.glob(os.path.expanduser(pattern)))
+        candidates.extend(path for path in found_here if re.fullmatch(name, os.path.basename(path)))
     found: dict[str, Runtime] = {}
     for candidate in candidates:
         if SHIM_DIRS.search(candidate) or not os.access(candidate, os.X_OK) or os.path.isdir(candidate):
@@ -70,5 +72,5 @@ def listing(runtimes: Sequence[Runtime]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def newest_matching(runtimes: Sequence[Runtime], accepts) -> Runtime | None:  # noqa: ANN001 (a predicate on versions)
+def newest_matching(runtimes: Sequence[Runtime], accepts: Callable[[tuple[int, int, int]], bool]) -> Runtime | None:
     return next((runtime for runtime in runtimes if accepts(runtime.version)), None)

@@ -10,6 +10,7 @@ app runs from its directory.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +93,7 @@ def from_uv_lock(ctx: Context) -> Requirements:
     argv = [uv, "export", "--locked", "--no-default-groups", "--no-emit-project", "--format", "requirements-txt", "--no-header",
             "--output-file", str(out), "--python", ctx.python]  # fmt: skip
     env = {**ctx.env, "UV_PYTHON_DOWNLOADS": "never", "UV_CACHE_DIR": str(ctx.cache / "python" / "uv-cache"), "UV_NO_PROGRESS": "1"}
-    if kit.run(argv, env, ctx.build, stdout=open_devnull()) != 0:
+    if kit.run(argv, env, ctx.build, stdout=subprocess.DEVNULL) != 0:
         kit.fail("uv.lock does not match pyproject.toml (see above); run `uv lock` and commit uv.lock.")
     return Requirements("uv.lock", ["--no-deps", "-r", str(out)], locked=True)
 
@@ -131,10 +132,6 @@ INSTALLERS: dict[str, Callable[[Context], Requirements | None]] = {
     "pyproject.toml": from_pyproject,
     "setup.py": from_setup_py,
 }
-
-
-def open_devnull():  # noqa: ANN201 (a binary file)
-    return open("/dev/null", "wb")  # noqa: SIM115 (closed when the child exits)
 
 
 def uv_binary(ctx: Context) -> str:

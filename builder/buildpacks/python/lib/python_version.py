@@ -52,8 +52,8 @@ class Request:
 
 def interpreters() -> list[stack.Runtime]:
     patterns = stack.setting_paths(os.environ[DIRS_SETTING]) if DIRS_SETTING in os.environ else INSTALL_DIRS
-    found = stack.discover(os.environ.get(SETTING, ""), patterns, ["-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"])
-    return [runtime for runtime in found if not re.search(r"-config$|m$", runtime.path)]
+    probe = ["-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"]
+    return stack.discover(os.environ.get(SETTING, ""), patterns, probe, name=r"python3(\.\d+)?")
 
 
 def version_lines(path: Path) -> list[str]:
