@@ -27,6 +27,7 @@ from core.config import ConfigError, StorageSettings, storage_from_env
 from core.storage import Storage, StorageError, StorageNotFound, storage_for
 
 CONFIG_PROFILE = ".profile.d/000-buildpack-config-vars.sh"
+STACK_SETTINGS = "TERESA_STACK_"
 
 
 class BuildError(Exception):
@@ -61,8 +62,11 @@ def job_env(request: job.BuildRequest, storage: StorageSettings) -> dict[str, st
 
 
 def buildpack_env(env: Mapping[str, str]) -> dict[str, str]:
-    """What buildpack scripts see: the environment without Teresa's own settings (storage credentials)."""
-    clean = {k: v for k, v in env.items() if not k.startswith("TERESA") and k != "BUILDPACK_URL"}
+    """What buildpack scripts see: the environment without Teresa's own settings (storage credentials).
+
+    The stack's settings (`TERESA_STACK_*`: which interpreters and runtimes it carries) stay."""
+    clean = {k: v for k, v in env.items()
+             if (not k.startswith("TERESA") or k.startswith(STACK_SETTINGS)) and k != "BUILDPACK_URL"}  # fmt: skip
     clean.update(STACK="teresa", PYTHONUNBUFFERED="1")
     return clean
 
@@ -81,9 +85,7 @@ class Build:
         declared = self.read_procfile()
         self.restore_cache()
         self.write_env_dir()
-        pack = self.select_buildpack()
-        pack.compile(self.build_dir, self.cache_dir, self.env_dir, self.run)
-        release = pack.release(self.build_dir, self.run)
+        release = self.compile(self.select_buildpacks())
         processes = self.write_runtime_files(declared, release)
         self.upload_slug()
         self.save_cache()
@@ -130,20 +132,55 @@ class Build:
         for name, value in self.settings.config.items():
             (self.env_dir / name).write_text(value)
 
-    def select_buildpack(self) -> Buildpack:
-        url = self.settings.buildpack_url
-        if url:
-            pack = buildpack.resolve(url, self.work, self.out, self.deadline)
-            name = pack.detect(self.build_dir, self.run)
-            if name is None:
-                raise BuildError(f"The buildpack {pack.label} does not support this app (its bin/detect said no); check BUILDPACK_URL.")
-            self.out.step(f"{name} app detected")
-            return pack
+    def buildpack_urls(self) -> list[str]:
+        """BUILDPACK_URL (one or several), else the app's `.buildpacks` file; empty means detect."""
+        if self.settings.buildpack_url:
+            return buildpack.parse_list(self.settings.buildpack_url)
+        listing = self.build_dir / ".buildpacks"
+        if listing.is_file() and not listing.is_symlink():
+            try:
+                urls = buildpack.parse_list(listing.read_text())
+            except UnicodeDecodeError:
+                raise BuildError("The .buildpacks file is not UTF-8 text; save it as UTF-8.") from None
+            if not urls:
+                raise BuildError("The .buildpacks file lists no buildpacks; list one URL per line, or delete it.")
+            return urls
+        return []
+
+    def select_buildpacks(self) -> list[Buildpack]:
+        urls = self.buildpack_urls()
+        if urls:
+            packs = []
+            for url in urls:
+                pack = buildpack.resolve(url, self.work, self.out, self.deadline)
+                name = pack.detect(self.build_dir, self.run)
+                if name is None:
+                    where = "BUILDPACK_URL" if self.settings.buildpack_url else ".buildpacks"
+                    raise BuildError(f"The buildpack {pack.label} does not support this app (its bin/detect said no); check {where}.")
+                self.out.step(f"{name} app detected")
+                packs.append(pack)
+            return packs
         for candidate in map(buildpack.builtin, buildpack.BUILTIN_ORDER):
             if (name := candidate.detect(self.build_dir, self.run)) is not None:
                 self.out.step(f"{name} app detected")
-                return candidate
+                return [buildpack.builtin_copy(candidate.label, self.work)]
         raise BuildError(f"No buildpack recognises this app; {buildpack.DETECT_HINT}.")
+
+    def compile(self, packs: list[Buildpack]) -> Release:
+        """Compile with each buildpack in order; later ones see what earlier ones exported.
+
+        The process types are the last declaring buildpack's; config vars merge, later ones winning."""
+        merged = Release()
+        for index, pack in enumerate(packs, start=1):
+            if len(packs) > 1:
+                self.out.step(f"Buildpack {index} of {len(packs)}: {pack.label}")
+            pack.compile(self.build_dir, self.cache_dir, self.env_dir, self.run)
+            release = pack.release(self.build_dir, self.run)
+            merged.process_types = release.process_types or merged.process_types
+            merged.config_vars.update(release.config_vars)
+            if index < len(packs) and (env := buildpack.exported_env(pack, self.run.env, self.build_dir)) is not None:
+                self.run.env = env
+        return merged
 
     def write_runtime_files(self, declared: dict[str, str], release: Release) -> dict[str, str]:
         processes = dict(declared)
