@@ -20,6 +20,7 @@ TIMEOUT = "TERESA_BUILD_TIMEOUT"     # seconds
 APP = "TERESA_APP"
 BUILD_ID = "TERESA_BUILD_ID"
 BUILDPACK_URL = "BUILDPACK_URL"
+STACK_SETTINGS = "TERESA_STACK_"     # prefix of the stack's settings (its interpreters), passed to builds as they are
 DEFAULT_TIMEOUT = 15 * 60
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

@@ -27,7 +27,7 @@ from core.config import ConfigError, StorageSettings, storage_from_env
 from core.storage import Storage, StorageError, StorageNotFound, storage_for
 
 CONFIG_PROFILE = ".profile.d/000-buildpack-config-vars.sh"
-STACK_SETTINGS = "TERESA_STACK_"
+STACK_SETTINGS = job.STACK_SETTINGS
 
 
 class BuildError(Exception):

@@ -12,7 +12,7 @@ from typing import AsyncIterator, Sequence
 
 import aiohttp
 
-from builder.job import BuildRequest
+from builder.job import STACK_SETTINGS, BuildRequest
 from controller.runtime.base import (
     BuildFailed, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeFailure,
 )
@@ -172,7 +172,8 @@ class LocalRuntime:
     # -- releases
 
     async def build(self, request: BuildRequest, out: LineSink) -> None:
-        env = base_env({**self.settings.storage.to_env(), **request.to_env()})
+        stack = {k: v for k, v in self.settings.env.items() if k.startswith(STACK_SETTINGS)}  # the stack's runtimes
+        env = base_env({**stack, **self.settings.storage.to_env(), **request.to_env()})
         try:
             status = await run_streaming(self.slugbuilder, env, out, timeout=request.timeout_seconds)
         except asyncio.TimeoutError:
