@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from core.names import PROCESS_TYPE, PROCESS_TYPE_RULE
+from core.names import PROCESS_TYPE, PROCESS_TYPE_RULE, kubernetes_name
 
 LINE_PATTERN = re.compile(r"^(?P<type>[^:\s]*)\s*:\s*(?P<command>.*?)\s*$")
 
@@ -28,6 +28,10 @@ def parse(text: str) -> dict[str, str]:
             raise ProcfileError(f"Procfile line {number}: process type {kind[:40]!r} is not valid; {PROCESS_TYPE_RULE}.")
         if kind in processes:
             raise ProcfileError(f"Procfile line {number}: process type {kind!r} is declared twice; keep one line per type.")
+        twin = next((other for other in processes if kubernetes_name(other) == kubernetes_name(kind)), None)
+        if twin is not None:
+            raise ProcfileError(f"Procfile line {number}: process types {twin!r} and {kind!r} differ only by '_' and "
+                                "'-', which name the same Kubernetes objects; rename one.")
         processes[kind] = match["command"]
     return processes
 

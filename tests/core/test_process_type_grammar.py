@@ -31,5 +31,5 @@ def test_the_procfile_the_command_line_and_kubernetes_agree(value: str) -> None:
 
 def test_the_rule_rejects_what_once_built_but_could_not_be_scaled() -> None:
     assert not _accepted(names.process_type, "1web")
-    assert not _accepted(names.process_type, "worker_1")
-    assert _accepted(names.process_type, "worker-1")
+    assert _accepted(names.process_type, "worker_1") and _accepted(lambda v: parse(f"{v}: run\n"), "worker_1")
+    assert object_name("worker_1") == "worker-1"

@@ -60,11 +60,11 @@ def metadata(name: str, namespace: str | None, object_labels: dict[str, str], **
 
 
 def object_name(process_type: str) -> str:
-    """The Kubernetes name for a Procfile process type: the type itself (core.names' grammar is a DNS label)."""
+    """The Kubernetes name for a Procfile process type (core.names' grammar, `_` spelt `-`)."""
     if not names.PROCESS_TYPE.match(process_type):
         raise ManifestError(f"Process type {process_type[:40]!r} cannot name a Kubernetes object; rename it in the "
                             f"Procfile: {names.PROCESS_TYPE_RULE}.")
-    return process_type
+    return names.kubernetes_name(process_type)
 
 
 def config_secret_name(config: Mapping[str, str]) -> str:
