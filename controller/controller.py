@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from builder.slugmeta import read_processes
 from controller import releases
+from controller.build_slots import BuildSlots
 from controller.deploy import PushDeploy, PushedCommit
 from controller.locks import DeployLock, DeployLocks
 from controller.releases import ReleaseFields
@@ -45,6 +46,7 @@ class Controller:
         self.services = services
         self._runtime = runtime
         self.locks = DeployLocks()
+        self.build_slots = BuildSlots(services.settings.max_concurrent_builds)
 
     @property
     def runtime(self) -> Runtime:
@@ -113,7 +115,7 @@ class Controller:
         return await PushDeploy(self.services, self, app, actor, pushed, out).run()
 
     async def release_build(self, app: str, keys: BuildKeys, teresa_yaml_text: str, actor: Actor,
-                            out: LineSink) -> int:
+                            out: LineSink, *, phases: dict[str, float] | None = None) -> int:
         """Release a fresh build (the caller holds the app's deploy lock)."""
         processes = await asyncio.to_thread(read_processes, self.services.storage, keys.slug)
 
@@ -121,13 +123,16 @@ class Controller:
             return dataclasses.replace(base, build_id=keys.build_id, slug_key=keys.slug, processes=processes,
                                        teresa_yaml=teresa_yaml_text)
 
-        return await self.release(app, change, "push", actor, out, release_phase=True)
+        return await self.release(app, change, "push", actor, out, release_phase=True, phases=phases)
 
     # --- releases -------------------------------------------------------------------------------
 
     async def release(self, app: str, change: Change, reason: str, actor: Actor, out: LineSink, *,
-                      release_phase: bool, restart: bool = False) -> int:
-        """Make, run and record a new release (the caller holds the lock); returns its version."""
+                      release_phase: bool, restart: bool = False, phases: dict[str, float] | None = None) -> int:
+        """Make, run and record a new release (the caller holds the lock); returns its version.
+
+        `phases` gets the seconds the release phase and the rollout took."""
+        phases = {} if phases is None else phases
         runtime = self.runtime  # without a running server, fail before recording anything
         started = time.monotonic()
         spec, previous, fields = await self.services.db.run(
@@ -136,8 +141,10 @@ class Controller:
             if release_phase and "release" in spec.processes:
                 await runtime.release_phase(spec, out)
             rollout_started = time.monotonic()
+            phases["release"] = rollout_started - started
             await runtime.deploy(spec, previous, out, restart=restart)
-            metrics.rollout_duration_seconds.observe(time.monotonic() - rollout_started)
+            phases["rollout"] = time.monotonic() - rollout_started
+            metrics.rollout_duration_seconds.observe(phases["rollout"])
         except (ReleasePhaseFailed, RolloutFailed) as exc:
             metrics.releases_total.labels(outcome="failed").inc()
             error = str(exc)

@@ -178,6 +178,7 @@ class Settings:
     build_timeout: int = 15 * 60
     rollout_timeout: int = 5 * 60
     max_push_bytes: int = 1 << 30
+    max_concurrent_builds: int = field(default_factory=lambda: os.cpu_count() or 2)
     revision_history_limit: int = 5
     login_timeout: int = 30
     backup_interval: int = 60 * 60  # seconds between backups of the database; 0: none
@@ -206,6 +207,7 @@ class Settings:
             build_timeout=_int(env, "TERESA_BUILD_TIMEOUT", 15 * 60),
             rollout_timeout=_int(env, "TERESA_ROLLOUT_TIMEOUT", 5 * 60),
             max_push_bytes=_int(env, "TERESA_MAX_PUSH_BYTES", 1 << 30),
+            max_concurrent_builds=_int(env, "TERESA_MAX_CONCURRENT_BUILDS", os.cpu_count() or 2),
             revision_history_limit=_int(env, "TERESADEPLOY_REVISION_HISTORY_LIMIT", 5),
             login_timeout=_int(env, "TERESA_LOGIN_TIMEOUT", 30),
             backup_interval=_backup_interval(env),

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import contextvars
 import queue
+import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -83,6 +84,7 @@ class PushGate:
         self.repo = repo
         self.handler: "TeresaReceivePack | None" = None
         self.lock = contextlib.AsyncExitStack()  # holds the app's deploy lock once taken
+        self.started = time.monotonic()
         self.refusal: bytes | None = None
         self.task: asyncio.Task[str | None] | None = None
         self.closed = False  # set on the loop when the session ends: no deploy may start after that
@@ -138,7 +140,7 @@ class PushGate:
         def start() -> asyncio.Task[str | None] | None:
             if self.closed:
                 return None
-            pushed = PushedCommit(self.repo, ref.decode(), new.decode())
+            pushed = PushedCommit(self.repo, ref.decode(), new.decode(), time.monotonic() - self.started)
             self.task = asyncio.ensure_future(self.controller.deploy_push(self.app, self.actor, pushed, sink))
             self.task.add_done_callback(lambda _t: lines.put(_DONE))
             return self.task

@@ -16,6 +16,7 @@ class PushedCommit:
     repo: Path
     ref: str
     commit: str
+    received_seconds: float = 0.0
 
     def read_teresa_yaml(self) -> bytes | None:
         return read_root_file(self.repo, self.commit, b"teresa.yaml")
