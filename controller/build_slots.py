@@ -48,7 +48,7 @@ class BuildSlots:
                 if ahead != told:
                     await out(f"-----> Waiting for a build slot ({ahead} ahead)")
                     told = ahead
-                moved = asyncio.ensure_future(self.moved.wait())
+                moved: asyncio.Future[None] = asyncio.ensure_future(self._moved())
                 done, _ = await asyncio.wait({turn, moved}, timeout=REPORT_EVERY,
                                              return_when=asyncio.FIRST_COMPLETED)
                 moved.cancel()
@@ -60,6 +60,9 @@ class BuildSlots:
             else:
                 self.waiting.remove(turn)
             raise
+
+    async def _moved(self) -> None:
+        await self.moved.wait()
 
     def _hand_on(self) -> None:
         """The slot goes to the first in line, or is freed; those still waiting hear they moved."""
