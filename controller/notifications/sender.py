@@ -64,6 +64,8 @@ async def _post(delivery: Claimed, http: aiohttp.ClientSession, timeout: float, 
     except asyncio.TimeoutError:
         return Outcome(False, f"no answer within {timeout:g}s")
     except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return Outcome(False, "connection refused")
         return Outcome(False, _first_line(exc.os_error) or "connection failed")
     except (aiohttp.ClientError, OSError) as exc:  # includes PrivateAddress raised before connecting
         return Outcome(False, _first_line(exc) or type(exc).__name__)
