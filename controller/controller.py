@@ -23,7 +23,9 @@ from builder.slugmeta import read_processes
 from controller import releases
 from controller.build_slots import BuildSlots
 from controller.deploy import PushDeploy, PushedCommit
+from controller.events import Event, EventBus, EventKind
 from controller.locks import DeployLock, DeployLocks
+from controller.observe import release_phase_running
 from controller.releases import ReleaseFields
 from controller.runtime.base import LineSink, ReleasePhaseFailed, RolloutFailed, Runtime
 from controller.spec import ReleaseSpec
@@ -47,6 +49,7 @@ class Controller:
         self._runtime = runtime
         self.locks = DeployLocks()
         self.build_slots = BuildSlots(services.settings.max_concurrent_builds)
+        self.events = EventBus()  # release and build outcomes, crash loops: for metrics and notifications
 
     @property
     def runtime(self) -> Runtime:
@@ -139,24 +142,29 @@ class Controller:
             lambda s: self._new_release(s, app, change, reason, actor))
         try:
             if release_phase and "release" in spec.processes:
-                await runtime.release_phase(spec, out)
+                with release_phase_running(app):
+                    await runtime.release_phase(spec, out)
             rollout_started = time.monotonic()
             phases["release"] = rollout_started - started
             await runtime.deploy(spec, previous, out, restart=restart)
             phases["rollout"] = time.monotonic() - rollout_started
             metrics.rollout_duration_seconds.observe(phases["rollout"])
         except (ReleasePhaseFailed, RolloutFailed) as exc:
-            metrics.releases_total.labels(outcome="failed").inc()
+            metrics.releases_total.labels(app=app, outcome="failed").inc()
+            if isinstance(exc, RolloutFailed):
+                metrics.rollouts_undone_total.labels(app=app).inc()
             error = str(exc)
             await self.services.db.run(lambda s: self._finish(s, app, spec.version, None, error))
+            self.events.emit(Event(app, EventKind.RELEASE_FAILED, error, who=actor.email, release=spec.version))
             raise
         except BaseException:
-            metrics.releases_total.labels(outcome="interrupted").inc()
+            metrics.releases_total.labels(app=app, outcome="interrupted").inc()
             await asyncio.shield(self.services.db.run(
                 lambda s: self._finish(s, app, spec.version, None, "interrupted")))
             raise
-        metrics.releases_total.labels(outcome="succeeded").inc()
+        metrics.releases_total.labels(app=app, outcome="succeeded").inc()
         await self.services.db.run(lambda s: self._finish(s, app, spec.version, fields, ""))
+        self.events.emit(Event(app, EventKind.DEPLOY, reason, who=actor.email, release=spec.version))
         log.info("released", app=app, release=spec.label, reason=reason, seconds=round(time.monotonic() - started, 2))
         await out(f"-----> Released {spec.label}: {self.url(app)}")
         return spec.version

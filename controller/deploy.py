@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from builder.job import BuildRequest
 from controller import teresa_yaml
 from controller.buildlog import BuildLog
+from controller.events import Event, EventKind
 from controller.runtime.base import BuildFailed, LineSink, ReleasePhaseFailed, RolloutFailed
 from core import log as logging
 from core import metrics
@@ -134,9 +135,13 @@ class PushDeploy:
         try:
             await self.controller.runtime.build(request, out)
         except BaseException as exc:
-            metrics.builds_total.labels(outcome="cancelled" if isinstance(exc, asyncio.CancelledError) else "failed").inc()
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            metrics.builds_total.labels(app=self.app, outcome="cancelled" if cancelled else "failed").inc()
+            if isinstance(exc, BuildFailed):
+                self.controller.events.emit(Event(self.app, EventKind.BUILD_FAILED, f"build failed: {exc}",
+                                                  who=self.actor.email))
             raise
-        metrics.builds_total.labels(outcome="succeeded").inc()
+        metrics.builds_total.labels(app=self.app, outcome="succeeded").inc()
         self.phases["build"] = time.monotonic() - started
         metrics.build_duration_seconds.observe(self.phases["build"])
 

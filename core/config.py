@@ -149,6 +149,45 @@ def kubernetes_from_env(env: Mapping[str, str]) -> KubernetesSettings:
     )
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name, "").strip()
+    try:
+        seconds = float(value) if value else default
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ConfigError(f"{name}={value!r} is not a positive number of seconds; set one like {default:g}.")
+    return seconds
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    """Team notifications (webhooks, e-mail) and the crash-loop detector that feeds them."""
+
+    smtp_url: str = field(default="", repr=False)  # smtp[s]://[user:password@]host[:port][?from=addr]
+    allow_private: bool = False   # deliver to loopback, link-local and private addresses too
+    retry_base: float = 10.0      # first retry after this many seconds, doubling each time
+    max_attempts: int = 8
+    timeout: float = 10.0         # per delivery attempt
+    crashloop_restarts: int = 3   # this many restarts of a process type ...
+    crashloop_window: float = 600.0  # ... within this many seconds is a crash loop
+    crashloop_interval: float = 15.0  # how often the runtime's processes are looked at
+
+
+def notifications_from_env(env: Mapping[str, str]) -> NotificationSettings:
+    defaults = NotificationSettings()
+    return NotificationSettings(
+        smtp_url=env.get("TERESA_SMTP_URL", "").strip(),
+        allow_private=_bool(env, "TERESA_NOTIFICATIONS_ALLOW_PRIVATE"),
+        retry_base=_seconds(env, "TERESA_NOTIFICATIONS_RETRY_BASE", defaults.retry_base),
+        max_attempts=max(1, _int(env, "TERESA_NOTIFICATIONS_MAX_ATTEMPTS", defaults.max_attempts)),
+        timeout=_seconds(env, "TERESA_NOTIFICATIONS_TIMEOUT", defaults.timeout),
+        crashloop_restarts=max(1, _int(env, "TERESA_CRASHLOOP_RESTARTS", defaults.crashloop_restarts)),
+        crashloop_window=_seconds(env, "TERESA_CRASHLOOP_WINDOW", defaults.crashloop_window),
+        crashloop_interval=_seconds(env, "TERESA_CRASHLOOP_INTERVAL", defaults.crashloop_interval),
+    )
+
+
 def database_url(env: Mapping[str, str], data_dir: Path) -> str:
     if url := env.get("TERESADB_URL", "").strip():
         return url
@@ -174,6 +213,7 @@ class Settings:
     database_url: str = field(default="", repr=False)
     storage: StorageSettings = field(default_factory=StorageSettings)
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
     runtime: str = "local"
     build_timeout: int = 15 * 60
     rollout_timeout: int = 5 * 60
@@ -203,6 +243,7 @@ class Settings:
             database_url=database_url(env, data_dir),
             storage=storage_from_env(env, data_dir),
             kubernetes=kubernetes_from_env(env),
+            notifications=notifications_from_env(env),
             runtime=runtime,
             build_timeout=_int(env, "TERESA_BUILD_TIMEOUT", 15 * 60),
             rollout_timeout=_int(env, "TERESA_ROLLOUT_TIMEOUT", 5 * 60),

@@ -140,3 +140,39 @@ class Release(Base):
     status: Mapped[str] = mapped_column(String(20))   # deploying, succeeded, failed
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class NotificationTarget(Base):
+    """Where a team's or an app's events go: an https URL (signed with `secret`) or `email:ADDRESS`."""
+
+    __tablename__ = "notification_targets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), nullable=True, index=True)
+    app_id: Mapped[int | None] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), nullable=True, index=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(64))  # HMAC key; shown once, never logged
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)  # event kinds; empty: all of them
+    created_by: Mapped[str] = mapped_column(String(254), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    team: Mapped[Team | None] = relationship()
+    app: Mapped[App | None] = relationship()
+
+
+class NotificationDelivery(Base):
+    """One event for one target: queued, retried with backoff, then delivered or given up."""
+
+    __tablename__ = "notification_deliveries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("notification_targets.id", ondelete="CASCADE"), index=True)
+    app: Mapped[str] = mapped_column(String(63))
+    event: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[str] = mapped_column(Text)  # the exact JSON body that is signed and sent
+    status: Mapped[str] = mapped_column(String(20), index=True)  # pending, delivered, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_result: Mapped[str] = mapped_column(String(255), default="")  # "HTTP 200", "connection refused", ...
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    target: Mapped[NotificationTarget] = relationship()

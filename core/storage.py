@@ -7,13 +7,15 @@ event loop use `asyncio.to_thread`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Iterator, Protocol
 
+from core import metrics
 from core.config import StorageSettings
 
 CHUNK = 1 << 20
@@ -51,10 +53,11 @@ class Storage(Protocol):
 
 
 def storage_for(settings: StorageSettings) -> Storage:
+    """The storage these settings name, its failures counted in teresa_storage_errors_total."""
     if settings.type == "local":
-        return LocalStorage(Path(settings.root))
+        return Counted(LocalStorage(Path(settings.root)))
     if settings.type == "s3":
-        return S3Storage(settings)
+        return Counted(S3Storage(settings))
     raise StorageError(f"Storage type {settings.type!r} is not supported; use local or s3.")
 
 
@@ -286,3 +289,48 @@ def _code(exc: Exception) -> str:
 def _message(exc: Exception) -> str:
     error = getattr(exc, "response", {}).get("Error", {})
     return str(error.get("Message") or error.get("Code") or exc).rstrip(".")
+
+
+class Counted:
+    """A Storage that counts its failed operations (StorageNotFound is an answer, not a failure)."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+
+    @contextlib.contextmanager
+    def _counting(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except StorageNotFound:
+            raise
+        except Exception:
+            metrics.storage_errors_total.labels(operation=operation).inc()
+            raise
+
+    def put_stream(self, key: str, fileobj: BinaryIO) -> None:
+        with self._counting("put"):
+            self.inner.put_stream(key, fileobj)
+
+    def put_file(self, key: str, path: str | os.PathLike[str]) -> None:
+        with self._counting("put"):
+            self.inner.put_file(key, path)
+
+    def open_read(self, key: str) -> BinaryIO:
+        with self._counting("get"):
+            return self.inner.open_read(key)
+
+    def get_file(self, key: str, path: str | os.PathLike[str]) -> None:
+        with self._counting("get"):
+            self.inner.get_file(key, path)
+
+    def exists(self, key: str) -> bool:
+        with self._counting("exists"):
+            return self.inner.exists(key)
+
+    def delete_prefix(self, prefix: str) -> None:
+        with self._counting("delete"):
+            self.inner.delete_prefix(prefix)
+
+    def list(self, prefix: str) -> list[str]:
+        with self._counting("list"):
+            return self.inner.list(prefix)

@@ -6,6 +6,7 @@ import asyncio
 import signal
 from aiohttp import web
 
+from controller import watchers
 from controller.controller import Controller
 from controller.platform import Platform
 from controller.runtime import make_runtime
@@ -58,6 +59,7 @@ class Server:
         self.health = await health.start_health_server(health.health_app(checks), settings.http_addr)
         self.control = await serve_control(self.services)
         self.tasks.append(asyncio.create_task(backup_loop(self.services)))
+        self.tasks += [asyncio.create_task(job) for job in watchers.background(self.services, self.services.controller)]
 
     @property
     def http_port(self) -> int:

@@ -169,7 +169,7 @@ def test_health_and_metrics_of_the_running_server(app: Deploy) -> None:
     status, text = http_get(port, "teresa", "/metrics")
     assert status == 200
     for series in ('teresa_pushes_total{outcome="succeeded"}', 'teresa_pushes_total{outcome="failed"}',
-                   'teresa_releases_total{outcome="succeeded"}', "teresa_ssh_sessions_total",
+                   'teresa_releases_total{app="shop",outcome="succeeded"}', "teresa_ssh_sessions_total",
                    "teresa_build_duration_seconds_count"):
         assert series in text, series
 
