@@ -10,7 +10,7 @@ from tests.localrt.harness import PYTHON, async_test, harness, spec, until
 
 LIVENESS = """
 healthCheck:
-  liveness: {path: /alive, initialDelaySeconds: 1, periodSeconds: 1, failureThreshold: 1}
+  liveness: {path: /alive, initialDelaySeconds: 5, periodSeconds: 1, failureThreshold: 1}
 """
 
 
@@ -42,7 +42,7 @@ async def test_failing_liveness_check_restarts_the_process(tmp_path):
         (replica,) = h.alive("sickly")
         first_pid = replica._proc.pid
         sick.touch()
-        await until(lambda: replica.restarts >= 1, what="a liveness restart")
+        await until(lambda: replica.restarts >= 1, timeout=30, what="a liveness restart")
         assert any("liveness check failed 1 times (GET /alive returned HTTP 500)" in l
                    for l in h.rt.supervisor("sickly").logs.tail(50))
         sick.unlink()

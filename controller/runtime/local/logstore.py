@@ -63,12 +63,6 @@ class LogStore:
         merged = sorted((entry for ring in rings for entry in ring), key=lambda e: e.seq)
         return [entry.text for entry in merged[-lines:]] if lines > 0 else []
 
-    def last_lines(self, source: str, lines: int) -> list[str]:
-        """The last output lines of one process (e.g. "web.2"), without their prefix."""
-        prefix = f"{source} | "
-        found = [e.text[len(prefix):] for ring in self._rings.values() for e in ring if e.text.startswith(prefix)]
-        return found[-lines:]
-
     async def read(self, lines: int, follow: bool, process_type: str | None = None) -> AsyncIterator[str]:
         queue: asyncio.Queue[LogLine | None] = asyncio.Queue(FOLLOW_QUEUE)
         key = (queue, process_type)
