@@ -135,7 +135,7 @@ async def test_worker_types_roll_restart_and_stop_when_dropped(tmp_path):
 @async_test
 async def test_failed_rollout_restarts_old_replicas_it_had_already_stopped(tmp_path):
     no_surge = "rollingUpdate: {maxSurge: 0, maxUnavailable: 1}\n"
-    async with harness(tmp_path, rollout_timeout=2) as h:
+    async with harness(tmp_path, rollout_timeout=8) as h:
         v1 = h.release("undo", 1, formation={"web": 2}, config={"MESSAGE": "v1"}, app_spec=spec(no_surge))
         await h.rt.deploy(v1, None, h.out)
         v2 = h.release("undo", 2, formation={"web": 2}, config={"MESSAGE": "v2"},
