@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import enum
+import re
 from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable, Protocol, Sequence
 
@@ -13,6 +15,21 @@ from core.errors import UserError
 # Where a runtime writes lines for the user (build output, rollout progress).
 # Each call is one line without its newline; it may await (backpressure).
 LineSink = Callable[[str], Awaitable[None]]
+
+
+LOG_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+
+
+def log_timestamp(moment: datetime.datetime | None = None) -> str:
+    """How each line of `logs` starts: UTC, RFC 3339, milliseconds, e.g. 2025-01-31T12:00:00.123Z."""
+    moment = moment or datetime.datetime.now(datetime.timezone.utc)
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def split_log_timestamp(line: str) -> tuple[str, str]:
+    """(timestamp, rest) of a `logs` line; the timestamp is "" when the line has none."""
+    stamp, _, rest = line.partition(" ")
+    return (stamp, rest) if LOG_TIMESTAMP.fullmatch(stamp) else ("", line)
 
 
 class RuntimeFailure(UserError):
@@ -138,7 +155,8 @@ class Runtime(Protocol):
 
     async def restart(self, app: str, process_type: str | None) -> None: ...
 
-    def logs(self, app: str, lines: int, follow: bool, process_type: str | None) -> AsyncIterator[str]: ...
+    def logs(self, app: str, lines: int, follow: bool, process_type: str | None) -> AsyncIterator[str]:
+        """The app's output, oldest first, each line as `<log_timestamp> <source> | <text>`."""
 
     async def run(self, release: ReleaseSpec, argv: list[str], out: LineSink) -> int:
         """A one-off process with the release's slug and config; returns its exit status."""

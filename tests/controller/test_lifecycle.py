@@ -11,6 +11,7 @@ from typing import Iterator
 
 import pytest
 
+from controller.runtime.base import LOG_TIMESTAMP, split_log_timestamp
 from core.config import StorageSettings
 from tests.fixtures.teresa import Deploy, TeresaServer, http_get, make_deploy, wait_for
 
@@ -134,7 +135,8 @@ def test_logs_follow_streams_until_the_client_leaves(app: Deploy) -> None:
     try:
         for line in follower.stdout:
             if "GET /followed" in line:
-                assert line.startswith("web.")
+                stamp, text = split_log_timestamp(line)
+                assert LOG_TIMESTAMP.fullmatch(stamp) and text.startswith("web.")
                 break
     finally:
         seen.set()

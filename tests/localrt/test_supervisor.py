@@ -6,7 +6,15 @@ import asyncio
 import os
 import re
 
+from controller.runtime.base import LOG_TIMESTAMP, split_log_timestamp
 from tests.localrt.harness import PYTHON, async_test, harness, spec, until
+
+
+def texts(lines: list[str]) -> list[str]:
+    """Log lines without their timestamps, which every line has."""
+    split = [split_log_timestamp(line) for line in lines]
+    assert all(LOG_TIMESTAMP.fullmatch(stamp) for stamp, _ in split), lines
+    return [text for _, text in split]
 
 LIVENESS = """
 healthCheck:
@@ -25,8 +33,8 @@ async def test_crashed_process_restarts_with_exponential_backoff(tmp_path):
         await until(lambda: len([l for l in logs.tail(100) if "restarting in" in l]) >= 5, what="five restarts")
         delays = [float(m.group(1)) for l in logs.tail(100) if (m := re.search(r"restarting in ([\d.]+)s", l))]
         assert delays[:5] == [0.1, 0.2, 0.4, 0.4, 0.4]   # doubling, capped
-        assert "teresa[web.1] | process exited with status 3; restarting in 0.1s" in logs.tail(100)
-        assert "web.1 | crashing on purpose" in logs.tail(100)
+        assert "teresa[web.1] | process exited with status 3; restarting in 0.1s" in texts(logs.tail(100))
+        assert "web.1 | crashing on purpose" in texts(logs.tail(100))
         (web,) = await h.ps("crashy")
         assert web.restarts >= 5
         crash.unlink()
@@ -59,16 +67,16 @@ async def test_logs_tail_filter_and_follow(tmp_path):
         logs = h.rt.supervisor("chatty").logs
         await until(lambda: len(logs.tail(10, "worker")) >= 4, what="worker output")
 
-        tail = [line async for line in h.rt.logs("chatty", 3, False, "worker")]
+        tail = texts([line async for line in h.rt.logs("chatty", 3, False, "worker")])
         assert len(tail) == 3 and all(re.fullmatch(r"worker\.1 \| tick \d+", line) for line in tail)
-        web_only = [line async for line in h.rt.logs("chatty", 100, False, "web")]
+        web_only = texts([line async for line in h.rt.logs("chatty", 100, False, "web")])
         assert web_only and all(line.startswith(("web.1 | ", "teresa[web.1] | ")) for line in web_only)
         assert [line async for line in h.rt.logs("chatty", 0, False, None)] == []
 
         follower = h.rt.logs("chatty", 0, True, "web")
         next_line = asyncio.ensure_future(follower.__anext__())
         await h.get("chatty", "/followme")
-        line = await asyncio.wait_for(next_line, 10)
+        (line,) = texts([await asyncio.wait_for(next_line, 10)])
         assert line.startswith("web.1 | request") and "/followme" in line
         await follower.aclose()
         assert "GET /followme" in logs.path.read_text()

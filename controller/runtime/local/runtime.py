@@ -48,7 +48,8 @@ class LocalRuntime:
         self.slugrunner = list(slugrunner or [installed_tool("teresa-slugrunner")])
         self.slugbuilder = list(slugbuilder or [installed_tool("teresa-slugbuilder")])
         self.timings = timings
-        self.router = Router(settings.domain, self._serving_ports)
+        self.router = Router(settings.domain, self._serving_ports, trusted_proxies=settings.trusted_proxies,
+                             access_log=self._access_line)
         self.slugs = SlugCache(self.apps_dir, self.slugrunner, settings.storage.to_env())
         self._serve_router = serve_router
         self._supervisors: dict[str, AppSupervisor] = {}
@@ -123,6 +124,10 @@ class LocalRuntime:
 
     def _lock(self, app: str) -> asyncio.Lock:
         return self._locks.setdefault(app, asyncio.Lock())
+
+    def _access_line(self, app: str, line: str) -> None:
+        if self._http is not None:
+            self.supervisor(app).logs.append("router", "router", line)
 
     def _serving_ports(self, app: str) -> list[int]:
         supervisor = self._supervisors.get(app)
