@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 
 from typing import TextIO
@@ -35,6 +36,15 @@ class StreamOutput:
 
 
 IN_PROCESS = {"serve", "db:upgrade", "help", "version"}
+NEEDS_NO_DATA = {"help", "version"}
+
+
+def missing_data_dir(argv: list[str], settings: Settings) -> str | None:
+    """The sentence refusing to make a fresh data directory for anything but `teresa serve`."""
+    if argv[0] == "serve" or argv[0] in NEEDS_NO_DATA or settings.data_dir.is_dir():
+        return None
+    return (f"error: there is no Teresa data directory at {settings.data_dir}; run teresa where `teresa serve` "
+            "runs, or point TERESA_DATA_DIR at its data directory (teresa serve creates one on first start).")
 
 
 async def run_local(argv: list[str], settings: Settings) -> int:
@@ -64,8 +74,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.configure(settings.log_format)
     load_commands()
+    argv = argv or ["help"]
+    if refusal := missing_data_dir(argv, settings):
+        print(refusal, file=sys.stderr)
+        return 2
+    if argv[0] in NEEDS_NO_DATA and not settings.data_dir.is_dir():  # help and version touch no data: keep it so
+        settings = dataclasses.replace(settings, database_url="sqlite://")
     try:
-        return asyncio.run(run_local(argv or ["help"], settings))
+        return asyncio.run(run_local(argv, settings))
     except KeyboardInterrupt:
         return 130
 
