@@ -146,9 +146,10 @@ async def logs(inv: Invocation[Platform]) -> None:
         await inv.print(line)
 
 
-@command("run", "Run a one-off command with the app's slug and config; exits with its status.", APP,
+@command("run", "Run a one-off command with the app's slug and config; exits with its status. "
+         "`ssh -t` gives it a terminal, for shells and consoles.", APP,
          arg("argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to run"),
-         access=APP_TEAM, example="run myapp -- python manage.py migrate")
+         access=APP_TEAM, stdin="forwarded to the command", example="run myapp -- python manage.py migrate")
 async def run(inv: Invocation[Platform]) -> int:
     app = await _check_app(inv)
     argv = inv.args.argv[1:] if inv.args.argv[:1] == ["--"] else inv.args.argv
@@ -157,7 +158,7 @@ async def run(inv: Invocation[Platform]) -> int:
     release = await inv.services.controller.current_spec(app)
     if release is None:
         raise CommandError(f"{app} has no release yet; push to deploy it first.")
-    return await inv.services.controller.runtime.run(release, argv, inv.print)
+    return await inv.services.controller.runtime.run(release, argv, inv.stdin, inv.out)
 
 
 # --- releases --------------------------------------------------------------------------------

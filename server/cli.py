@@ -11,7 +11,7 @@ from typing import TextIO
 from controller.controller import Controller
 from controller.platform import Platform
 from core import log as logging
-from core.commands import TABLE, Actor, CommandError, execute
+from core.commands import TABLE, Actor, CommandError, Terminal, execute
 from core.config import ConfigError, Settings
 from core.services import Services
 from server.control import run_via_server
@@ -19,11 +19,16 @@ from server.registry import load_commands
 
 
 class StdinInput:
+    terminal: Terminal | None = None  # commands run in this process need no terminal; `run` needs the server
+
     async def read(self, limit: int) -> bytes:
         data = await asyncio.to_thread(sys.stdin.buffer.read, limit + 1)
         if len(data) > limit:
             raise CommandError(f"stdin is larger than {limit} bytes; send less.")
         return data
+
+    async def chunk(self) -> bytes | Terminal:
+        return await asyncio.to_thread(sys.stdin.buffer.read1, 65536)
 
 
 class StreamOutput:

@@ -10,6 +10,7 @@ from typing import AsyncIterator, Awaitable, Callable, Protocol, Sequence
 
 from builder.job import BuildRequest
 from controller.spec import ReleaseSpec
+from core.commands import Input, Output
 from core.errors import UserError
 
 # Where a runtime writes lines for the user (build output, rollout progress).
@@ -92,6 +93,10 @@ def rollout_sentence(release: str, outcome: ReplicaOutcome, *, timeout: float | 
         others = ", ".join(str(p) for p in o.other_ports)
         what = (f"{o.replica} listens on port {others} but not on {port}; "
                 f"make the web process bind to the port in the PORT environment variable")
+    elif o.was_ready:
+        within = f" within {timeout:g}s" if timeout is not None else ""
+        what = (f"{o.replica} was ready but had not yet stayed up for the stability window{within}; "
+                "if the app is slow to start, raise TERESA_ROLLOUT_TIMEOUT")
     else:
         within = f" within {timeout:g}s" if timeout is not None else ""
         what = f"{o.replica} did not become ready{within}" + (f" ({o.check})" if o.check else "")
@@ -158,5 +163,7 @@ class Runtime(Protocol):
     def logs(self, app: str, lines: int, follow: bool, process_type: str | None) -> AsyncIterator[str]:
         """The app's output, oldest first, each line as `<log_timestamp> <source> | <text>`."""
 
-    async def run(self, release: ReleaseSpec, argv: list[str], out: LineSink) -> int:
-        """A one-off process with the release's slug and config; returns its exit status."""
+    async def run(self, release: ReleaseSpec, argv: list[str], stdin: Input, out: Output) -> int:
+        """A one-off process with the release's slug and config, in a fresh copy of the slug, never in a
+        directory a running process uses; `stdin` is forwarded, and a client's terminal gets a PTY.
+        Returns its exit status."""

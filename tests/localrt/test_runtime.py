@@ -15,6 +15,7 @@ import pytest
 from builder.job import BuildRequest
 from controller.runtime.base import BuildFailed, ReleasePhaseFailed, RuntimeFailure
 from controller.runtime.local import LocalRuntime
+from tests.fixtures.teresa import BytesInput, MemoryOutput
 from tests.localrt.harness import FAST, WEB, async_test, harness, slugrunner, until
 
 FAKE_BUILDER = """
@@ -77,7 +78,7 @@ async def test_slug_is_fetched_from_storage_and_unpacked_once(tmp_path):
         assert (unpacked / "Procfile").exists()
         assert await h.rt.slugs.ensure(release) == unpacked
         with pytest.raises(RuntimeFailure, match="could not be fetched"):
-            await h.rt.run(dataclasses.replace(release, version=2, slug_key="missing"), ["true"], h.out)
+            await h.rt.run(dataclasses.replace(release, version=2, slug_key="missing"), ["true"], BytesInput(), MemoryOutput())
 
 
 @async_test

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from pathlib import Path
 
 from controller.runtime.base import LOG_TIMESTAMP, split_log_timestamp
+from tests.fixtures.teresa import BytesInput, MemoryOutput
 from tests.localrt.harness import PYTHON, async_test, harness, spec, until
 
 
@@ -83,12 +85,29 @@ async def test_logs_tail_filter_and_follow(tmp_path):
 
 
 @async_test
-async def test_run_streams_output_and_returns_exit_status(tmp_path):
+async def test_run_streams_output_forwards_stdin_and_returns_exit_status(tmp_path):
     async with harness(tmp_path) as h:
         release = h.release("oneoff", 1, config={"MESSAGE": "configured"})
-        status = await h.rt.run(release, ["bash", "-c", 'echo "$MESSAGE"; ls webapp.py; exit 7'], h.out)
+        out = MemoryOutput()
+        script = 'echo "$MESSAGE"; ls webapp.py; read line; echo "got $line"; exit 7'
+        status = await h.rt.run(release, ["bash", "-c", script], BytesInput(b"typed\n"), out)
         assert status == 7
-        assert h.lines == ["configured", "webapp.py"]
+        assert out.text == "configured\nwebapp.py\ngot typed\n"
+
+
+@async_test
+async def test_a_one_off_runs_in_a_fresh_copy_of_the_release_not_in_a_running_process_directory(tmp_path):
+    async with harness(tmp_path) as h:
+        release = h.release("copy", 1)
+        await h.rt.deploy(release, None, h.out)
+        (web,) = h.alive("copy")
+        out = MemoryOutput()
+        script = 'pwd; echo "$HOME"; ls webapp.py; echo scribbled > webapp.py; touch new-file'
+        assert await h.rt.run(release, ["bash", "-c", script], BytesInput(), out) == 0
+        cwd, home, listed, *_ = out.text.splitlines()
+        assert cwd == home and Path(cwd) != web.app_dir and listed == "webapp.py"
+        assert "scribbled" not in (web.app_dir / "webapp.py").read_text()
+        assert not (web.app_dir / "new-file").exists() and not Path(cwd).exists()  # removed once it ended
 
 
 @async_test
@@ -96,8 +115,10 @@ async def test_cancelled_run_kills_the_process(tmp_path):
     async with harness(tmp_path) as h:
         release = h.release("oneoff", 1)
         pidfile = tmp_path / "pid"
-        task = asyncio.create_task(h.rt.run(release, ["bash", "-c", f"echo $$ > {pidfile}; echo started; sleep 60"], h.out))
-        await until(lambda: h.lines == ["started"], what="the command to start")
+        out = MemoryOutput()
+        task = asyncio.create_task(h.rt.run(release, ["bash", "-c", f"echo $$ > {pidfile}; echo started; sleep 60"],
+                                            BytesInput(), out))
+        await until(lambda: out.text == "started\n", what="the command to start")
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         pid = int(pidfile.read_text())

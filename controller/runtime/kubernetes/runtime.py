@@ -23,6 +23,7 @@ from controller.runtime.kubernetes.rollout import Stalled, diagnose, watch
 from controller.runtime.kubernetes.templates import applicable, keep_template, restart_patch
 from controller.spec import ReleaseSpec
 from core import log
+from core.commands import Input, Output
 from core.config import ConfigError, Settings
 
 logger = log.get("runtime.kubernetes")
@@ -127,10 +128,14 @@ class KubernetesRuntime:
             raise ReleasePhaseFailed(f"The release command of {release.label} failed with exit status {status}"
                                      f"{output}; {release.label} was not released.")
 
-    async def run(self, release: ReleaseSpec, argv: list[str], out: LineSink) -> int:
+    async def run(self, release: ReleaseSpec, argv: list[str], stdin: Input, out: Output) -> int:
+        """Output only, line by line, for now: stdin and a terminal need an attached pod (issue 11)."""
+        async def lines(line: str) -> None:
+            await out.write(line + "\n")
+
         try:
             await self.kube.apply(manifests.config_secret(release))
-            return await self._one_off(manifests.run_pod(self.settings, release, argv), "run").run(out)
+            return await self._one_off(manifests.run_pod(self.settings, release, argv), "run").run(lines)
         except (PodFailed, KubeError, ManifestError) as exc:
             raise RuntimeFailure(f"The command could not run: {exc}") from None
 

@@ -35,7 +35,8 @@ def runs_the_same(a: ReleaseSpec, b: ReleaseSpec, process_type: str) -> bool:
 
 def outcome(replica: Replica, fault: Fault) -> ReplicaOutcome:
     return ReplicaOutcome(
-        replica=replica.name, fault=fault, was_ready=replica.ever_ready, exit_status=replica.last_exit,
+        replica=replica.name, fault=fault, exit_status=replica.last_exit,
+        was_ready=replica.serving if fault is Fault.NOT_READY else replica.ever_ready,
         restarts=replica.restarts, port=replica.port, listened=replica.listened, other_ports=replica.other_ports,
         check=replica.last_check, last_lines=tuple(replica.tail),
     )

@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import shutil
 import sys
+import uuid
 from pathlib import Path
 from typing import AsyncIterator, Sequence
 
@@ -15,6 +16,7 @@ import aiohttp
 from controller.runtime.base import (
     BuildFailed, BuildRequest, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeFailure,
 )
+from controller.runtime.local.oneoff import run_oneoff
 from controller.runtime.local.orphans import reap_orphans
 from controller.runtime.local.processes import base_env, run_streaming
 from controller.runtime.local.rollout import Rollout
@@ -24,9 +26,11 @@ from controller.runtime.local.state import load_current, save_current
 from controller.runtime.local.supervisor import AppSupervisor, Timings
 from controller.spec import ReleaseSpec
 from core import log
+from core.commands import Input, Output
 from core.config import Settings
 
 logger = log.get("runtime.local")
+ONEOFFS = "oneoffs"  # apps/<app>/oneoffs/<dyno>.<id>: the fresh copy of the slug each one-off runs in
 
 
 def installed_tool(name: str) -> str:
@@ -71,6 +75,7 @@ class LocalRuntime:
         if reaped := await asyncio.to_thread(reap_orphans, self.apps_dir):
             logger.warning("stopped processes left behind by an earlier server", count=len(reaped))
         for app_root in await asyncio.to_thread(self._app_roots):
+            await asyncio.to_thread(shutil.rmtree, app_root / ONEOFFS, True)  # left by a server that died
             self.router.add_app(app_root.name)
             await asyncio.to_thread(self.supervisor(app_root.name).logs.load_history)
             release = await asyncio.to_thread(load_current, app_root)
@@ -250,11 +255,17 @@ class LocalRuntime:
         async for line in self.supervisor(app).logs.read(lines, follow, process_type):
             yield line
 
-    async def run(self, release: ReleaseSpec, argv: list[str], out: LineSink) -> int:
+    async def run(self, release: ReleaseSpec, argv: list[str], stdin: Input, out: Output) -> int:
         try:
             app_dir = await self.slugs.ensure(release)
         except SlugUnavailable as exc:
             raise RuntimeFailure(str(exc)) from None
-        env = base_env({**release.config, "TERESA_APP_DIR": str(app_dir), "DYNO": f"run.{next(self._run_ids)}"})
-        status = await run_streaming([*self.slugrunner, "exec", "--", *argv], env, out, cwd=app_dir)
-        return status if status >= 0 else 128 - status
+        dyno = f"run.{next(self._run_ids)}"
+        # A copy of its own, as on Heroku: what a one-off writes never reaches a running process's files.
+        copy = self.apps_dir / release.app / ONEOFFS / f"{dyno}.{uuid.uuid4().hex[:8]}"
+        try:
+            await asyncio.to_thread(shutil.copytree, app_dir, copy, symlinks=True)
+            env = base_env({**release.config, "TERESA_APP_DIR": str(copy), "DYNO": dyno})
+            return await run_oneoff([*self.slugrunner, "exec", "--", *argv], env, copy, stdin, out)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, copy, True)
