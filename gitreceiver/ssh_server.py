@@ -103,7 +103,7 @@ class AuthServer(asyncssh.SSHServer):
                  method="publickey" if self.candidate.key_fingerprint else "password")
 
 
-def terminal_of(process: asyncssh.SSHServerProcess) -> Terminal | None:
+def terminal_of(process: asyncssh.SSHServerProcess[bytes]) -> Terminal | None:
     kind = process.get_terminal_type()
     if kind is None:
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import sys
 
 from typing import TextIO
@@ -28,7 +29,8 @@ class StdinInput:
         return data
 
     async def chunk(self) -> bytes | Terminal:
-        return await asyncio.to_thread(sys.stdin.buffer.read1, 65536)
+        stream = sys.stdin.buffer
+        return await asyncio.to_thread(stream.read1 if isinstance(stream, io.BufferedReader) else stream.read, 65536)
 
 
 class StreamOutput:
