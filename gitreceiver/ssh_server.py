@@ -171,14 +171,16 @@ class SSHFrontDoor:
         flow_control.install()
         settings = self.services.settings
         host, port = settings.ssh_addr
+        host_key = load_host_key(settings)
         self.server = await asyncssh.create_server(
             lambda: AuthServer(self.services, self.limiter), host, port,
-            server_host_keys=[load_host_key(settings)],
+            server_host_keys=[host_key],
             process_factory=self.session, encoding=None,
             allow_pty=True, agent_forwarding=False, x11_forwarding=False, allow_scp=False,
             kbdint_auth=False, login_timeout=settings.login_timeout, keepalive_interval=30,
         )
-        log.info("ssh_listening", address=f"{host}:{self.port}")
+        # What a user's first `ssh` asks them to accept: they can compare it with this.
+        log.info("ssh_listening", address=f"{host}:{self.port}", host_key=host_key.get_fingerprint())
 
     @property
     def port(self) -> int:
