@@ -12,7 +12,7 @@ from controller.runtime.base import (
 )
 from controller.runtime.kubernetes import manifests, podstate
 from controller.runtime.kubernetes.client import KubeClient, KubeError
-from controller.runtime.kubernetes.logstream import LogCursor, follow_lines, stream_once
+from controller.runtime.kubernetes.logstream import LogCursor, follow_lines, shown_timestamp, stream_once
 from controller.runtime.kubernetes.meta import (
     APP_LABEL, MANAGED_BY, PROCESS_TYPE_LABEL, RELEASE_LABEL, WEB, ManifestError, selector,
 )
@@ -246,7 +246,7 @@ class KubernetesRuntime:
 
             async def keep(raw: str, prefix: str = _prefix(pod), cursor: LogCursor = cursor) -> None:
                 if (line := cursor.accept(raw)) is not None:
-                    backlog.append((cursor.last or ("", 0), f"{prefix} | {line}"))
+                    backlog.append((cursor.last or ("", 0), f"{shown_timestamp(cursor.last)} {prefix} | {line}"))
             if lines:
                 await stream_once(self.kube, app, pod["metadata"]["name"], _main_container(pod), keep,
                                   follow=False, tail_lines=lines)
@@ -266,7 +266,7 @@ class KubernetesRuntime:
 
         async def follow(pod: LiveObject, cursor: LogCursor) -> None:
             async def put(line: str) -> None:
-                queue.put_nowait(f"{_prefix(pod)} | {line}")
+                queue.put_nowait(f"{shown_timestamp(cursor.last)} {_prefix(pod)} | {line}")
             while True:
                 end = await follow_lines(self.kube, app, pod["metadata"]["name"], _main_container(pod), cursor, put)
                 if end.clean and await self.kube.get("v1", "Pod", pod["metadata"]["name"], app) is None:
