@@ -146,10 +146,11 @@ async def logs(inv: Invocation[Platform]) -> None:
         await inv.print(line)
 
 
-@command("run", "Run a one-off command with the app's slug and config; exits with its status. "
-         "`ssh -t` gives it a terminal, for shells and consoles.", APP,
+# Over SSH, stdin is forwarded as it comes; the local command line sends none (see server/control.py).
+@command("run", "Run a one-off command with the app's slug and config, in a fresh copy of the release; exits with "
+         "its status. Over SSH its stdin is forwarded, and `ssh -t` gives it a terminal (shells, consoles).", APP,
          arg("argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to run"),
-         access=APP_TEAM, stdin="forwarded to the command", example="run myapp -- python manage.py migrate")
+         access=APP_TEAM, example="run myapp -- python manage.py migrate")
 async def run(inv: Invocation[Platform]) -> int:
     app = await _check_app(inv)
     argv = inv.args.argv[1:] if inv.args.argv[:1] == ["--"] else inv.args.argv
