@@ -32,7 +32,8 @@ async def test_crashed_process_restarts_with_exponential_backoff(tmp_path):
         crash.touch()
         assert (await h.get("crashy", "/crash"))[0] == 502
         logs = h.rt.supervisor("crashy").logs
-        await until(lambda: len([l for l in logs.tail(100) if "restarting in" in l]) >= 5, what="five restarts")
+        await until(lambda: len([l for l in logs.tail(100) if "restarting in" in l]) >= 5, timeout=60,
+                    what="five restarts")
         delays = [float(m.group(1)) for l in logs.tail(100) if (m := re.search(r"restarting in ([\d.]+)s", l))]
         assert delays[:5] == [0.1, 0.2, 0.4, 0.4, 0.4]   # doubling, capped
         assert "teresa[web.1] | process exited with status 3; restarting in 0.1s" in texts(logs.tail(100))
