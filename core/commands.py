@@ -57,9 +57,25 @@ class Output(Protocol):
     async def write(self, text: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class Terminal:
+    """The client's terminal, when it asked for one (`ssh -t`): its type ($TERM) and size."""
+
+    type: str
+    columns: int
+    rows: int
+
+
 class Input(Protocol):
+    @property
+    def terminal(self) -> Terminal | None:
+        """The client's terminal, or None when it has none (a pipe, a script, the control socket)."""
+
     async def read(self, limit: int) -> bytes:
         """Read stdin up to EOF; raise CommandError if more than `limit` bytes arrive."""
+
+    async def chunk(self) -> bytes | Terminal:
+        """The next piece of stdin as it arrives (b"" at its end), or the terminal's new size."""
 
 
 S = TypeVar("S", bound=Services)

@@ -6,11 +6,15 @@ TERESAK8S_*, TERESADEPLOY_*); newer settings use the TERESA_ prefix.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Union
 from urllib.parse import quote
+
+
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
 class ConfigError(Exception):
@@ -33,6 +37,18 @@ def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name}={value!r} is not a boolean; use true or false.")
+
+
+def trusted_proxies(env: Mapping[str, str]) -> tuple[Network, ...]:
+    """TERESA_TRUSTED_PROXIES: CIDRs (or addresses) whose X-Forwarded-For/-Proto the router keeps; default none."""
+    networks = []
+    for item in env.get("TERESA_TRUSTED_PROXIES", "").replace(",", " ").split():
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"TERESA_TRUSTED_PROXIES has {item!r}, which is not an address or CIDR; "
+                              "list them like 10.0.0.0/8, 192.168.1.5.") from None
+    return tuple(networks)
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -210,6 +226,7 @@ class Settings:
     http_addr: tuple[str, int] = ("127.0.0.1", 8081)
     router_addr: tuple[str, int] = ("127.0.0.1", 8080)
     domain: str = "localhost"
+    trusted_proxies: tuple[Network, ...] = ()
     database_url: str = field(default="", repr=False)
     storage: StorageSettings = field(default_factory=StorageSettings)
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
@@ -240,6 +257,7 @@ class Settings:
             http_addr=parse_addr(env.get("TERESA_HTTP_ADDR") or "127.0.0.1:8081", "TERESA_HTTP_ADDR"),
             router_addr=parse_addr(env.get("TERESA_ROUTER_ADDR") or "127.0.0.1:8080", "TERESA_ROUTER_ADDR"),
             domain=env.get("TERESA_DOMAIN", "").strip() or "localhost",
+            trusted_proxies=trusted_proxies(env),
             database_url=database_url(env, data_dir),
             storage=storage_from_env(env, data_dir),
             kubernetes=kubernetes_from_env(env),

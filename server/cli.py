@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import io
 import sys
 
 from typing import TextIO
@@ -10,7 +12,7 @@ from typing import TextIO
 from controller.controller import Controller
 from controller.platform import Platform
 from core import log as logging
-from core.commands import TABLE, Actor, CommandError, execute
+from core.commands import TABLE, Actor, CommandError, Terminal, execute
 from core.config import ConfigError, Settings
 from core.services import Services
 from server.control import run_via_server
@@ -18,11 +20,17 @@ from server.registry import load_commands
 
 
 class StdinInput:
+    terminal: Terminal | None = None  # commands run in this process need no terminal; `run` needs the server
+
     async def read(self, limit: int) -> bytes:
         data: bytes = await asyncio.to_thread(sys.stdin.buffer.read, limit + 1)
         if len(data) > limit:
             raise CommandError(f"stdin is larger than {limit} bytes; send less.")
         return data
+
+    async def chunk(self) -> bytes | Terminal:
+        stream = sys.stdin.buffer
+        return await asyncio.to_thread(stream.read1 if isinstance(stream, io.BufferedReader) else stream.read, 65536)
 
 
 class StreamOutput:
@@ -35,6 +43,15 @@ class StreamOutput:
 
 
 IN_PROCESS = {"serve", "db:upgrade", "help", "version"}
+NEEDS_NO_DATA = {"help", "version"}
+
+
+def missing_data_dir(argv: list[str], settings: Settings) -> str | None:
+    """The sentence refusing to make a fresh data directory for anything but `teresa serve`."""
+    if argv[0] == "serve" or argv[0] in NEEDS_NO_DATA or settings.data_dir.is_dir():
+        return None
+    return (f"error: there is no Teresa data directory at {settings.data_dir}; run teresa where `teresa serve` "
+            "runs, or point TERESA_DATA_DIR at its data directory (teresa serve creates one on first start).")
 
 
 async def run_local(argv: list[str], settings: Settings) -> int:
@@ -64,8 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.configure(settings.log_format)
     load_commands()
+    argv = argv or ["help"]
+    if refusal := missing_data_dir(argv, settings):
+        print(refusal, file=sys.stderr)
+        return 2
+    if argv[0] in NEEDS_NO_DATA and not settings.data_dir.is_dir():  # help and version touch no data: keep it so
+        settings = dataclasses.replace(settings, database_url="sqlite://")
     try:
-        return asyncio.run(run_local(argv or ["help"], settings))
+        return asyncio.run(run_local(argv, settings))
     except KeyboardInterrupt:
         return 130
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from core import log as logging
-from core.commands import Actor, CommandError, execute
+from core.commands import Actor, CommandError, Terminal, execute
 from controller.platform import Platform
 
 log = logging.get(__name__)
@@ -41,6 +41,10 @@ class _Frames:
 
 
 class _SocketInput:
+    """Stdin as the command line sent it, whole (up to MAX_STDIN); never a terminal."""
+
+    terminal: Terminal | None = None
+
     def __init__(self, data: bytes):
         self.data = data
 
@@ -48,6 +52,10 @@ class _SocketInput:
         if len(self.data) > limit:
             raise CommandError(f"stdin is larger than {limit} bytes; send less.")
         return self.data
+
+    async def chunk(self) -> bytes | Terminal:
+        data, self.data = self.data, b""
+        return data
 
 
 async def serve_control(services: Platform) -> asyncio.AbstractServer:

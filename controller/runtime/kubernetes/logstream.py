@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from urllib3 import BaseHTTPResponse
 from urllib3.exceptions import HTTPError
 
+from controller.runtime.base import log_timestamp
 from controller.runtime.kubernetes.client import KubeClient, KubeError
 
 READ_SIZE = 64 * 1024
@@ -29,6 +31,17 @@ def timestamp_key(stamp: str) -> tuple[str, int]:
     whole, _, rest = stamp.rstrip("Z").partition(".")
     digits = rest[:9] if rest.isdigit() else "0"
     return whole, int(digits.ljust(9, "0"))
+
+
+def shown_timestamp(key: tuple[str, int] | None) -> str:
+    """The kubelet's timestamp (a `timestamp_key`) as `logs` shows every line's (`log_timestamp`)."""
+    if key is None:
+        return log_timestamp()
+    try:
+        moment = datetime.datetime.fromisoformat(key[0]).replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return log_timestamp()
+    return log_timestamp(moment.replace(microsecond=key[1] // 1000))
 
 
 def split_timestamp(raw: str) -> tuple[tuple[str, int] | None, str]:

@@ -12,7 +12,7 @@ from controller.runtime.base import (
 )
 from controller.runtime.kubernetes import manifests, podstate
 from controller.runtime.kubernetes.client import KubeClient, KubeError
-from controller.runtime.kubernetes.logstream import LogCursor, follow_lines, stream_once
+from controller.runtime.kubernetes.logstream import LogCursor, follow_lines, shown_timestamp, stream_once
 from controller.runtime.kubernetes.meta import (
     APP_LABEL, MANAGED_BY, PROCESS_TYPE_LABEL, RELEASE_LABEL, WEB, ManifestError, selector,
 )
@@ -23,6 +23,7 @@ from controller.runtime.kubernetes.rollout import Stalled, diagnose, watch
 from controller.runtime.kubernetes.templates import applicable, keep_template, restart_patch
 from controller.spec import ReleaseSpec
 from core import log
+from core.commands import Input, Output
 from core.config import ConfigError, Settings
 
 logger = log.get("runtime.kubernetes")
@@ -127,10 +128,14 @@ class KubernetesRuntime:
             raise ReleasePhaseFailed(f"The release command of {release.label} failed with exit status {status}"
                                      f"{output}; {release.label} was not released.")
 
-    async def run(self, release: ReleaseSpec, argv: list[str], out: LineSink) -> int:
+    async def run(self, release: ReleaseSpec, argv: list[str], stdin: Input, out: Output) -> int:
+        """Output only, line by line, for now: stdin and a terminal need an attached pod (issue 11)."""
+        async def lines(line: str) -> None:
+            await out.write(line + "\n")
+
         try:
             await self.kube.apply(manifests.config_secret(release))
-            return await self._one_off(manifests.run_pod(self.settings, release, argv), "run").run(out)
+            return await self._one_off(manifests.run_pod(self.settings, release, argv), "run").run(lines)
         except (PodFailed, KubeError, ManifestError) as exc:
             raise RuntimeFailure(f"The command could not run: {exc}") from None
 
@@ -241,7 +246,7 @@ class KubernetesRuntime:
 
             async def keep(raw: str, prefix: str = _prefix(pod), cursor: LogCursor = cursor) -> None:
                 if (line := cursor.accept(raw)) is not None:
-                    backlog.append((cursor.last or ("", 0), f"{prefix} | {line}"))
+                    backlog.append((cursor.last or ("", 0), f"{shown_timestamp(cursor.last)} {prefix} | {line}"))
             if lines:
                 await stream_once(self.kube, app, pod["metadata"]["name"], _main_container(pod), keep,
                                   follow=False, tail_lines=lines)
@@ -261,7 +266,7 @@ class KubernetesRuntime:
 
         async def follow(pod: LiveObject, cursor: LogCursor) -> None:
             async def put(line: str) -> None:
-                queue.put_nowait(f"{_prefix(pod)} | {line}")
+                queue.put_nowait(f"{shown_timestamp(cursor.last)} {_prefix(pod)} | {line}")
             while True:
                 end = await follow_lines(self.kube, app, pod["metadata"]["name"], _main_container(pod), cursor, put)
                 if end.clean and await self.kube.get("v1", "Pod", pod["metadata"]["name"], app) is None:

@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import shutil
 import sys
+import uuid
 from pathlib import Path
 from typing import AsyncIterator, Sequence
 
@@ -16,6 +17,7 @@ from builder.job import STACK_SETTINGS, BuildRequest
 from controller.runtime.base import (
     BuildFailed, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeFailure,
 )
+from controller.runtime.local.oneoff import run_oneoff
 from controller.runtime.local.orphans import reap_orphans
 from controller.runtime.local.processes import base_env, run_streaming
 from controller.runtime.local.rollout import Rollout
@@ -25,9 +27,11 @@ from controller.runtime.local.state import load_current, save_current
 from controller.runtime.local.supervisor import AppSupervisor, Timings
 from controller.spec import ReleaseSpec
 from core import log
+from core.commands import Input, Output
 from core.config import Settings
 
 logger = log.get("runtime.local")
+ONEOFFS = "oneoffs"  # apps/<app>/oneoffs/<dyno>.<id>: the fresh copy of the slug each one-off runs in
 
 
 def installed_tool(name: str) -> str:
@@ -61,7 +65,8 @@ class LocalRuntime:
         self.slugrunner = list(slugrunner or [installed_tool("teresa-slugrunner")])
         self.slugbuilder = list(slugbuilder or [installed_tool("teresa-slugbuilder")])
         self.timings = timings
-        self.router = Router(settings.domain, self._serving_ports)
+        self.router = Router(settings.domain, self._serving_ports, trusted_proxies=settings.trusted_proxies,
+                             access_log=self._access_line)
         self.slugs = SlugCache(self.apps_dir, self.slugrunner, settings.storage.to_env())
         self._serve_router = serve_router
         self._supervisors: dict[str, AppSupervisor] = {}
@@ -83,6 +88,7 @@ class LocalRuntime:
         if reaped := await asyncio.to_thread(reap_orphans, self.apps_dir):
             logger.warning("stopped processes left behind by an earlier server", count=len(reaped))
         for app_root in await asyncio.to_thread(self._app_roots):
+            await asyncio.to_thread(shutil.rmtree, app_root / ONEOFFS, True)  # left by a server that died
             self.router.add_app(app_root.name)
             await asyncio.to_thread(self.supervisor(app_root.name).logs.load_history)
             release = await asyncio.to_thread(load_current, app_root)
@@ -136,6 +142,10 @@ class LocalRuntime:
 
     def _lock(self, app: str) -> asyncio.Lock:
         return self._locks.setdefault(app, asyncio.Lock())
+
+    def _access_line(self, app: str, line: str) -> None:
+        if self._http is not None:
+            self.supervisor(app).logs.append("router", "router", line)
 
     def _serving_ports(self, app: str) -> list[int]:
         supervisor = self._supervisors.get(app)
@@ -261,11 +271,17 @@ class LocalRuntime:
         async for line in self.supervisor(app).logs.read(lines, follow, process_type):
             yield line
 
-    async def run(self, release: ReleaseSpec, argv: list[str], out: LineSink) -> int:
+    async def run(self, release: ReleaseSpec, argv: list[str], stdin: Input, out: Output) -> int:
         try:
             app_dir = await self.slugs.ensure(release)
         except SlugUnavailable as exc:
             raise RuntimeFailure(str(exc)) from None
-        env = base_env({**release.config, "TERESA_APP_DIR": str(app_dir), "DYNO": f"run.{next(self._run_ids)}"})
-        status = await run_streaming([*self.slugrunner, "exec", "--", *argv], env, out, cwd=app_dir)
-        return status if status >= 0 else 128 - status
+        dyno = f"run.{next(self._run_ids)}"
+        # A copy of its own, as on Heroku: what a one-off writes never reaches a running process's files.
+        copy = self.apps_dir / release.app / ONEOFFS / f"{dyno}.{uuid.uuid4().hex[:8]}"
+        try:
+            await asyncio.to_thread(shutil.copytree, app_dir, copy, symlinks=True)
+            env = base_env({**release.config, "TERESA_APP_DIR": str(copy), "DYNO": dyno})
+            return await run_oneoff([*self.slugrunner, "exec", "--", *argv], env, copy, stdin, out)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, copy, True)
