@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from builder.slugmeta import read_processes
 from controller import releases
+from controller.buildlog import LiveBuilds
 from controller.deploy import PushDeploy, PushedCommit
 from controller.locks import DeployLock, DeployLocks
 from controller.releases import ReleaseFields
@@ -45,6 +46,7 @@ class Controller:
         self.services = services
         self._runtime = runtime
         self.locks = DeployLocks()
+        self.live_builds = LiveBuilds()  # running builds' lines, for the dashboard
 
     @property
     def runtime(self) -> Runtime:

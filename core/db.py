@@ -14,6 +14,8 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from core import audit
+
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -55,6 +57,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        audit.install(self.sessions)  # a change made while an action is recorded carries its record
 
     def upgrade(self) -> None:
         upgrade(self.engine)

@@ -17,7 +17,9 @@ from core.config import Settings
 from core.services import Services
 from gitreceiver.git_service import GitService
 from gitreceiver.ssh_server import SSHFrontDoor
+from server.audit_commands import prune_loop
 from server.control import serve_control
+from server.dashboard.app import start_dashboard
 
 log = logging.get(__name__)
 
@@ -38,6 +40,7 @@ class Server:
         self.runtime = runtime
         self.ssh = SSHFrontDoor(platform, git=GitService(platform, platform.controller))
         self.health: web.AppRunner | None = None
+        self.dashboard: web.AppRunner | None = None
         self.control: asyncio.AbstractServer | None = None
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -57,12 +60,20 @@ class Server:
                   "runtime": self.runtime.health}
         self.health = await health.start_health_server(health.health_app(checks), settings.http_addr)
         self.control = await serve_control(self.services)
+        if settings.dashboard_enabled:
+            self.dashboard = await start_dashboard(self.services)
         self.tasks.append(asyncio.create_task(backup_loop(self.services)))
+        self.tasks.append(asyncio.create_task(prune_loop(self.services)))
 
     @property
     def http_port(self) -> int:
         assert self.health is not None
         return health.bound_port(self.health)
+
+    @property
+    def dashboard_port(self) -> int:
+        assert self.dashboard is not None
+        return health.bound_port(self.dashboard)
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -74,6 +85,8 @@ class Server:
             self.control.close()
         if self.health is not None:
             await self.health.cleanup()
+        if self.dashboard is not None:
+            await self.dashboard.cleanup()
         await self.runtime.stop()
 
 
