@@ -37,7 +37,7 @@ async def _record(request: web.Request, email: str, credential: str, method: str
 
 
 def _logged_in(request: web.Request, token: str) -> web.Response:
-    response = web.HTTPSeeOther("/")
+    response = web.Response(status=303, headers={"Location": "/"})
     set_session_cookie(request, response, token)
     return response
 
@@ -81,7 +81,7 @@ async def logout(request: web.Request) -> web.Response:
     await require_csrf(request)
     token = request.cookies.get(COOKIE, "")
     await request.app[SERVICES_KEY].db.run(lambda s: sessions.end(s, token))
-    response = web.HTTPSeeOther("/login")
+    response = web.Response(status=303, headers={"Location": "/login"})
     response.del_cookie(COOKIE, path="/")
     return response
 
