@@ -182,7 +182,7 @@ class Settings:
     login_timeout: int = 30
     backup_interval: int = 60 * 60  # seconds between backups of the database; 0: none
     audit_retention_days: int = 365  # audit records older than this are pruned; 0: kept forever
-    dashboard_enabled: bool = True   # default: on with the local runtime, off on Kubernetes
+    dashboard_enabled: bool = True   # default: on with the local runtime, off on (or in) Kubernetes
     dashboard_addr: tuple[str, int] = ("127.0.0.1", 8082)
     dashboard_url: str = "http://127.0.0.1:8082"  # where browsers reach it; https:// makes cookies Secure
     log_format: str = "console"
@@ -214,7 +214,8 @@ class Settings:
             login_timeout=_int(env, "TERESA_LOGIN_TIMEOUT", 30),
             backup_interval=_backup_interval(env),
             audit_retention_days=_retention_days(env),
-            dashboard_enabled=_bool(env, "TERESA_DASHBOARD_ENABLED", default=runtime == "local"),
+            dashboard_enabled=_bool(env, "TERESA_DASHBOARD_ENABLED",
+                                    default=runtime == "local" and not env.get("KUBERNETES_SERVICE_HOST")),
             dashboard_addr=parse_addr(env.get("TERESA_DASHBOARD_ADDR") or "127.0.0.1:8082", "TERESA_DASHBOARD_ADDR"),
             dashboard_url=_dashboard_url(env),
             log_format=env.get("TERESA_LOG_FORMAT", "").strip().lower() or "console",
