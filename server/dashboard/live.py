@@ -14,7 +14,7 @@ from aiohttp import web
 
 from server.dashboard import views
 from server.dashboard.auth import actor
-from server.dashboard.pages import platform, visible
+from server.dashboard.pages import platform, requested_build, visible
 
 PS_INTERVAL = 2.0
 STREAMS_KEY: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("teresa_streams")
@@ -49,12 +49,7 @@ async def _stream(request: web.Request, events: AsyncIterator[bytes]) -> web.Str
 
 
 async def build_lines(request: web.Request) -> web.StreamResponse:
-    name, who = request.match_info["app"], actor(request)
-    number = int(request.match_info["number"])
-    build = await visible(request, lambda s: views.build_of(s, who, name, number))
-    if build is None:
-        raise web.HTTPNotFound(text="No such build.")
-    live = platform(request).controller.live_builds.get(build.id)
+    _build, live = await requested_build(request)
 
     async def events() -> AsyncIterator[bytes]:
         if live is not None:

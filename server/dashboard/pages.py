@@ -9,9 +9,11 @@ from typing import Any, Callable, TypeVar
 from aiohttp import web
 from sqlalchemy.orm import Session
 
+from controller.buildlog import LiveBuild
 from controller.platform import Platform
 from core import audit
 from core.commands import CommandError
+from core.models import Build
 from server.dashboard import views
 from server.dashboard.auth import LOGIN_KEY, SERVICES_KEY, actor
 from server.dashboard.html import MASK, e, link, page, status, table
@@ -129,13 +131,19 @@ def activity_table(records: list[Any]) -> str:
     return table("Activity", ["When", "Who", "What", "Details", "From", "Via", "Outcome"], rows)
 
 
-async def build_page(request: web.Request) -> web.Response:
+async def requested_build(request: web.Request) -> tuple[Build, LiveBuild | None]:
+    """The build the path names (404 if this user may not see it), and its live lines if it is running."""
     name, who = request.match_info["app"], actor(request)
     number = int(request.match_info["number"])
     build = await visible(request, lambda s: views.build_of(s, who, name, number))
     if build is None:
         raise web.HTTPNotFound(text="No such build.")
-    live = platform(request).controller.live_builds.get(build.id)
+    return build, platform(request).controller.live_builds.get(build.id)
+
+
+async def build_page(request: web.Request) -> web.Response:
+    name, number = request.match_info["app"], int(request.match_info["number"])
+    build, live = await requested_build(request)
     head = (f"<p>{status(build.status)} {e(build.reason)} · commit <code>{e(build.commit)}</code> · "
             f"{e(build.ref)} · by {e(build.user)} · {_when(build.started_at)}</p>")
     if live is not None:
