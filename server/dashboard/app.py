@@ -16,7 +16,7 @@ from server.dashboard.html import CSS, JS
 
 log = logging.get(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-PUBLIC = ("/login", "/static/")
+PUBLIC = ("/login/", "/static/")  # and /login itself: everything else needs a session
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
                                "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -29,7 +29,7 @@ HEADERS = {
 @web.middleware
 async def security(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every response gets the security headers; every page but the login ones needs a live session."""
-    if not request.path.startswith(PUBLIC):
+    if request.path != "/login" and not request.path.startswith(PUBLIC):
         found = await load_login(request)
         if found is None:
             if request.path.startswith("/api/") or request.path.endswith("/live") or request.method != "GET":

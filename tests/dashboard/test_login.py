@@ -13,7 +13,7 @@ from sqlalchemy import update
 from core.config import Settings
 from core.models import DashboardSession
 from server.dashboard.auth import SERVICES_KEY, secure
-from tests.dashboard.conftest import Dashboard
+from tests.dashboard.conftest import CSRF, Dashboard
 
 
 def cookie_of(response_headers: object) -> SimpleCookie:
@@ -37,6 +37,15 @@ async def test_login_link_sets_a_strict_http_only_cookie_once(dashboard: Dashboa
             assert page.status == 200 and "shop" in await page.text()
         async with client.get(path, allow_redirects=False) as reused:
             assert reused.status == 403 and "already used" in await reused.text()
+        page = await (await client.get("/")).text()
+        token = CSRF.search(page)
+        assert token
+        async with client.post("/logout", data={"csrf": "forged"}) as forged:
+            assert forged.status == 403
+        async with client.post("/logout", data={"csrf": token[1]}, allow_redirects=False) as out:
+            assert out.status == 303 and out.headers["Location"] == "/login"
+        async with client.get("/api/apps") as ended:
+            assert ended.status == 401
     outcomes = [(r.actor, r.outcome) for r in dashboard.records(action="dashboard:session")]
     assert outcomes == [("dev@example.com", "succeeded"), ("?", "failed")]
     [issued] = dashboard.records(action="dashboard:login")
