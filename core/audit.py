@@ -154,8 +154,10 @@ def _finish(session: Session, entry: Entry) -> None:
 
 
 async def record(db: "Database", entry: Entry) -> None:
-    """Record an action that has already ended (a login, say)."""
+    """Record an action that has already ended (a login, a refused push)."""
     entry.closed = True
+    if entry.app and entry.team_id is None:
+        entry.team_id = await db.run(lambda s: _team_of(s, entry.app or ""))
     await db.run(lambda s: _finish(s, entry))
 
 

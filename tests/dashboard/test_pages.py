@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from tests.dashboard.conftest import CSRF, SECRET, Dashboard
-from tests.fixtures.teresa import wait_for
+from tests.fixtures.teresa import GitClient
 from tests.gitreceiver.conftest import BUILDPACKS, WEB_APP
 
 
@@ -106,10 +106,16 @@ async def test_live_build_lines_rollback_and_activity(dashboard: Dashboard, tmp_
 
 
 @pytest.mark.asyncio
-async def test_another_teams_user_sees_none_of_it(dashboard: Dashboard) -> None:
+async def test_another_teams_user_sees_none_of_it(dashboard: Dashboard, tmp_path: Path) -> None:
     deploy = dashboard.deploy
     deploy.git.commit(WEB_APP)
     assert (await asyncio.to_thread(deploy.git.push, "shop")).returncode == 0
+    outsider = GitClient(deploy.ssh, dashboard.keys["carol"], tmp_path / "carol")
+    outsider.commit(WEB_APP)
+    assert (await asyncio.to_thread(outsider.push, "shop")).returncode != 0
+    [refused] = dashboard.records(action="push", outcome="denied")
+    assert (refused.actor, refused.app, refused.address) == ("carol@example.com", "shop", "127.0.0.1")
+    assert refused.credential.startswith("SHA256:")
     carol = await dashboard.logged_in("carol")
     async with carol:
         index = await text_of(carol, "/")
@@ -131,5 +137,6 @@ async def test_another_teams_user_sees_none_of_it(dashboard: Dashboard) -> None:
     assert result.stdout.decode().strip() == "No audit records match."
     mine = json.loads(deploy.ssh.run("audit --json --app shop", key=dashboard.keys["alice"]).stdout)
     assert {"push", "config:set"} <= {r["action"] for r in mine}
+    assert ("carol@example.com", "denied") in {(r["actor"], r["outcome"]) for r in mine if r["action"] == "push"}
     admin = json.loads(deploy.server.local("audit", "--json").out)
     assert {"shop", "theirs", None} <= {r["app"] for r in admin}
