@@ -27,7 +27,7 @@ def _choose_team(session: Session, inv: Invocation[Platform]) -> Team:
 
 @command("apps:create", "Create an app, owned by a team.", APP,
          arg("--team", metavar="TEAM", help="the owning team (default: your only team)"),
-         access="members of the team, and admins", example="apps:create myapp --team web")
+         access="members of the team, and admins", example="apps:create myapp --team web", mutating=True)
 async def apps_create(inv: Invocation[Platform]) -> None:
     name = names.app_name(inv.args.app)
 
@@ -74,7 +74,7 @@ async def apps_info(inv: Invocation[Platform]) -> None:
 
 @command("apps:destroy", "Destroy an app: its processes, releases, builds and repository.",
          APP, arg("--confirm", metavar="APP", required=True, help="the app's name again"),
-         access=APP_TEAM, example="apps:destroy myapp --confirm myapp")
+         access=APP_TEAM, example="apps:destroy myapp --confirm myapp", mutating=True)
 async def apps_destroy(inv: Invocation[Platform]) -> None:
     name = names.app_name(inv.args.app)
     if inv.args.confirm != name:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from builder.slugmeta import read_processes
 from controller import releases
 from controller.build_slots import BuildSlots
+from controller.buildlog import LiveBuilds
 from controller.deploy import PushDeploy, PushedCommit
 from controller.events import Event, EventBus, EventKind
 from controller.locks import DeployLock, DeployLocks
@@ -50,6 +51,7 @@ class Controller:
         self.locks = DeployLocks()
         self.build_slots = BuildSlots(services.settings.max_concurrent_builds)
         self.events = EventBus()  # release and build outcomes, crash loops: for metrics and notifications
+        self.live_builds = LiveBuilds()  # running builds' lines, for the dashboard
 
     @property
     def runtime(self) -> Runtime:

@@ -22,6 +22,7 @@ from controller import teresa_yaml
 from controller.buildlog import BuildLog
 from controller.events import Event, EventKind
 from controller.runtime.base import BuildFailed, LineSink, ReleasePhaseFailed, RolloutFailed
+from core import audit
 from core import log as logging
 from core import metrics
 from core.commands import Actor
@@ -82,11 +83,26 @@ class PushDeploy:
     phases: dict[str, float] = field(default_factory=dict)  # phase -> seconds, for the closing line
 
     async def run(self) -> str | None:
+        """The push's audit record is written with its build row, and gets the build's outcome."""
+        entry = audit.Entry(self.actor.who, "push", app=self.app,
+                            details={"ref": self.pushed.ref, "commit": self.pushed.commit})
+        async with audit.recording(self.services.db, entry):
+            reason = await self._run(entry)
+            entry.outcome, entry.reason = (audit.FAILED, reason) if reason else (audit.SUCCEEDED, "")
+            return reason
+
+    async def _run(self, entry: audit.Entry) -> str | None:
         started = time.monotonic()
         build_id = uuid.uuid4().hex
         keys = BuildKeys(self.app, build_id)
-        number = await self.services.db.run(lambda s: _start_build(s, self.app, build_id, self.actor, self.pushed))
-        buildlog = BuildLog(self.out)
+
+        def start(session: Session) -> int:
+            number = _start_build(session, self.app, build_id, self.actor, self.pushed)
+            entry.details["build"] = number
+            return number
+
+        number = await self.services.db.run(start)
+        buildlog = BuildLog(self.out, self.controller.live_builds.start(build_id))
         status, reason = "failed", "internal error"
         try:
             await buildlog(f"-----> Building {self.app} {self.pushed.ref.removeprefix('refs/heads/')} "
@@ -162,7 +178,10 @@ class PushDeploy:
             assert build is not None
             build.status, build.reason, build.finished_at = status, reason, utcnow()
 
-        await self.services.db.run(finish)
+        try:
+            await self.services.db.run(finish)
+        finally:
+            await self.controller.live_builds.finish(keys.build_id)  # after the stored log and status: viewers reload
         log.info("build_finished", app=self.app, build=keys.build_id, status=status, reason=reason)
 
 

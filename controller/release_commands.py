@@ -73,9 +73,20 @@ def _assignments(pairs: list[str]) -> dict[str, str]:
     return updates
 
 
+def _config_names(args: argparse.Namespace) -> dict[str, list[str]]:
+    """config:set in the audit log: the names, never the values."""
+    return {"names": sorted({pair.partition("=")[0] for pair in args.pairs})}
+
+
+def _run_program(args: argparse.Namespace) -> dict[str, str]:
+    """run in the audit log: the program only; its arguments may carry secrets."""
+    argv = [a for a in args.argv if a != "--"]
+    return {"program": argv[0] if argv else ""}
+
+
 @command("config:set", "Set config vars and release them.", APP,
          arg("pairs", nargs="+", metavar="NAME=VALUE", help="the vars to set"), access=APP_TEAM,
-         example="config:set myapp DEBUG=0 'GREETING=hello world'")
+         example="config:set myapp DEBUG=0 'GREETING=hello world'", mutating=True, audit_details=_config_names)
 async def config_set(inv: Invocation[Platform]) -> None:
     app = await _check_app(inv)
     updates = _assignments(inv.args.pairs)
@@ -86,7 +97,7 @@ async def config_set(inv: Invocation[Platform]) -> None:
 
 @command("config:unset", "Remove config vars and release the change.", APP,
          arg("names", nargs="+", metavar="NAME", help="the vars to remove"), access=APP_TEAM,
-         example="config:unset myapp DEBUG")
+         example="config:unset myapp DEBUG", mutating=True)
 async def config_unset(inv: Invocation[Platform]) -> None:
     app = await _check_app(inv)
     removals = [names.config_name(n) for n in inv.args.names]
@@ -130,7 +141,7 @@ def _formation(pairs: list[str]) -> dict[str, int]:
 
 @command("ps:scale", "Set how many processes of each type run.", APP,
          arg("pairs", nargs="+", metavar="TYPE=N", help="process counts"), access=APP_TEAM,
-         example="ps:scale myapp web=3 worker=1")
+         example="ps:scale myapp web=3 worker=1", mutating=True)
 async def ps_scale(inv: Invocation[Platform]) -> None:
     app = await _check_app(inv)
     await inv.services.controller.scale(app, _formation(inv.args.pairs), inv.actor, inv.print)
@@ -138,7 +149,7 @@ async def ps_scale(inv: Invocation[Platform]) -> None:
 
 @command("ps:restart", "Restart an app's processes (all, or one type), rolling.", APP,
          arg("type", nargs="?", metavar="TYPE", help="only this process type"), access=APP_TEAM,
-         example="ps:restart myapp web")
+         example="ps:restart myapp web", mutating=True)
 async def ps_restart(inv: Invocation[Platform]) -> None:
     app = await _check_app(inv)
     kind = names.process_type(inv.args.type) if inv.args.type else None
@@ -163,7 +174,7 @@ async def logs(inv: Invocation[Platform]) -> None:
 @command("run", "Run a one-off command with the app's slug and config, in a fresh copy of the release; exits with "
          "its status. Over SSH its stdin is forwarded, and `ssh -t` gives it a terminal (shells, consoles).", APP,
          arg("argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to run"),
-         access=APP_TEAM, example="run myapp -- python manage.py migrate")
+         access=APP_TEAM, example="run myapp -- python manage.py migrate", mutating=True, audit_details=_run_program)
 async def run(inv: Invocation[Platform]) -> int:
     app = await _check_app(inv)
     argv = inv.args.argv[1:] if inv.args.argv[:1] == ["--"] else inv.args.argv
@@ -204,7 +215,7 @@ def _version(value: str) -> int:
 
 @command("releases:rollback", "Release an earlier release's build and config again (default: the previous).", APP,
          arg("version", nargs="?", metavar="vN", help="the release to go back to"), access=APP_TEAM,
-         example="releases:rollback myapp v3")
+         example="releases:rollback myapp v3", mutating=True)
 async def releases_rollback(inv: Invocation[Platform]) -> None:
     app = await _check_app(inv)
     version = _version(inv.args.version) if inv.args.version else None
@@ -236,7 +247,7 @@ async def _apply_domains(inv: Invocation[Platform], app: str) -> None:
 
 
 @command("domains:add", "Route a custom host name to an app.", APP, arg("host", metavar="HOST", help="the host name"),
-         access=APP_TEAM, example="domains:add myapp www.example.com")
+         access=APP_TEAM, example="domains:add myapp www.example.com", mutating=True)
 async def domains_add(inv: Invocation[Platform]) -> None:
     host = names.hostname(inv.args.host)
     base = inv.services.settings.domain
@@ -262,7 +273,7 @@ async def domains_add(inv: Invocation[Platform]) -> None:
 
 @command("domains:remove", "Stop routing a custom host name to an app.", APP,
          arg("host", metavar="HOST", help="the host name"), access=APP_TEAM,
-         example="domains:remove myapp www.example.com")
+         example="domains:remove myapp www.example.com", mutating=True)
 async def domains_remove(inv: Invocation[Platform]) -> None:
     host = names.hostname(inv.args.host)
 

@@ -39,7 +39,7 @@ async def limits_show(inv: Invocation[Platform]) -> None:
 @command("limits:set", "Set CPU and memory limits (Kubernetes) for one process type or all; makes a release.", APP,
          arg("--type", metavar="TYPE", help="only this process type (default: all)"),
          arg("--cpu", metavar="CPU", help="like 500m or 2"), arg("--memory", metavar="MEMORY", help="like 512Mi"),
-         access=APP_TEAM, example="limits:set myapp --type web --cpu 500m --memory 512Mi")
+         access=APP_TEAM, example="limits:set myapp --type web --cpu 500m --memory 512Mi", mutating=True)
 async def limits_set(inv: Invocation[Platform]) -> None:
     cpu = _quantity(inv.args.cpu, CPU, "--cpu", "500m or 2")
     memory = _quantity(inv.args.memory, MEMORY, "--memory", "512Mi or 2Gi")
@@ -57,7 +57,7 @@ async def limits_set(inv: Invocation[Platform]) -> None:
          arg("--max", type=int, required=True, metavar="N", help="most replicas"),
          arg("--cpu", type=int, required=True, metavar="PERCENT", help="target CPU use, percent of the request"),
          arg("--type", default="web", metavar="TYPE", help="the process type (default web)"), access=APP_TEAM,
-         example="autoscale:set myapp --min 2 --max 10 --cpu 70")
+         example="autoscale:set myapp --min 2 --max 10 --cpu 70", mutating=True)
 async def autoscale_set(inv: Invocation[Platform]) -> None:
     try:
         autoscale = Autoscale(inv.args.min, inv.args.max, inv.args.cpu, names.process_type(inv.args.type))
@@ -72,7 +72,7 @@ async def autoscale_set(inv: Invocation[Platform]) -> None:
 
 
 @command("autoscale:unset", "Stop autoscaling; the formation's replica count applies again.", APP, access=APP_TEAM,
-         example="autoscale:unset myapp")
+         example="autoscale:unset myapp", mutating=True)
 async def autoscale_unset(inv: Invocation[Platform]) -> None:
     await inv.services.db.run(lambda s: access.app_for(s, inv.actor, inv.args.app))
     await _report(inv, await inv.services.controller.set_autoscale(inv.args.app, None, "autoscale off", inv.actor,

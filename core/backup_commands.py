@@ -22,7 +22,7 @@ def _now() -> dt.datetime:
 
 
 @command("backup", "Write a consistent dump of Teresa's database to storage, under backups/.",
-         local_only=True, access=LOCAL, example="teresa backup")
+         local_only=True, access=LOCAL, example="teresa backup", mutating=True)
 async def backup_now(inv: Invocation[Services]) -> None:
     taken = await asyncio.to_thread(backup.backup_to_storage, inv.services.db.engine, Base.metadata,
                                     _storage(inv.services), _now())
@@ -41,7 +41,7 @@ async def backup_list(inv: Invocation[Services]) -> None:
 @command("backup:restore", "Load a backup into Teresa's database (an empty one, unless --force).",
          arg("name", metavar="NAME", help="the backup's name, as backup:list shows it"),
          arg("--force", action="store_true", help="delete what the database holds and replace it with the backup"),
-         local_only=True, access=LOCAL, example="teresa backup:restore teresa-20261122T030000Z.json.gz")
+         local_only=True, access=LOCAL, example="teresa backup:restore teresa-20261122T030000Z.json.gz", mutating=True)
 async def backup_restore(inv: Invocation[Services]) -> None:
     try:
         counts = await asyncio.to_thread(backup.restore_from_storage, inv.services.db.engine, Base.metadata,

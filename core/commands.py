@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Generic, NoReturn, Protocol, TypeVar
 
+from core import audit
 from core import log as logging
 from core.errors import UserError
 from core.services import Services
@@ -47,10 +48,19 @@ class Actor:
     is_admin: bool = False
     superuser: bool = False
     key_fingerprint: str | None = None
+    address: str = ""  # the client's address, when it came over the network
+    via: str = ""      # how a session other than SSH was opened (the dashboard's), for the audit log
 
     @classmethod
     def local(cls) -> "Actor":
         return cls(email="operator@localhost", is_admin=True, superuser=True)
+
+    @property
+    def who(self) -> audit.Who:
+        """The actor as the audit log records it: from where, with which credential."""
+        if self.superuser:
+            return audit.Who(self.email, audit.LOCAL_ADDRESS, "local")
+        return audit.Who(self.email, self.address, self.via or self.key_fingerprint or "password")
 
 
 class Output(Protocol):
@@ -117,6 +127,15 @@ class Invocation(Generic[S]):
 
 
 Handler = Callable[[Invocation[Any]], Awaitable[int | None]]
+AuditDetails = Callable[[argparse.Namespace], dict[str, Any]]
+
+
+def all_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """What the audit log keeps of a command line by default: every argument but the app and --json.
+
+    A command whose arguments carry secrets (config values) gives its own `audit_details`.
+    """
+    return {k: v for k, v in sorted(vars(args).items()) if k not in ("app", "json")}
 
 
 @dataclass(frozen=True)
@@ -140,6 +159,8 @@ class Command:
     stdin: str = ""
     local_only: bool = False
     json: bool = False
+    mutating: bool = False  # changes state: every run is recorded in the audit log
+    audit_details: AuditDetails = all_arguments
     parser: "QuietParser" = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -225,8 +246,9 @@ async def execute(argv: list[str], actor: Actor, services: Services, stdin: Inpu
     try:
         cmd, args = parse(argv, remote)
         inv = Invocation(cmd, args, actor, services, stdin, out, err, remote)
-        status = await cmd.handler(inv)
-        return status or 0
+        if not cmd.mutating:
+            return await cmd.handler(inv) or 0
+        return await _audited(inv)
     except UserError as exc:
         await err.write(f"error: {shown(str(exc), limit=2000)}\n")
         return exc.exit_status
@@ -235,3 +257,18 @@ async def execute(argv: list[str], actor: Actor, services: Services, stdin: Inpu
         log.exception("command_failed", command=shown(argv[0]) if argv else "", reference=reference)
         await err.write(f"error: internal error (reference {reference}); the operator can find it in the server log.\n")
         return 1
+
+
+async def _audited(inv: Invocation[Any]) -> int:
+    """Run a mutating command inside its audit record; the outcome is the command's."""
+    app = getattr(inv.args, "app", None)
+    entry = audit.Entry(inv.actor.who, inv.command.name, app=app[:63] if isinstance(app, str) else None,
+                        details=inv.command.audit_details(inv.args))
+    async with audit.recording(inv.services.db, entry):
+        try:
+            status = await inv.command.handler(inv) or 0
+        except PermissionDenied:
+            entry.outcome = audit.DENIED
+            raise
+        entry.outcome = audit.SUCCEEDED if status == 0 else audit.FAILED
+        return status

@@ -239,6 +239,10 @@ class Settings:
     revision_history_limit: int = 5
     login_timeout: int = 30
     backup_interval: int = 60 * 60  # seconds between backups of the database; 0: none
+    audit_retention_days: int = 365  # audit records older than this are pruned; 0: kept forever
+    dashboard_enabled: bool = True   # default: on with the local runtime, off on (or in) Kubernetes
+    dashboard_addr: tuple[str, int] = ("127.0.0.1", 8082)
+    dashboard_url: str = "http://127.0.0.1:8082"  # where browsers reach it; https:// makes cookies Secure
     log_format: str = "console"
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -270,6 +274,11 @@ class Settings:
             revision_history_limit=_int(env, "TERESADEPLOY_REVISION_HISTORY_LIMIT", 5),
             login_timeout=_int(env, "TERESA_LOGIN_TIMEOUT", 30),
             backup_interval=_backup_interval(env),
+            audit_retention_days=_retention_days(env),
+            dashboard_enabled=_bool(env, "TERESA_DASHBOARD_ENABLED",
+                                    default=runtime == "local" and not env.get("KUBERNETES_SERVICE_HOST")),
+            dashboard_addr=parse_addr(env.get("TERESA_DASHBOARD_ADDR") or "127.0.0.1:8082", "TERESA_DASHBOARD_ADDR"),
+            dashboard_url=_dashboard_url(env),
             log_format=env.get("TERESA_LOG_FORMAT", "").strip().lower() or "console",
             env=env,
         )
@@ -280,6 +289,25 @@ def _backup_interval(env: Mapping[str, str]) -> int:
     if seconds < 0:
         raise ConfigError(f"TERESA_BACKUP_INTERVAL={seconds} is negative; give seconds between backups, or 0 for none.")
     return seconds
+
+
+def _retention_days(env: Mapping[str, str]) -> int:
+    days = _int(env, "TERESA_AUDIT_RETENTION_DAYS", 365)
+    if days < 0:
+        raise ConfigError(f"TERESA_AUDIT_RETENTION_DAYS={days} is negative; give days to keep records, or 0 for ever.")
+    return days
+
+
+def _dashboard_url(env: Mapping[str, str]) -> str:
+    """The dashboard's address for browsers (in dashboard:login links); defaults to TERESA_DASHBOARD_ADDR."""
+    if value := env.get("TERESA_DASHBOARD_URL", "").strip().rstrip("/"):
+        if not value.startswith(("http://", "https://")):
+            raise ConfigError(f"TERESA_DASHBOARD_URL={value!r} is not an http(s) URL; set it like "
+                              "https://teresa.example.com.")
+        return value
+    host, port = parse_addr(env.get("TERESA_DASHBOARD_ADDR") or "127.0.0.1:8082", "TERESA_DASHBOARD_ADDR")
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
 def _detect_runtime(env: Mapping[str, str]) -> str:

@@ -176,3 +176,38 @@ class NotificationDelivery(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
     target: Mapped[NotificationTarget] = relationship()
+
+
+class AuditRecord(Base):
+    """One mutating action: who, what, from where, when, and how it ended. Written once, never edited by a command.
+
+    `actor`, `app` and `team_id` are copies, not foreign keys: the record outlives the user, app or team.
+    `details` holds names only (config var names, refs, versions), never config values.
+    """
+
+    __tablename__ = "audit_records"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(254), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    app: Mapped[str | None] = mapped_column(String(63), nullable=True, index=True)
+    team_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    address: Mapped[str] = mapped_column(String(64), default="")     # client address, or "local"
+    credential: Mapped[str] = mapped_column(String(100), default="")  # key fingerprint, "password", "local", ...
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    outcome: Mapped[str] = mapped_column(String(20))  # pending, succeeded, failed, denied
+    reason: Mapped[str] = mapped_column(String(255), default="")
+
+
+class DashboardSession(Base):
+    """A dashboard login: one-time link tokens and browser sessions, stored as SHA-256 digests only."""
+
+    __tablename__ = "dashboard_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(10))  # "link" (one use, a minute) or "session"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64), default="")
+    credential: Mapped[str] = mapped_column(String(100), default="")  # how the user proved who they are
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)

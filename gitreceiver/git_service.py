@@ -27,9 +27,10 @@ from dulwich.server import BackendRepo, DictBackend, ReceivePackHandler, UploadP
 
 from controller.controller import Controller
 from controller.locks import DeployInProgress
+from core import audit
 from core import log as logging
 from core import repos
-from core.commands import Actor, CommandError
+from core.commands import Actor, CommandError, PermissionDenied
 from core.services import Services
 from gitreceiver.bridge import ThreadStreams
 from gitreceiver.pushed import PushedCommit
@@ -218,6 +219,9 @@ class GitService:
             app = repos.app_from_git_path(argv[1])
             await self.services.db.run(lambda s: access.app_for(s, actor, app))
         except CommandError as exc:
+            if isinstance(exc, PermissionDenied) and argv[0] == "git-receive-pack":  # a refused push is recorded
+                await audit.record(self.services.db, audit.Entry(actor.who, "push", app=app, outcome=audit.DENIED,
+                                                                 reason="not a member of the app's team"))
             process.stderr.write(f"error: {exc}\n".encode())
             return 1
         repo = await asyncio.to_thread(repos.open_or_create, self.services.settings.data_dir, app)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import dataclasses
 import uuid
 from typing import Any
 
@@ -17,6 +18,7 @@ from core.services import Services
 from gitreceiver import flow_control
 from gitreceiver.git_service import GitService
 from gitreceiver.hostkey import load_host_key
+from gitreceiver.logins import LoginAudit
 from keys.auth import actor_for_key, actor_for_password
 from keys.ratelimit import LoginLimiter
 from keys.sshkeys import fingerprint
@@ -42,9 +44,11 @@ class AuthServer(asyncssh.SSHServer):
     login therefore authenticates the password's owner, or nobody.
     """
 
-    def __init__(self, services: Services, limiter: LoginLimiter):
+    def __init__(self, services: Services, limiter: LoginLimiter, logins: LoginAudit):
         self.services = services
         self.limiter = limiter
+        self.logins = logins
+        self.last_failure: tuple[str, str, str] | None = None  # (method, user, credential) for the audit log
         self.conn: asyncssh.SSHServerConnection | None = None
         self.address = "?"
         self.candidate: Actor | None = None
@@ -58,6 +62,9 @@ class AuthServer(asyncssh.SSHServer):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.authenticated and self.failed_attempt:
             self.limiter.failed(self.address)
+        if not self.authenticated and self.last_failure is not None:
+            method, user, credential = self.last_failure
+            self.logins.failed(user=user, address=self.address, method=method, credential=credential)
 
     def begin_auth(self, username: str) -> bool:
         return True
@@ -72,6 +79,7 @@ class AuthServer(asyncssh.SSHServer):
         actor = await actor_for_key(self.services.db, fingerprint(key))
         if actor is None:
             self.failed_attempt = True
+            self.last_failure = ("publickey", username, fingerprint(key))
             metrics.auth_failures_total.labels(method="publickey").inc()
             return False
         self.candidate = actor
@@ -88,6 +96,7 @@ class AuthServer(asyncssh.SSHServer):
         actor = await actor_for_password(self.services.db, username, password)
         if actor is None:
             self.failed_attempt = True
+            self.last_failure = ("password", username.lower(), "password")
             metrics.auth_failures_total.labels(method="password").inc()
             self.limiter.failed(self.address, username.lower())
             log.info("login_failed", method="password", address=self.address, user=username)
@@ -98,9 +107,11 @@ class AuthServer(asyncssh.SSHServer):
     def auth_completed(self) -> None:
         assert self.conn is not None and self.candidate is not None
         self.authenticated = True
-        self.conn.set_extra_info(teresa_actor=self.candidate)
-        log.info("login", user=self.candidate.email, address=self.address,
-                 method="publickey" if self.candidate.key_fingerprint else "password")
+        actor = dataclasses.replace(self.candidate, address=self.address)
+        self.conn.set_extra_info(teresa_actor=actor)
+        method = "publickey" if actor.key_fingerprint else "password"
+        log.info("login", user=actor.email, address=self.address, method=method)
+        self.logins.succeeded(actor.who, method)
 
 
 def terminal_of(process: asyncssh.SSHServerProcess[bytes]) -> Terminal | None:
@@ -164,6 +175,7 @@ class SSHFrontDoor:
     def __init__(self, services: Platform, limiter: LoginLimiter | None = None, git: GitService | None = None):
         self.services = services
         self.limiter = limiter or LoginLimiter()
+        self.logins = LoginAudit(services.db)
         self.git = git  # gitreceiver's handler for git-receive-pack / git-upload-pack
         self.server: asyncssh.SSHAcceptor | None = None
 
@@ -173,7 +185,7 @@ class SSHFrontDoor:
         host, port = settings.ssh_addr
         host_key = load_host_key(settings)
         self.server = await asyncssh.create_server(
-            lambda: AuthServer(self.services, self.limiter), host, port,
+            lambda: AuthServer(self.services, self.limiter, self.logins), host, port,
             server_host_keys=[host_key],
             process_factory=self.session, encoding=None,
             allow_pty=True, agent_forwarding=False, x11_forwarding=False, allow_scp=False,
@@ -192,6 +204,7 @@ class SSHFrontDoor:
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
+        await self.logins.drain()
 
     async def session(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         """Run the session's command; stop it when the client goes away (logs -f, a push, run)."""

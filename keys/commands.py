@@ -77,7 +77,7 @@ async def _read_password(inv: Invocation[Services]) -> str:
 
 
 @command("passwd", "Set your own password (the new password on stdin).", stdin="the new password",
-         example="echo 'new-secret-password' | ssh -p 2222 git@teresa passwd")
+         example="echo 'new-secret-password' | ssh -p 2222 git@teresa passwd", mutating=True)
 async def passwd(inv: Invocation[Services]) -> None:
     if inv.actor.user_id is None:
         raise CommandError("the local operator has no password; use users:set-password EMAIL for a user.")
@@ -115,7 +115,7 @@ USER_FLAG = arg("--user", metavar="EMAIL", help="whose keys (admins and the loca
 @command("keys:add", "Register an SSH public key (on stdin) under a name.",
          arg("name", metavar="NAME", help="a name for the key, like laptop"), USER_FLAG,
          stdin="the public key (the .pub file)",
-         example="ssh -p 2222 git@teresa keys:add laptop < ~/.ssh/id_ed25519.pub")
+         example="ssh -p 2222 git@teresa keys:add laptop < ~/.ssh/id_ed25519.pub", mutating=True)
 async def keys_add(inv: Invocation[Services]) -> None:
     name = names.key_name(inv.args.name)
     public_key, fingerprint = sshkeys.parse_public_key(await inv.stdin.read(sshkeys.MAX_KEY_BYTES + 1))
@@ -154,7 +154,7 @@ async def keys_list(inv: Invocation[Services]) -> None:
 
 
 @command("keys:remove", "Remove one of your SSH keys.", arg("name", metavar="NAME", help="the key's name"), USER_FLAG,
-         example="keys:remove laptop")
+         example="keys:remove laptop", mutating=True)
 async def keys_remove(inv: Invocation[Services]) -> None:
     name = names.key_name(inv.args.name)
 
@@ -177,7 +177,7 @@ async def keys_remove(inv: Invocation[Services]) -> None:
          arg("--admin", action="store_true", help="make the user an admin"),
          arg("--no-password", action="store_true", help="a key-only user: read no password"),
          access=ADMIN, stdin="the password",
-         example="echo 'a-long-password' | ssh -p 2222 git@teresa users:create alice@example.com --name Alice")
+         example="echo 'a-long-password' | ssh -p 2222 git@teresa users:create alice@example.com --name Alice", mutating=True)
 async def users_create(inv: Invocation[Services]) -> None:
     access.require_admin(inv.actor, "create users")
     email = names.email(inv.args.email)
@@ -219,7 +219,7 @@ async def users_list(inv: Invocation[Services]) -> None:
 
 
 @command("users:delete", "Delete a user and their keys.", arg("email", metavar="EMAIL", help="the user's email"), access=ADMIN,
-         example="users:delete alice@example.com")
+         example="users:delete alice@example.com", mutating=True)
 async def users_delete(inv: Invocation[Services]) -> None:
     access.require_admin(inv.actor, "delete users")
 
@@ -234,7 +234,7 @@ async def users_delete(inv: Invocation[Services]) -> None:
 
 
 @command("users:set-password", "Set a user's password (on stdin).", arg("email", metavar="EMAIL", help="the user's email"), access=ADMIN,
-         stdin="the new password", example="echo 'a-long-password' | teresa users:set-password alice@example.com")
+         stdin="the new password", example="echo 'a-long-password' | teresa users:set-password alice@example.com", mutating=True)
 async def users_set_password(inv: Invocation[Services]) -> None:
     access.require_admin(inv.actor, "set other users' passwords")
     hashed = await asyncio.to_thread(passwords.hash_password, await _read_password(inv))
@@ -250,7 +250,7 @@ async def users_set_password(inv: Invocation[Services]) -> None:
 # --- teams ------------------------------------------------------------------------------
 
 
-@command("teams:create", "Create a team.", arg("team", metavar="TEAM", help="the new team's name"), access=ADMIN, example="teams:create web")
+@command("teams:create", "Create a team.", arg("team", metavar="TEAM", help="the new team's name"), access=ADMIN, example="teams:create web", mutating=True)
 async def teams_create(inv: Invocation[Services]) -> None:
     access.require_admin(inv.actor, "create teams")
     name = names.team_name(inv.args.team)
@@ -287,7 +287,7 @@ TEAM_USER = (arg("team", metavar="TEAM", help="the team's name"), arg("email", m
 
 
 @command("teams:add-user", "Add a user to a team.", *TEAM_USER, access=TEAM,
-         example="teams:add-user web alice@example.com")
+         example="teams:add-user web alice@example.com", mutating=True)
 async def teams_add_user(inv: Invocation[Services]) -> None:
     def save(session: Session) -> tuple[str, str]:
         team = access.team_for(session, inv.actor, inv.args.team)
@@ -302,7 +302,7 @@ async def teams_add_user(inv: Invocation[Services]) -> None:
 
 
 @command("teams:remove-user", "Remove a user from a team.", *TEAM_USER, access=TEAM,
-         example="teams:remove-user web alice@example.com")
+         example="teams:remove-user web alice@example.com", mutating=True)
 async def teams_remove_user(inv: Invocation[Services]) -> None:
     def save(session: Session) -> tuple[str, str]:
         team = access.team_for(session, inv.actor, inv.args.team)

@@ -44,6 +44,8 @@ def render_command(cmd: Command) -> list[str]:
         lines += [f"Standard input: {cmd.stdin}.", ""]
     where = "on the server host only" if cmd.local_only else "over SSH and on the server host"
     lines += [f"Who may run it: {cmd.access}; {where}.", ""]
+    if cmd.mutating:
+        lines += ["Changes state: every run is recorded in the audit log (see `audit`).", ""]
     if cmd.example:
         lines += ["Example:", "", "```sh", cmd.example, "```", ""]
     return lines

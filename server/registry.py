@@ -11,5 +11,7 @@ def load_commands() -> None:
     import controller.resource_commands  # noqa: F401
     import core.backup_commands  # noqa: F401
     import keys.commands  # noqa: F401
+    import server.audit_commands  # noqa: F401
     import server.builtin_commands  # noqa: F401
+    import server.dashboard.commands  # noqa: F401
     import server.local_commands  # noqa: F401

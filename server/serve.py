@@ -18,7 +18,9 @@ from core.config import Settings
 from core.services import Services
 from gitreceiver.git_service import GitService
 from gitreceiver.ssh_server import SSHFrontDoor
+from server.audit_commands import prune_loop
 from server.control import serve_control
+from server.dashboard.app import start_dashboard
 
 log = logging.get(__name__)
 
@@ -39,6 +41,7 @@ class Server:
         self.runtime = runtime
         self.ssh = SSHFrontDoor(platform, git=GitService(platform, platform.controller))
         self.health: web.AppRunner | None = None
+        self.dashboard: web.AppRunner | None = None
         self.control: asyncio.AbstractServer | None = None
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -58,13 +61,21 @@ class Server:
                   "runtime": self.runtime.health}
         self.health = await health.start_health_server(health.health_app(checks), settings.http_addr)
         self.control = await serve_control(self.services)
+        if settings.dashboard_enabled:
+            self.dashboard = await start_dashboard(self.services)
         self.tasks.append(asyncio.create_task(backup_loop(self.services)))
         self.tasks += [asyncio.create_task(job) for job in watchers.background(self.services, self.services.controller)]
+        self.tasks.append(asyncio.create_task(prune_loop(self.services)))
 
     @property
     def http_port(self) -> int:
         assert self.health is not None
         return health.bound_port(self.health)
+
+    @property
+    def dashboard_port(self) -> int:
+        assert self.dashboard is not None
+        return health.bound_port(self.dashboard)
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -76,6 +87,8 @@ class Server:
             self.control.close()
         if self.health is not None:
             await self.health.cleanup()
+        if self.dashboard is not None:
+            await self.dashboard.cleanup()
         await self.runtime.stop()
 
 

@@ -185,3 +185,25 @@ def test_prod_settings_come_out_as_the_overlay_says() -> None:
     # build and app pods run as the user the stack image was made for
     image_users = set(re.findall(r"^ARG APP_UID=(\d+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE))
     assert image_users == {str(settings.kubernetes.run_as_user)}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_dashboard_has_a_service_and_stays_off_unless_enabled(overlay: str) -> None:
+    from core.config import Settings
+
+    objects = render(f"overlays/{overlay}")
+    service = find(objects, "Service", "teresa-dashboard")
+    assert service["spec"]["ports"] == [{"name": "dashboard", "port": 8082, "targetPort": "dashboard",
+                                         "protocol": "TCP"}]
+    assert {"name": "dashboard", "containerPort": 8082} in container(objects)["ports"]
+    env = pod_environment(objects)
+    settings = Settings.from_env({**env, "TERESADB_HOSTNAME": "db", "TERESAFILESTORAGE_AWS_BUCKET": "b"})
+    assert settings.dashboard_addr == ("0.0.0.0", 8082) and not settings.dashboard_enabled
+
+
+def test_the_prod_dashboard_ingress_is_offered_commented_and_validates() -> None:
+    assert "# - ingress-dashboard.yaml" in (DEPLOY / "overlays" / "prod" / "kustomization.yaml").read_text()
+    ingress = yaml.safe_load((DEPLOY / "overlays" / "prod" / "ingress-dashboard.yaml").read_text())
+    kubernetes_validate.validate({**ingress, "metadata": {**ingress["metadata"], "namespace": "teresa"}}, "1.37",
+                                 strict=True)
+    assert ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == "teresa-dashboard"

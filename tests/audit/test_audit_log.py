@@ -1,0 +1,106 @@
+"""The audit log's guarantees: a record commits with its change, outcomes follow, pruning is recorded,
+logins over real SSH are recorded, `audit` filters."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from core import audit
+from core.db import Database
+from core.models import AuditRecord, Team, utcnow
+from server.audit_commands import parse_since
+from tests.fixtures.teresa import Deploy, wait_for
+
+WHO = audit.Who("alice@example.com", "192.0.2.1", "SHA256:abc")
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    database = Database(f"sqlite:///{tmp_path / 'audit.sqlite'}")
+    database.upgrade()
+    return database
+
+
+def rows(db: Database) -> list[AuditRecord]:
+    return db.transaction(lambda s: list(s.scalars(select(AuditRecord).order_by(AuditRecord.id))))
+
+
+@pytest.mark.asyncio
+async def test_the_record_commits_with_the_first_change_and_gets_the_outcome_after(db: Database) -> None:
+    async with audit.recording(db, audit.Entry(WHO, "teams:create", details={"team": "web"})) as entry:
+        await db.run(lambda s: s.add(Team(name="web")))
+        [pending] = rows(db)  # committed together with the team, before the action ended
+        assert (pending.outcome, pending.action, pending.details) == ("pending", "teams:create", {"team": "web"})
+        await db.run(lambda s: s.add(Team(name="ops")))  # a second change: still one record
+        entry.outcome = audit.SUCCEEDED
+    [done] = rows(db)
+    assert (done.id, done.outcome) == (pending.id, "succeeded")
+
+
+@pytest.mark.asyncio
+async def test_a_rolled_back_change_takes_its_record_with_it(db: Database) -> None:
+    def fail(session: object) -> None:
+        session.add(Team(name="web"))  # type: ignore[attr-defined]
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        async with audit.recording(db, audit.Entry(WHO, "teams:create")):
+            await db.run(fail)
+    [record] = rows(db)
+    assert (record.outcome, record.reason) == ("failed", "error")
+    assert db.transaction(lambda s: s.scalar(select(Team))) is None
+
+
+@pytest.mark.asyncio
+async def test_work_outside_an_action_is_not_recorded(db: Database) -> None:
+    async with audit.recording(db, audit.Entry(WHO, "x")):
+        pass
+    await db.run(lambda s: s.add(Team(name="web")))
+    assert [r.action for r in rows(db)] == ["x"]
+
+
+@pytest.mark.asyncio
+async def test_pruning_removes_old_records_and_records_itself(db: Database) -> None:
+    old = utcnow() - dt.timedelta(days=400)
+    db.transaction(lambda s: s.add(audit.Entry(WHO, "ancient").row(audit.SUCCEEDED)))
+    db.transaction(lambda s: s.execute(AuditRecord.__table__.update().values(at=old)))
+    await audit.record(db, audit.Entry(WHO, "recent"))
+    assert await audit.prune(db, 365) == 1
+    kept = rows(db)
+    assert [r.action for r in kept] == ["recent", "audit:prune"]
+    assert kept[1].details["removed"] == 1 and kept[1].actor == "teresa"
+
+
+def test_since_accepts_relative_and_absolute_times() -> None:
+    now = dt.datetime(2026, 3, 10, 12, 0)
+    assert parse_since("2d", now) == dt.datetime(2026, 3, 8, 12, 0)
+    assert parse_since("2026-03-01") == dt.datetime(2026, 3, 1)
+    assert parse_since("2026-03-01T10:00:00+02:00") == dt.datetime(2026, 3, 1, 8, 0)
+
+
+def test_ssh_logins_are_recorded_with_address_and_fingerprint(deploy: Deploy, ssh_keys: dict[str, Path]) -> None:
+    assert deploy.command("whoami")[0] == 0
+    stranger = deploy.ssh.run("whoami", key=ssh_keys["bob"])
+    assert stranger.returncode != 0
+
+    def logins() -> list[dict[str, object]]:
+        found = json.loads(deploy.server.local("audit", "--json").out)
+        return [r for r in found if r["action"] == "login"]
+
+    found = wait_for(lambda: (lambda r: r if len(r) >= 2 else None)(logins()))
+    ok = next(r for r in found if r["outcome"] == "succeeded")
+    assert (ok["actor"], ok["address"], ok["details"]) == ("dev@example.com", "127.0.0.1", {"method": "publickey"})
+    assert str(ok["credential"]).startswith("SHA256:")
+    bad = next(r for r in found if r["outcome"] == "failed")
+    assert bad["details"] == {"method": "publickey"} and bad["reason"] == "unknown key"
+    assert bad["credential"] != ok["credential"]
+    # a command over SSH carries the client's address and key into its record
+    assert deploy.command("teams:create qa")[0] != 0  # not an admin: denied, and recorded as such
+    [denied] = [r for r in json.loads(deploy.server.local("audit", "--json").out) if r["action"] == "teams:create"
+                and r["actor"] == "dev@example.com"]
+    assert (denied["outcome"], denied["address"], denied["credential"]) == ("denied", "127.0.0.1", ok["credential"])
