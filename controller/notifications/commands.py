@@ -54,7 +54,7 @@ def _visible_targets(session: Session, inv: Invocation[Services], scope: str | N
          SCOPE, arg("url", metavar="URL", help="https://… or email:ADDRESS"),
          arg("--events", metavar="EVENTS", default="",
              help=f"comma-separated, from: {', '.join(k.value for k in EventKind)} (default: all)"),
-         access=ACCESS, example="notifications:add shop https://hooks.example.com/teresa --events deploy,crash")
+         access=ACCESS, mutating=True, example="notifications:add shop https://hooks.example.com/teresa --events deploy,crash")
 async def notifications_add(inv: Invocation[Services]) -> None:
     try:
         events = sorted({k.value for k in parse_kinds(inv.args.events)})
@@ -102,7 +102,7 @@ async def notifications_list(inv: Invocation[Services]) -> None:
 
 @command("notifications:remove", "Stop sending notifications to a target (its queued deliveries go too).",
          arg("id", type=int, metavar="ID", help="the target's id (see: notifications)"), access=ACCESS,
-         example="notifications:remove 3")
+         mutating=True, example="notifications:remove 3")
 async def notifications_remove(inv: Invocation[Services]) -> None:
     def remove(session: Session) -> str:
         target = next((t for t in _visible_targets(session, inv, None) if t.id == inv.args.id), None)

@@ -52,6 +52,9 @@ def steps(bob_key: bytes) -> list[tuple[str, str, bytes, bool]]:
         ("backup", "local", b"", True), ("backup:list", "local", b"", True),
         ("backup:restore no-such-backup.json.gz", "local", b"", False),
         ("audit", "local", b"", True), ("dashboard:login", "dev", b"", True),
+        ("notifications shop", "dev", b"", True), ("notifications:deliveries shop", "dev", b"", True),
+        ("notifications:add shop email:ops@example.com", "dev", b"", False),  # no SMTP server configured
+        ("notifications:remove 999", "dev", b"", False),
         ("users:delete bob@example.com", "local", b"", True),
         ("apps:destroy extra --confirm extra", "local", b"", True),
     ]

@@ -17,9 +17,8 @@ from controller.notifications.sender import SIGNATURE_HEADER, verify
 from core.config import StorageSettings
 from tests.fixtures.receiver import Receiver
 from tests.fixtures.teresa import Deploy, TeresaServer, make_deploy, wait_for
-from tests.gitreceiver.conftest import WEB_APP
+from tests.gitreceiver.conftest import LATE_CRASHING_WORKER, WEB_APP
 
-CRASHING_WORKER = "worker: python3 -c 'import time; time.sleep(0.2); raise SystemExit(3)'\n"
 RETRY_BASE = 0.2
 
 
@@ -117,7 +116,7 @@ def test_a_failed_build_delivers_one_build_failed_event(app: Deploy, receiver: R
 
 def test_a_crash_looping_process_is_notified_once_per_episode(app: Deploy, receiver: Receiver) -> None:
     secret = add(app, "shop", receiver.url("/crashes"), "--events", "crash")
-    app.git.commit({"Procfile": WEB_APP["Procfile"] + CRASHING_WORKER})
+    app.git.commit({"Procfile": WEB_APP["Procfile"] + LATE_CRASHING_WORKER})
     assert app.git.push("shop").returncode == 0
     status, _, err = app.command("ps:scale shop worker=1")
     assert status == 0, err

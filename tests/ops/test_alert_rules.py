@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from core.config import StorageSettings
 from tests.conftest import skip_or_fail
 from tests.fixtures.teresa import Deploy, http_get, make_deploy, wait_for
-from tests.gitreceiver.conftest import WEB_APP
+from tests.gitreceiver.conftest import LATE_CRASHING_WORKER, WEB_APP
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "monitoring" / "teresa-rules.yaml"
@@ -87,7 +87,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory, ssh_keys: dict[str, Path])
         assert "(build failed)" in app.git.push("shop").stderr
         app.git.commit({"Procfile": WEB_APP["Procfile"] + "release: exit 3\n"})
         assert "(release phase failed)" in app.git.push("shop").stderr
-        app.git.commit({"Procfile": WEB_APP["Procfile"] + "worker: python3 -c 'raise SystemExit(3)'\n"})
+        app.git.commit({"Procfile": WEB_APP["Procfile"] + LATE_CRASHING_WORKER})
         assert app.git.push("shop").returncode == 0
         assert app.command("ps:scale shop worker=1")[0] == 0
         assert app.ssh.run("apps:list", key=ssh_keys["bob"]).returncode != 0  # an unknown key
