@@ -180,6 +180,7 @@ class Settings:
     max_push_bytes: int = 1 << 30
     revision_history_limit: int = 5
     login_timeout: int = 30
+    ssh_session_max_seconds: int = 24 * 60 * 60
     backup_interval: int = 60 * 60  # seconds between backups of the database; 0: none
     log_format: str = "console"
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -208,10 +209,18 @@ class Settings:
             max_push_bytes=_int(env, "TERESA_MAX_PUSH_BYTES", 1 << 30),
             revision_history_limit=_int(env, "TERESADEPLOY_REVISION_HISTORY_LIMIT", 5),
             login_timeout=_int(env, "TERESA_LOGIN_TIMEOUT", 30),
+            ssh_session_max_seconds=_positive(env, "TERESA_SSH_SESSION_MAX_SECONDS", 24 * 60 * 60),
             backup_interval=_backup_interval(env),
             log_format=env.get("TERESA_LOG_FORMAT", "").strip().lower() or "console",
             env=env,
         )
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value <= 0:
+        raise ConfigError(f"{name}={value} must be a positive whole number; set a number like {default}.")
+    return value
 
 
 def _backup_interval(env: Mapping[str, str]) -> int:

@@ -119,7 +119,7 @@ def test_push_to_an_app_of_another_team_is_refused(deploy: Deploy, ssh_keys: dic
     deploy.git.commit(WEB_APP)
     push = deploy.git.push("secret")
     assert push.returncode != 0
-    assert "permission denied for app 'secret'" in push.stderr
+    assert "app 'secret' does not exist; create it with: apps:create secret" in push.stderr
     missing = deploy.git.push("nosuchapp")
     assert "app 'nosuchapp' does not exist; create it with: apps:create nosuchapp" in missing.stderr
 
