@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -41,14 +42,19 @@ class SourceRejected(Exception):
 class PushedCommit(Protocol):
     """A commit received by git, not yet on its branch."""
 
-    ref: str
-    commit: str
+    @property
+    def ref(self) -> str: ...
 
-    def read_teresa_yaml(self) -> bytes | None:
-        """The raw `teresa.yaml` at the root of the commit's tree, or None."""
+    @property
+    def commit(self) -> str: ...
 
-    def archive(self, destination: Path) -> None:
-        """Write the tree as a gzip'd tarball; raise SourceRejected when it cannot be built."""
+    def read_teresa_yaml(self, limit: int) -> bytes | None:
+        """The raw `teresa.yaml` at the root of the commit's tree (cut after `limit` + 1 bytes), or None."""
+
+    def archive(self, destination: Path, stop: threading.Event) -> None:
+        """Write the tree as a gzip'd tarball; raise SourceRejected when it cannot be built.
+
+        Returns early (raising) once `stop` is set: the deploy was cancelled."""
 
 
 # Exception type -> the short reason git shows: "! [remote rejected] main (build failed)".
@@ -107,8 +113,9 @@ class PushDeploy:
         return "internal error"
 
     async def _build_and_release(self, keys: BuildKeys, out: LineSink) -> None:
-        spec_text = teresa_yaml.decode(await asyncio.to_thread(self.pushed.read_teresa_yaml))
-        teresa_yaml.parse(spec_text or None)  # fail before building, not after
+        raw = await asyncio.to_thread(self.pushed.read_teresa_yaml, teresa_yaml.MAX_BYTES)
+        spec_text = teresa_yaml.decode(raw)
+        await asyncio.to_thread(teresa_yaml.parse, spec_text or None)  # fail before building, not after
         await self._upload_source(keys.source)
         config = await self.controller.config_vars(self.app)
         request = BuildRequest(app=self.app, build_id=keys.build_id, source_key=keys.source, slug_key=keys.slug,
@@ -127,7 +134,11 @@ class PushDeploy:
     async def _upload_source(self, key: str) -> None:
         with tempfile.TemporaryDirectory(prefix="teresa-push-") as scratch:
             archive = Path(scratch) / "source.tgz"
-            await asyncio.to_thread(self.pushed.archive, archive)
+            stop = threading.Event()
+            try:
+                await asyncio.to_thread(self.pushed.archive, archive, stop)
+            finally:  # cancelled (the client went away): the archiving thread stops at its next piece
+                stop.set()
             await asyncio.to_thread(self.services.storage.put_file, key, archive)
 
     async def _finish(self, keys: BuildKeys, status: str, reason: str, buildlog: BuildLog) -> None:

@@ -178,6 +178,8 @@ class Settings:
     build_timeout: int = 15 * 60
     rollout_timeout: int = 5 * 60
     max_push_bytes: int = 1 << 30
+    max_source_bytes: int = 500 << 20  # the archived tree, uncompressed; a push may carry 4x this unpacked
+    max_file_bytes: int = 100 << 20    # one file (git object) of a push, uncompressed
     revision_history_limit: int = 5
     login_timeout: int = 30
     ssh_session_max_seconds: int = 24 * 60 * 60
@@ -207,6 +209,8 @@ class Settings:
             build_timeout=_int(env, "TERESA_BUILD_TIMEOUT", 15 * 60),
             rollout_timeout=_int(env, "TERESA_ROLLOUT_TIMEOUT", 5 * 60),
             max_push_bytes=_int(env, "TERESA_MAX_PUSH_BYTES", 1 << 30),
+            max_source_bytes=_positive(env, "TERESA_MAX_SOURCE_BYTES", 500 << 20),
+            max_file_bytes=_positive(env, "TERESA_MAX_FILE_BYTES", 100 << 20),
             revision_history_limit=_int(env, "TERESADEPLOY_REVISION_HISTORY_LIMIT", 5),
             login_timeout=_int(env, "TERESA_LOGIN_TIMEOUT", 30),
             ssh_session_max_seconds=_positive(env, "TERESA_SSH_SESSION_MAX_SECONDS", 24 * 60 * 60),
