@@ -224,3 +224,36 @@ def test_a_silent_build_sends_keepalives(tmp_path: Path, local_storage, ssh_keys
         received += client.stdout.read()
         client.wait(60)
         assert b"ok refs/heads/main" in received
+
+
+def test_an_atomic_push_with_a_failing_deploy_branch_deploys_nothing(deploy: Deploy) -> None:
+    deploy.git.commit(WEB_APP)
+    assert deploy.git.push("shop").returncode == 0
+    deploy.git.commit({"index.html": "version two\n"})
+    deploy.git.git("checkout", "-q", "-b", "master")
+    deploy.git.commit({"Procfile": "this is not a procfile line\n"})  # master's build would fail
+    deploy.git.git("checkout", "-q", "main")
+    before = deploy.git.remote_refs("shop")
+
+    push = deploy.git.git("push", "--atomic", deploy.git.remote("shop"), "main", "master", check=False)
+    assert push.returncode != 0
+    assert "An atomic push may update one deploy branch (main or master); push them one at a time." in push.stderr
+    # Before: main was built and released while dulwich was still checking master's update.
+    assert deploy.get() == (200, "version one\n")
+    assert deploy.git.remote_refs("shop") == before
+    assert [r["version"] for r in json.loads(deploy.command("releases shop --json")[1])] == ["v1"]
+
+
+def test_an_atomic_push_moves_other_branches_only_with_a_successful_deploy(deploy: Deploy) -> None:
+    deploy.git.commit(WEB_APP)
+    deploy.git.git("branch", "feature")
+    deploy.git.commit({"Procfile": "this is not a procfile line\n"})
+    push = deploy.git.git("push", "--atomic", deploy.git.remote("shop"), "main", "feature", check=False)
+    assert push.returncode != 0 and "main -> main (build failed)" in push.stderr
+    assert deploy.git.remote_refs("shop") == {}  # feature did not move either
+
+    deploy.git.commit({"Procfile": WEB_APP["Procfile"]})
+    push = deploy.git.git("push", "--atomic", deploy.git.remote("shop"), "main", "feature", check=False)
+    assert push.returncode == 0, push.stderr
+    assert {"refs/heads/main", "refs/heads/feature"} <= set(deploy.git.remote_refs("shop"))
+    assert deploy.get() == (200, "version one\n")
