@@ -183,6 +183,9 @@ class Settings:
     revision_history_limit: int = 5
     login_timeout: int = 30
     ssh_session_max_seconds: int = 24 * 60 * 60
+    require_domain_verification: bool = False       # custom domains route only once an admin approved them
+    router_header_timeout: int = 15                 # seconds a client has to send a request's headers
+    router_max_connections_per_address: int = 256   # open router connections from one client address
     backup_interval: int = 60 * 60  # seconds between backups of the database; 0: none
     log_format: str = "console"
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -214,6 +217,9 @@ class Settings:
             revision_history_limit=_int(env, "TERESADEPLOY_REVISION_HISTORY_LIMIT", 5),
             login_timeout=_int(env, "TERESA_LOGIN_TIMEOUT", 30),
             ssh_session_max_seconds=_positive(env, "TERESA_SSH_SESSION_MAX_SECONDS", 24 * 60 * 60),
+            require_domain_verification=_bool(env, "TERESA_REQUIRE_DOMAIN_VERIFICATION"),
+            router_header_timeout=_positive(env, "TERESA_ROUTER_HEADER_TIMEOUT", 15),
+            router_max_connections_per_address=_positive(env, "TERESA_ROUTER_MAX_CONNECTIONS_PER_ADDRESS", 256),
             backup_interval=_backup_interval(env),
             log_format=env.get("TERESA_LOG_FORMAT", "").strip().lower() or "console",
             env=env,

@@ -218,11 +218,11 @@ class TeresaReceivePack(ReceivePackHandler):
         if status and status[0] != (b"unpack", b"ok"):  # no ref moved: say why, and reject each ref
             for partial in _temporary_packs(self.repo_path) - leftovers:  # dulwich leaves them on failure
                 partial.unlink(missing_ok=True)
-            status = [(b"unpack", self._unpack_failure(status[0][1], guard.refusal))]
+            status = [(b"unpack", self.unpack_failure(status[0][1], guard.refusal))]
             status += [(ref, status[0][1]) for _old, _new, ref in refs]
         return status
 
-    def _unpack_failure(self, detail: bytes, refused: PackRefused | None) -> bytes:
+    def unpack_failure(self, detail: bytes, refused: PackRefused | None) -> bytes:
         """The short reason for the client, the detail (which may name server paths) for the operator."""
         if refused is not None:
             self.gate.progress(f" !     {refused.sentence}")

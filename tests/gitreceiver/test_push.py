@@ -257,3 +257,24 @@ def test_an_atomic_push_moves_other_branches_only_with_a_successful_deploy(deplo
     assert push.returncode == 0, push.stderr
     assert {"refs/heads/main", "refs/heads/feature"} <= set(deploy.git.remote_refs("shop"))
     assert deploy.get() == (200, "version one\n")
+
+
+def test_custom_domains_refuse_ip_addresses_and_can_wait_for_an_admin(tmp_path: Path, local_storage,
+                                                                       ssh_keys: dict[str, Path]) -> None:
+    from tests.fixtures.teresa import make_deploy
+
+    for deploy in make_deploy(tmp_path, local_storage, ssh_keys, TERESA_REQUIRE_DOMAIN_VERIFICATION="true"):
+        deploy.git.commit(WEB_APP)
+        assert deploy.git.push("shop").returncode == 0
+        for literal in ("10.0.0.1", "127.1", "0x7f.1", "[::1]"):
+            status, _, err = deploy.command(f"domains:add shop {literal}")
+            assert status == 1 and err.startswith(f"error: '{literal}' is an IP address;"), err
+
+        status, out, _ = deploy.command("domains:add shop www.bank.test")  # anybody could name anything
+        assert status == 0 and "routes once an admin approves it with: domains:verify shop www.bank.test" in out
+        assert deploy.get(host="www.bank.test")[0] == 404
+        assert "waiting for an admin's approval" in deploy.command("domains shop")[1]
+        assert "only admins may approve domains" in deploy.command("domains:verify shop www.bank.test")[2]
+
+        assert deploy.server.local("domains:verify", "shop", "www.bank.test").status == 0
+        assert deploy.get(host="www.bank.test") == (200, "version one\n")

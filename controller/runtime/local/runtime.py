@@ -48,7 +48,8 @@ class LocalRuntime:
         self.slugrunner = list(slugrunner or [installed_tool("teresa-slugrunner")])
         self.slugbuilder = list(slugbuilder or [installed_tool("teresa-slugbuilder")])
         self.timings = timings
-        self.router = Router(settings.domain, self._serving_ports)
+        self.router = Router(settings.domain, self._serving_ports, header_timeout=settings.router_header_timeout,
+                             max_connections_per_address=settings.router_max_connections_per_address)
         self.slugs = SlugCache(self.apps_dir, self.slugrunner, settings.storage.to_env())
         self._serve_router = serve_router
         self._supervisors: dict[str, AppSupervisor] = {}
