@@ -217,6 +217,15 @@ async def domains_list(inv: Invocation[Platform]) -> None:
         await inv.print(f"{host} (waiting for an admin's approval: domains:verify {inv.args.app} {host})")
 
 
+def _domain_of(session: Session, inv: Invocation[Platform], host: str) -> tuple[str, Domain]:
+    """The app named on the command line and its domain `host`; CommandError if it has no such domain."""
+    app = access.app_for(session, inv.actor, inv.args.app)
+    domain = session.scalar(select(Domain).where(Domain.hostname == host, Domain.app_id == app.id))
+    if domain is None:
+        raise CommandError(f"{host} is not a domain of {app.name}; run: domains {app.name}")
+    return app.name, domain
+
+
 async def _apply_domains(inv: Invocation[Platform], app: str) -> None:
     hosts = await inv.services.db.run(lambda s: list(releases.domains_of(s, access.find_app(s, app))))
     if inv.services.controller.has_runtime:  # otherwise the next release carries them
@@ -264,12 +273,9 @@ async def domains_verify(inv: Invocation[Platform]) -> None:
     host = names.hostname(inv.args.host)
 
     def approve(session: Session) -> str:
-        app = access.app_for(session, inv.actor, inv.args.app)
-        domain = session.scalar(select(Domain).where(Domain.hostname == host, Domain.app_id == app.id))
-        if domain is None:
-            raise CommandError(f"{host} is not a domain of {app.name}; run: domains {app.name}")
+        app, domain = _domain_of(session, inv, host)
         domain.verified = True
-        return app.name
+        return app
 
     app = await inv.services.db.run(approve)
     await _apply_domains(inv, app)
@@ -283,12 +289,9 @@ async def domains_remove(inv: Invocation[Platform]) -> None:
     host = names.hostname(inv.args.host)
 
     def remove(session: Session) -> str:
-        app = access.app_for(session, inv.actor, inv.args.app)
-        domain = session.scalar(select(Domain).where(Domain.hostname == host, Domain.app_id == app.id))
-        if domain is None:
-            raise CommandError(f"{host} is not a domain of {app.name}; run: domains {app.name}")
+        app, domain = _domain_of(session, inv, host)
         session.delete(domain)
-        return app.name
+        return app
 
     app = await inv.services.db.run(remove)
     await _apply_domains(inv, app)
