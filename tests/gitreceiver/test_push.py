@@ -278,3 +278,53 @@ def test_custom_domains_refuse_ip_addresses_and_can_wait_for_an_admin(tmp_path: 
 
         assert deploy.server.local("domains:verify", "shop", "www.bank.test").status == 0
         assert deploy.get(host="www.bank.test") == (200, "version one\n")
+
+
+def test_a_buildpack_url_token_is_never_on_a_command_line(deploy: Deploy) -> None:
+    import base64
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    secret = "s3cret-token-4711"
+    seen: dict[str, object] = {"cmdlines": [], "auth": []}
+
+    def command_lines_with_secret() -> list[str]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                line = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
+            except OSError:
+                continue
+            if secret.encode() in line:
+                found.append(line.replace(b"\0", b" ").decode(errors="replace"))
+        return found
+
+    class GitHost(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            seen["cmdlines"] += command_lines_with_secret()  # type: ignore[operator]  # git is running now
+            auth = self.headers.get("Authorization")
+            if auth is None:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="buildpacks"')
+                self.end_headers()
+                return
+            seen["auth"].append(base64.b64decode(auth.split()[1]).decode())  # type: ignore[union-attr]
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    host = ThreadingHTTPServer(("127.0.0.1", 0), GitHost)
+    threading.Thread(target=host.serve_forever, daemon=True).start()
+    try:
+        url = f"http://builder:{secret}@127.0.0.1:{host.server_address[1]}/buildpack.git"
+        assert deploy.command(f"config:set shop BUILDPACK_URL={url}")[0] == 0
+        deploy.git.commit(WEB_APP)
+        push = deploy.git.push("shop")
+    finally:
+        host.shutdown()
+    assert push.returncode != 0 and "Could not fetch the buildpack" in push.stderr
+    assert seen["auth"] == [f"builder:{secret}"]  # git had the token, from its credential helper
+    assert seen["cmdlines"] == []  # but no process showed it in `ps`
+    assert secret not in push.stderr
