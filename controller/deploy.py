@@ -28,6 +28,7 @@ from core.commands import Actor
 from core.layout import BuildKeys
 from core.models import App, Build, utcnow
 from core.services import Services
+from core.storage import StorageError
 
 if TYPE_CHECKING:
     from controller.controller import Controller
@@ -57,10 +58,18 @@ class PushedCommit(Protocol):
         Returns early (raising) once `stop` is set: the deploy was cancelled."""
 
 
+class CannotStore(Exception):
+    """The push could not be kept (storage or the data directory refused a write); the operator's log says why."""
+
+    def __init__(self) -> None:
+        super().__init__("The server cannot store your push right now; nothing was changed.")
+
+
 # Exception type -> the short reason git shows: "! [remote rejected] main (build failed)".
 REJECTIONS: list[tuple[type[Exception], str]] = [
     (teresa_yaml.TeresaYamlError, "invalid teresa.yaml"),
     (SourceRejected, "unsupported repository content"),
+    (CannotStore, "server cannot store push"),
     (BuildFailed, "build failed"),
     (ReleasePhaseFailed, "release phase failed"),
     (RolloutFailed, "rollout failed"),
@@ -139,7 +148,11 @@ class PushDeploy:
                 await asyncio.to_thread(self.pushed.archive, archive, stop)
             finally:  # cancelled (the client went away): the archiving thread stops at its next piece
                 stop.set()
-            await asyncio.to_thread(self.services.storage.put_file, key, archive)
+            try:
+                await asyncio.to_thread(self.services.storage.put_file, key, archive)
+            except (OSError, StorageError) as exc:  # the detail names server paths: the operator's log only
+                log.error("source_not_stored", app=self.app, key=key, error=str(exc))
+                raise CannotStore() from exc
 
     async def _finish(self, keys: BuildKeys, status: str, reason: str, buildlog: BuildLog) -> None:
         try:

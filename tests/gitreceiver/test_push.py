@@ -328,3 +328,17 @@ def test_a_buildpack_url_token_is_never_on_a_command_line(deploy: Deploy) -> Non
     assert seen["auth"] == [f"builder:{secret}"]  # git had the token, from its credential helper
     assert seen["cmdlines"] == []  # but no process showed it in `ps`
     assert secret not in push.stderr
+
+
+def test_unwritable_storage_gives_one_sentence_and_no_server_path(deploy: Deploy) -> None:
+    import shutil
+
+    storage = deploy.server.settings.storage.root
+    shutil.rmtree(storage)
+    storage.write_text("not a directory any more")  # as root, permissions would not stop a write
+    deploy.git.commit(WEB_APP)
+    push = deploy.git.push("shop")
+    assert push.returncode != 0
+    assert "remote:  !     The server cannot store your push right now; nothing was changed." in push.stderr
+    assert "! [remote rejected] main -> main (server cannot store push)" in push.stderr
+    assert str(deploy.server.settings.data_dir) not in push.stderr and "Errno" not in push.stderr
