@@ -45,7 +45,7 @@ def find_orphans(apps_dir: Path) -> list[int]:
     parents = _parents()
     roots = set()
     for pid, parent in parents.items():
-        if pid == mine or parent == mine:
+        if pid == mine:
             continue
         env = _environ(pid)
         if (env.get("DYNO") and env.get("TERESA_APP_DIR", "").startswith(root + os.sep)) or \
