@@ -14,6 +14,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import yaml
 
@@ -179,11 +180,30 @@ def display_url(url: str) -> str:
     return re.sub(r"(://)[^/@]+@", r"\1", url)
 
 
+# git asks this helper when the server wants credentials; they come from its environment, so a token in
+# BUILDPACK_URL is never on a command line (`ps` shows command lines to every user of the machine).
+CREDENTIAL_HELPER = ('!f() { test "$1" = get && printf "username=%s\\npassword=%s\\n" '
+                     '"$BUILDPACK_GIT_USERNAME" "$BUILDPACK_GIT_PASSWORD"; }; f')
+
+
+def _without_credentials(repo: str) -> tuple[str, dict[str, str]]:
+    """An http(s) URL without its user:token, and the environment that gives them to git's credential helper."""
+    parts = urlsplit(repo)
+    if parts.scheme not in ("http", "https") or parts.username is None:
+        return repo, {}
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    env = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "credential.helper", "GIT_CONFIG_VALUE_0": CREDENTIAL_HELPER,
+           "BUILDPACK_GIT_USERNAME": unquote(parts.username), "BUILDPACK_GIT_PASSWORD": unquote(parts.password or "")}
+    return urlunsplit(parts._replace(netloc=netloc)), env
+
+
 def _clone(url: str, dest: Path, out: Output, deadline: float) -> Buildpack:
     repo, _, ref = url.partition("#")
     label = display_url(url)
     out.step(f"Fetching buildpack {label}")
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    repo, credentials = _without_credentials(repo)
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", **credentials}
 
     def git(*args: str) -> int:
         return process.run(["git", *args], emit=lambda line: out.info(line.decode(errors="replace").rstrip()),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from core.commands import Actor
 from core.layout import BuildKeys
 from core.models import App, Build, utcnow
 from core.services import Services
+from core.storage import StorageError
 
 if TYPE_CHECKING:
     from controller.controller import Controller
@@ -47,23 +49,33 @@ class PushedCommit(Protocol):
     def ref(self) -> str: ...
 
     @property
-    def commit(self) -> str: ...
-
-    @property
     def received_seconds(self) -> float:
         """How long git took to receive the pack, from the session's start."""
 
-    def read_teresa_yaml(self) -> bytes | None:
-        """The raw `teresa.yaml` at the root of the commit's tree, or None."""
+    @property
+    def commit(self) -> str: ...
 
-    def archive(self, destination: Path) -> None:
-        """Write the tree as a gzip'd tarball; raise SourceRejected when it cannot be built."""
+    def read_teresa_yaml(self, limit: int) -> bytes | None:
+        """The raw `teresa.yaml` at the root of the commit's tree (cut after `limit` + 1 bytes), or None."""
+
+    def archive(self, destination: Path, stop: threading.Event) -> None:
+        """Write the tree as a gzip'd tarball; raise SourceRejected when it cannot be built.
+
+        Returns early (raising) once `stop` is set: the deploy was cancelled."""
+
+
+class CannotStore(Exception):
+    """The push could not be kept (storage or the data directory refused a write); the operator's log says why."""
+
+    def __init__(self) -> None:
+        super().__init__("The server cannot store your push right now; nothing was changed.")
 
 
 # Exception type -> the short reason git shows: "! [remote rejected] main (build failed)".
 REJECTIONS: list[tuple[type[Exception], str]] = [
     (teresa_yaml.TeresaYamlError, "invalid teresa.yaml"),
     (SourceRejected, "unsupported repository content"),
+    (CannotStore, "server cannot store push"),
     (BuildFailed, "build failed"),
     (ReleasePhaseFailed, "release phase failed"),
     (RolloutFailed, "rollout failed"),
@@ -135,8 +147,9 @@ class PushDeploy:
         return "internal error"
 
     async def _build_and_release(self, keys: BuildKeys, out: LineSink) -> None:
-        spec_text = teresa_yaml.decode(await asyncio.to_thread(self.pushed.read_teresa_yaml))
-        teresa_yaml.parse(spec_text or None)  # fail before building, not after
+        raw = await asyncio.to_thread(self.pushed.read_teresa_yaml, teresa_yaml.MAX_BYTES)
+        spec_text = teresa_yaml.decode(raw)
+        await asyncio.to_thread(teresa_yaml.parse, spec_text or None)  # fail before building, not after
         await self._upload_source(keys.source)
         config = await self.controller.config_vars(self.app)
         request = BuildRequest(app=self.app, build_id=keys.build_id, source_key=keys.source, slug_key=keys.slug,
@@ -164,8 +177,16 @@ class PushDeploy:
     async def _upload_source(self, key: str) -> None:
         with tempfile.TemporaryDirectory(prefix="teresa-push-") as scratch:
             archive = Path(scratch) / "source.tgz"
-            await asyncio.to_thread(self.pushed.archive, archive)
-            await asyncio.to_thread(self.services.storage.put_file, key, archive)
+            stop = threading.Event()
+            try:
+                await asyncio.to_thread(self.pushed.archive, archive, stop)
+            finally:  # cancelled (the client went away): the archiving thread stops at its next piece
+                stop.set()
+            try:
+                await asyncio.to_thread(self.services.storage.put_file, key, archive)
+            except (OSError, StorageError) as exc:  # the detail names server paths: the operator's log only
+                log.error("source_not_stored", app=self.app, key=key, error=str(exc))
+                raise CannotStore() from exc
 
     async def _finish(self, keys: BuildKeys, status: str, reason: str, buildlog: BuildLog) -> None:
         try:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from controller import releases
 from controller.platform import Platform
 from core import names
-from core.commands import APP, APP_TEAM, CommandError, Invocation, arg, command, shown
+from core.commands import ADMIN, APP, APP_TEAM, CommandError, Invocation, arg, command, shown
 from core.models import Domain, Release
 from keys import access
 
@@ -227,17 +227,29 @@ async def releases_rollback(inv: Invocation[Platform]) -> None:
 
 @command("domains", "List an app's domains.", APP, json=True, access=APP_TEAM, example="domains myapp")
 async def domains_list(inv: Invocation[Platform]) -> None:
-    def load(session: Session) -> list[str]:
-        return list(releases.domains_of(session, access.app_for(session, inv.actor, inv.args.app)))
+    def load(session: Session) -> tuple[list[str], list[str]]:
+        app = access.app_for(session, inv.actor, inv.args.app)
+        return list(releases.domains_of(session, app)), list(releases.pending_domains_of(session, app))
 
-    custom = await inv.services.db.run(load)
+    custom, pending = await inv.services.db.run(load)
     default = f"{inv.args.app}.{inv.services.settings.domain}"
     if inv.args.json:
-        await inv.print_json({"default": default, "custom": custom})
+        await inv.print_json({"default": default, "custom": custom, "pending": pending})
         return
     await inv.print(f"{default} (default)")
     for host in custom:
         await inv.print(host)
+    for host in pending:
+        await inv.print(f"{host} (waiting for an admin's approval: domains:verify {inv.args.app} {host})")
+
+
+def _domain_of(session: Session, inv: Invocation[Platform], host: str) -> tuple[str, Domain]:
+    """The app named on the command line and its domain `host`; CommandError if it has no such domain."""
+    app = access.app_for(session, inv.actor, inv.args.app)
+    domain = session.scalar(select(Domain).where(Domain.hostname == host, Domain.app_id == app.id))
+    if domain is None:
+        raise CommandError(f"{host} is not a domain of {app.name}; run: domains {app.name}")
+    return app.name, domain
 
 
 async def _apply_domains(inv: Invocation[Platform], app: str) -> None:
@@ -254,21 +266,46 @@ async def domains_add(inv: Invocation[Platform]) -> None:
     if host == base or host.endswith("." + base):
         raise CommandError(f"{host} is under Teresa's own domain {base}; every app already has APP.{base}.")
 
+    # With TERESA_REQUIRE_DOMAIN_VERIFICATION a domain routes once an admin approved it (one added by an
+    # admin is approved): nobody can take traffic for a name they do not own by naming it first.
+    approved = inv.actor.is_admin or not inv.services.settings.require_domain_verification
+
     def save(session: Session) -> str:
         app = access.app_for(session, inv.actor, inv.args.app)
         existing = session.scalar(select(Domain).where(Domain.hostname == host))
         if existing is not None:
             owner = "this app" if existing.app_id == app.id else "another app"
             raise CommandError(f"{host} is already routed to {owner}.")
-        session.add(Domain(app_id=app.id, hostname=host))
+        session.add(Domain(app_id=app.id, hostname=host, verified=approved))
         return app.name
 
     try:
         app = await inv.services.db.run(save)
     except IntegrityError:
         raise CommandError(f"{host} is already routed to another app.") from None
+    if not approved:
+        await inv.print(f"{host} was added to {app} and routes once an admin approves it with: "
+                        f"domains:verify {app} {host}")
+        return
     await _apply_domains(inv, app)
     await inv.print(f"{host} now routes to {app}; point its DNS at Teresa's router.")
+
+
+@command("domains:verify", "Approve a custom domain, so that it routes (with TERESA_REQUIRE_DOMAIN_VERIFICATION).",
+         APP, arg("host", metavar="HOST", help="the host name"), access=ADMIN,
+         example="domains:verify myapp www.example.com")
+async def domains_verify(inv: Invocation[Platform]) -> None:
+    access.require_admin(inv.actor, "approve domains")
+    host = names.hostname(inv.args.host)
+
+    def approve(session: Session) -> str:
+        app, domain = _domain_of(session, inv, host)
+        domain.verified = True
+        return app
+
+    app = await inv.services.db.run(approve)
+    await _apply_domains(inv, app)
+    await inv.print(f"{host} approved; it now routes to {app}.")
 
 
 @command("domains:remove", "Stop routing a custom host name to an app.", APP,
@@ -278,12 +315,9 @@ async def domains_remove(inv: Invocation[Platform]) -> None:
     host = names.hostname(inv.args.host)
 
     def remove(session: Session) -> str:
-        app = access.app_for(session, inv.actor, inv.args.app)
-        domain = session.scalar(select(Domain).where(Domain.hostname == host, Domain.app_id == app.id))
-        if domain is None:
-            raise CommandError(f"{host} is not a domain of {app.name}; run: domains {app.name}")
+        app, domain = _domain_of(session, inv, host)
         session.delete(domain)
-        return app.name
+        return app
 
     app = await inv.services.db.run(remove)
     await _apply_domains(inv, app)

@@ -82,7 +82,15 @@ def store_settings(session: Session, app: App, fields: ReleaseFields) -> None:
 
 
 def domains_of(session: Session, app: App) -> tuple[str, ...]:
-    return tuple(session.scalars(select(Domain.hostname).where(Domain.app_id == app.id).order_by(Domain.hostname)))
+    """The custom domains that route to the app (approved ones, when approval is required)."""
+    return tuple(session.scalars(select(Domain.hostname).where(Domain.app_id == app.id, Domain.verified)
+                                 .order_by(Domain.hostname)))
+
+
+def pending_domains_of(session: Session, app: App) -> tuple[str, ...]:
+    """Custom domains waiting for an admin's approval (TERESA_REQUIRE_DOMAIN_VERIFICATION)."""
+    return tuple(session.scalars(select(Domain.hostname).where(Domain.app_id == app.id, ~Domain.verified)
+                                 .order_by(Domain.hostname)))
 
 
 def next_version(session: Session, app: App) -> int:

@@ -2,11 +2,19 @@
 
 Parsing is strict: an unknown field or a bad value is one sentence that names
 the field and what is allowed, raised as `TeresaYamlError`.
+
+The file comes from whoever pushes, so parsing is bounded too: at most
+MAX_BYTES of text, nesting at most MAX_DEPTH deep, and at most MAX_NODES
+values once aliases are expanded (a 363-byte "billion laughs" file of nested
+aliases otherwise grows to gigabytes the moment anything walks or prints it).
+Error messages show at most a short, truncated rendering of a value.
+Parse it off the event loop: it is CPU work on untrusted input.
 """
 
 from __future__ import annotations
 
 import re
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,8 +24,89 @@ CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
 PERCENT = re.compile(r"^(\d{1,3})%$")
 
 
+MAX_BYTES = 64 * 1024
+MAX_DEPTH = 32
+MAX_NODES = 10_000  # scalars, sequences and mappings, each alias counted as the size of what it names
+
+
 class TeresaYamlError(ValueError):
     pass
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple, _REPR.maxset = 2, 4, 4, 4, 4
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 40
+
+
+def _shown(value: Any) -> str:
+    """A pushed value, safe to put into an error message: a short, truncated, printable repr."""
+    text = "".join(c if c.isprintable() else "?" for c in _REPR.repr(value))
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing documents nested too deep or too big once aliases expand."""
+
+    def __init__(self, stream: str | bytes) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise TeresaYamlError(f"teresa.yaml nests deeper than {MAX_DEPTH} levels; flatten it.")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many nodes the document has with every alias expanded, stopping past MAX_NODES.
+
+    Aliases share node objects, so each distinct node is sized once (memoized): linear in the
+    size of the text whatever the aliases multiply to. A node that contains itself is infinite.
+    """
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in in_progress:
+            return MAX_NODES + 1
+        in_progress.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            children: list[yaml.Node] = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > MAX_NODES:
+                break
+        in_progress.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
+def _load(text: str | bytes) -> Any:
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node) > MAX_NODES:
+            raise TeresaYamlError(f"teresa.yaml expands to more than {MAX_NODES} values (through its aliases); "
+                                  "write the values out instead of repeating aliases.")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 @dataclass(frozen=True)
@@ -80,7 +169,10 @@ PROBE_MINIMUM = {"timeoutSeconds": 1, "initialDelaySeconds": 0, "periodSeconds":
 
 
 def decode(raw: bytes | None) -> str:
-    """The text of a pushed teresa.yaml ("" when there is none)."""
+    """The text of a pushed teresa.yaml ("" when there is none); it may be cut after MAX_BYTES + 1 bytes."""
+    if raw is not None and len(raw) > MAX_BYTES:
+        raise TeresaYamlError(f"teresa.yaml is larger than {MAX_BYTES // 1024} KiB; keep it to the settings "
+                              "Teresa reads.")
     try:
         return raw.decode("utf-8") if raw else ""
     except UnicodeDecodeError:
@@ -91,8 +183,11 @@ def parse(text: str | bytes | None) -> AppSpec:
     """Parse the contents of teresa.yaml; empty or missing means all defaults."""
     if text is None:
         return AppSpec()
+    if len(text) > MAX_BYTES:
+        raise TeresaYamlError(f"teresa.yaml is larger than {MAX_BYTES // 1024} KiB; keep it to the settings "
+                              "Teresa reads.")
     try:
-        data = yaml.safe_load(text)
+        data = _load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -119,12 +214,12 @@ def _mapping(value: Any, where: str, allowed: set[str]) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise TeresaYamlError(f"{where} must be a mapping of fields ({', '.join(sorted(allowed))}).")
-    unknown = sorted(str(k) for k in value if k not in allowed)
+    unknown = sorted(_shown(k) if not isinstance(k, str) else _shown(k)[1:-1] for k in value if k not in allowed)
     if unknown:
         raise TeresaYamlError(
             f"{where}.{unknown[0]} is not a known field; allowed fields are {', '.join(sorted(allowed))}."
             if where != "teresa.yaml"
-            else f"teresa.yaml field {unknown[0]!r} is not known; allowed fields are {', '.join(sorted(allowed))}."
+            else f"teresa.yaml field '{unknown[0]}' is not known; allowed fields are {', '.join(sorted(allowed))}."
         )
     return value
 
@@ -132,7 +227,7 @@ def _mapping(value: Any, where: str, allowed: set[str]) -> dict[str, Any]:
 def _integer(value: Any, where: str, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
         bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
-        raise TeresaYamlError(f"{where} must be a whole number {bounds}, not {value!r}.")
+        raise TeresaYamlError(f"{where} must be a whole number {bounds}, not {_shown(value)}.")
     return value
 
 
@@ -145,7 +240,7 @@ def _probe(value: Any, where: str) -> Probe:
         if name == "path":
             path = data[name]
             if not isinstance(path, str) or not path.startswith("/") or any(c.isspace() for c in path):
-                raise TeresaYamlError(f"{where}.path must be a URL path starting with '/', like /healthz, not {path!r}.")
+                raise TeresaYamlError(f"{where}.path must be a URL path starting with '/', like /healthz, not {_shown(path)}.")
             kwargs[attr] = path
         else:
             kwargs[attr] = _integer(data[name], f"{where}.{name}", PROBE_MINIMUM[name], 3600)
@@ -159,7 +254,7 @@ def _surge_value(value: Any, where: str) -> int | str:
         return value
     if isinstance(value, str) and (m := PERCENT.match(value.strip())) and int(m.group(1)) <= 100:
         return value.strip()
-    raise TeresaYamlError(f"{where} must be a whole number or a percentage like \"25%\", not {value!r}.")
+    raise TeresaYamlError(f"{where} must be a whole number or a percentage like \"25%\", not {_shown(value)}.")
 
 
 def _rolling_update(value: Any) -> RollingUpdate:
@@ -189,7 +284,7 @@ def _schedule(value: object, where: str) -> str:
     fields = value.split() if isinstance(value, str) else []
     if not (5 <= len(fields) <= 6) or not all(CRON_FIELD.match(f) for f in fields):
         if not (isinstance(value, str) and value.strip().startswith("@") and len(fields) == 1):
-            raise TeresaYamlError(f"{where} must be a cron schedule like \"*/5 * * * *\", not {value!r}.")
+            raise TeresaYamlError(f"{where} must be a cron schedule like \"*/5 * * * *\", not {_shown(value)}.")
     assert isinstance(value, str)  # anything else has no fields and was refused above
     return value.strip()
 
@@ -204,12 +299,14 @@ def _cron(value: Any) -> dict[str, Any]:
         if key == "schedule":
             result["cron_schedule"] = _schedule(item, "cron.schedule")
         elif isinstance(key, str) and key.startswith("cron"):
-            entry = _mapping(item, f"cron.{key}", {"schedule"})
+            name = _shown(key)[1:-1]
+            entry = _mapping(item, f"cron.{name}", {"schedule"})
             if "schedule" not in entry:
-                raise TeresaYamlError(f"cron.{key} needs a schedule, like schedule: \"0 * * * *\".")
-            result["cron_schedules"][key] = _schedule(entry["schedule"], f"cron.{key}.schedule")
+                raise TeresaYamlError(f"cron.{name} needs a schedule, like schedule: \"0 * * * *\".")
+            result["cron_schedules"][key] = _schedule(entry["schedule"], f"cron.{name}.schedule")
         else:
             raise TeresaYamlError(
-                f"cron.{key} is not a known field; use cron.schedule, or cron.<process type starting with cron>.schedule."
+                f"cron.{_shown(key)} is not a known field; use cron.schedule, or cron.<process type starting with "
+                "cron>.schedule."
             )
     return result

@@ -236,8 +236,14 @@ class Settings:
     rollout_timeout: int = 5 * 60
     max_push_bytes: int = 1 << 30
     max_concurrent_builds: int = field(default_factory=lambda: os.cpu_count() or 2)
+    max_source_bytes: int = 500 << 20  # the archived tree, uncompressed; a push may carry 4x this unpacked
+    max_file_bytes: int = 100 << 20    # one file (git object) of a push, uncompressed
     revision_history_limit: int = 5
     login_timeout: int = 30
+    ssh_session_max_seconds: int = 24 * 60 * 60
+    require_domain_verification: bool = False       # custom domains route only once an admin approved them
+    router_header_timeout: int = 15                 # seconds a client has to send a request's headers
+    router_max_connections_per_address: int = 256   # open router connections from one client address
     backup_interval: int = 60 * 60  # seconds between backups of the database; 0: none
     audit_retention_days: int = 365  # audit records older than this are pruned; 0: kept forever
     dashboard_enabled: bool = True   # default: on with the local runtime, off on (or in) Kubernetes
@@ -271,8 +277,14 @@ class Settings:
             rollout_timeout=_int(env, "TERESA_ROLLOUT_TIMEOUT", 5 * 60),
             max_push_bytes=_int(env, "TERESA_MAX_PUSH_BYTES", 1 << 30),
             max_concurrent_builds=_int(env, "TERESA_MAX_CONCURRENT_BUILDS", os.cpu_count() or 2),
+            max_source_bytes=_positive(env, "TERESA_MAX_SOURCE_BYTES", 500 << 20),
+            max_file_bytes=_positive(env, "TERESA_MAX_FILE_BYTES", 100 << 20),
             revision_history_limit=_int(env, "TERESADEPLOY_REVISION_HISTORY_LIMIT", 5),
             login_timeout=_int(env, "TERESA_LOGIN_TIMEOUT", 30),
+            ssh_session_max_seconds=_positive(env, "TERESA_SSH_SESSION_MAX_SECONDS", 24 * 60 * 60),
+            require_domain_verification=_bool(env, "TERESA_REQUIRE_DOMAIN_VERIFICATION"),
+            router_header_timeout=_positive(env, "TERESA_ROUTER_HEADER_TIMEOUT", 15),
+            router_max_connections_per_address=_positive(env, "TERESA_ROUTER_MAX_CONNECTIONS_PER_ADDRESS", 256),
             backup_interval=_backup_interval(env),
             audit_retention_days=_retention_days(env),
             dashboard_enabled=_bool(env, "TERESA_DASHBOARD_ENABLED",
@@ -282,6 +294,13 @@ class Settings:
             log_format=env.get("TERESA_LOG_FORMAT", "").strip().lower() or "console",
             env=env,
         )
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value <= 0:
+        raise ConfigError(f"{name}={value} must be a positive whole number; set a number like {default}.")
+    return value
 
 
 def _backup_interval(env: Mapping[str, str]) -> int:

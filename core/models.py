@@ -28,6 +28,7 @@ team_members = Table(
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused (migration 0008)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
@@ -118,6 +119,7 @@ class Domain(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
     hostname: Mapped[str] = mapped_column(String(253), unique=True)
+    verified: Mapped[bool] = mapped_column(Boolean, default=True)  # routes; False: waits for an admin
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 

@@ -66,6 +66,9 @@ def kubernetes_name(process_type: str) -> str:
 def hostname(value: str) -> str:
     host = value.strip().lower().rstrip(".")
     labels = host.split(".")
+    # Browsers read a name whose last label is a number (127.1, 10.0.0.1, 0x7f.1) as an IP address.
+    if re.fullmatch(r"\d+|0x[0-9a-f]*", labels[-1]) or ":" in host or host.startswith("["):
+        raise CommandError(f"'{shown(value)}' is an IP address; give a host name like www.example.com.")
     if len(host) > 253 or len(labels) < 2 or not all(len(l) <= 63 and HOSTNAME_LABEL.match(l) for l in labels):
         raise CommandError(f"'{shown(value)}' is not a host name; give one like www.example.com.")
     return host

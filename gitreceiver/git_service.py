@@ -20,7 +20,7 @@ from typing import Any
 import asyncssh
 from dulwich.errors import GitProtocolError
 from dulwich.objects import ObjectID
-from dulwich.protocol import CAPABILITY_SIDE_BAND_64K, SIDE_BAND_CHANNEL_DATA, SIDE_BAND_CHANNEL_PROGRESS, Protocol
+from dulwich.protocol import CAPABILITY_ATOMIC, CAPABILITY_SIDE_BAND_64K, SIDE_BAND_CHANNEL_DATA, SIDE_BAND_CHANNEL_PROGRESS, Protocol
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 from dulwich.server import BackendRepo, DictBackend, ReceivePackHandler, UploadPackHandler
@@ -31,8 +31,10 @@ from core import audit
 from core import log as logging
 from core import repos
 from core.commands import Actor, CommandError, PermissionDenied
+from core.config import Settings
 from core.services import Services
 from gitreceiver.bridge import ThreadStreams
+from gitreceiver.packguard import PackGuard, PackRefused
 from gitreceiver.pushed import PushedCommit
 from keys import access
 
@@ -63,6 +65,7 @@ def check_dulwich(version: str | None = None) -> None:
 
 DEPLOY_REFS = {b"refs/heads/main", b"refs/heads/master"}
 ZERO = b"0" * 40
+CANNOT_STORE = "the server cannot store your push right now; nothing was changed"
 KEEPALIVE_SECONDS = 5.0  # well under the 10 s a push may stay silent behind an idle-timeout proxy
 _DONE = object()
 # A git session holds its thread for the whole push, build and release included, while the deploy
@@ -76,8 +79,9 @@ class PushGate:
     """Runs in the handler's thread; talks to the controller on the event loop."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, controller: Controller, app: str, actor: Actor, repo: Path,
-                 keepalive: float = KEEPALIVE_SECONDS):
+                 settings: Settings, keepalive: float = KEEPALIVE_SECONDS):
         self.loop = loop
+        self.settings = settings
         self.keepalive_seconds = keepalive
         self.controller = controller
         self.app = app
@@ -123,6 +127,12 @@ class PushGate:
             self.refusal = b"deploy in progress"
             self.progress(f" !     {holder}; wait for it to finish, then push again.")
 
+    def refuse_deploys(self, reason: bytes, sentence: str) -> None:
+        """Every deploy ref of this push is rejected with `reason`; `sentence` tells the user why."""
+        if self.refusal is None:
+            self.refusal = reason
+            self.progress(sentence)
+
     def update(self, ref: bytes, old: bytes, new: bytes) -> bytes | None:
         branch = ref.decode("utf-8", "replace").removeprefix("refs/heads/")
         if ref not in DEPLOY_REFS:
@@ -141,7 +151,11 @@ class PushGate:
         def start() -> asyncio.Task[str | None] | None:
             if self.closed:
                 return None
-            pushed = PushedCommit(self.repo, ref.decode(), new.decode(), time.monotonic() - self.started)
+            pushed = PushedCommit(self.repo, ref.decode(), new.decode(),
+                                  max_source_bytes=self.settings.max_source_bytes,
+                                  max_file_bytes=self.settings.max_file_bytes,
+                                  archive_seconds=self.settings.build_timeout,
+                                  received_seconds=time.monotonic() - self.started)
             self.task = asyncio.ensure_future(self.controller.deploy_push(self.app, self.actor, pushed, sink))
             self.task.add_done_callback(lambda _t: lines.put(_DONE))
             return self.task
@@ -177,24 +191,62 @@ RefUpdate = tuple[ObjectID, ObjectID, Ref]  # (old, new, ref) as the client asks
 
 
 class TeresaReceivePack(ReceivePackHandler):
-    def __init__(self, backend: DictBackend, args: list[str], proto: Protocol, gate: PushGate, max_bytes: int):
+    def __init__(self, backend: DictBackend, args: list[str], proto: Protocol, gate: PushGate):
         super().__init__(backend, args, proto)
         self.gate = gate
-        self.max_bytes = max_bytes
+        self.repo_path = gate.repo
+        self.max_bytes = gate.settings.max_push_bytes
+        self.max_file_bytes = gate.settings.max_file_bytes
+        self.max_source_bytes = gate.settings.max_source_bytes
         gate.handler = self
 
     def _receive_max_input_size(self) -> int | None:
         return self.max_bytes
 
     def _apply_pack(self, refs: list[RefUpdate]) -> Iterator[tuple[bytes, bytes]]:
-        status = list(super()._apply_pack(refs))
+        deploys = [ref for _old, new, ref in refs if ref in DEPLOY_REFS]
+        if self.has_capability(CAPABILITY_ATOMIC):
+            if len(deploys) > 1:
+                self.gate.refuse_deploys(b"atomic push of several deploy branches",
+                                         " !     An atomic push may update one deploy branch (main or master); "
+                                         "push them one at a time.")
+            # dulwich runs the update hook of each ref in order and moves every ref only if all
+            # are accepted: the deploy runs last, once every other ref has been accepted.
+            refs = sorted(refs, key=lambda command: command[2] in DEPLOY_REFS)
+        guard = PackGuard(max_file_bytes=self.max_file_bytes, max_total_bytes=4 * self.max_source_bytes)
+        read, recv = self.proto.read, getattr(self.proto, "recv", None)
+        self.proto.read = guard.wrap(read)
+        if recv is not None:
+            self.proto.recv = guard.wrap(recv)  # type: ignore[attr-defined]
+        leftovers = _temporary_packs(self.repo_path)
+        try:
+            status = list(super()._apply_pack(refs))
+        finally:
+            self.proto.read = read
+            if recv is not None:
+                self.proto.recv = recv  # type: ignore[attr-defined]
         if status and status[0] != (b"unpack", b"ok"):  # no ref moved: say why, and reject each ref
-            reason = b"push too large" if b"maximum input size" in status[0][1] else b"bad pack"
-            if reason == b"push too large":
-                self.gate.progress(f" !     This push is larger than the {self.max_bytes}-byte limit "
-                                   "(TERESA_MAX_PUSH_BYTES); push less at a time or ask the operator to raise it.")
-            status += [(ref, reason) for _old, _new, ref in refs]
+            for partial in _temporary_packs(self.repo_path) - leftovers:  # dulwich leaves them on failure
+                partial.unlink(missing_ok=True)
+            status = [(b"unpack", self.unpack_failure(status[0][1], guard.refusal))]
+            status += [(ref, status[0][1]) for _old, _new, ref in refs]
         return iter(status)  # dulwich lists it
+
+    def unpack_failure(self, detail: bytes, refused: PackRefused | None) -> bytes:
+        """The short reason for the client, the detail (which may name server paths) for the operator."""
+        if refused is not None:
+            self.gate.progress(f" !     {refused.sentence}")
+            return refused.reason
+        if b"maximum input size" in detail:
+            self.gate.progress(f" !     This push is larger than the {self.max_bytes}-byte limit "
+                               "(TERESA_MAX_PUSH_BYTES); push less at a time or ask the operator to raise it.")
+            return b"push too large"
+        if detail.startswith(b"[Errno"):
+            log.error("push_not_stored", repo=str(self.repo_path), error=detail.decode("utf-8", "replace"))
+            self.gate.progress(f" !     {CANNOT_STORE[0].upper()}{CANNOT_STORE[1:]}.")
+            return b"server cannot store push"
+        log.info("push_bad_pack", repo=str(self.repo_path), error=detail.decode("utf-8", "replace")[:500])
+        return b"bad pack"
 
     def _on_pre_receive(self, client_refs: list[RefUpdate]) -> None:
         self.gate.before_pack(client_refs)
@@ -228,11 +280,11 @@ class GitService:
         if argv[0] == "git-upload-pack":
             return await self._serve(process, repo, lambda backend, proto: UploadPackHandler(backend, ["/"], proto))
         keepalive = float(self.services.settings.env.get("TERESA_PUSH_KEEPALIVE_SECONDS") or KEEPALIVE_SECONDS)
-        gate = PushGate(asyncio.get_running_loop(), self.controller, app, actor, repo, keepalive)
-        max_bytes = self.services.settings.max_push_bytes
+        gate = PushGate(asyncio.get_running_loop(), self.controller, app, actor, repo, self.services.settings,
+                        keepalive)
         try:
             return await self._serve(
-                process, repo, lambda backend, proto: TeresaReceivePack(backend, ["/"], proto, gate, max_bytes))
+                process, repo, lambda backend, proto: TeresaReceivePack(backend, ["/"], proto, gate))
         finally:  # on every way out, the client's disconnect (cancellation) included
             await asyncio.shield(gate.close())
 
@@ -254,3 +306,8 @@ class GitService:
         except (ConnectionError, EOFError, OSError, GitProtocolError) as exc:  # the client went away mid-way
             log.info("git_session_ended", error=type(exc).__name__)
             return 1
+
+
+def _temporary_packs(repo: Path) -> set[Path]:
+    """The packs dulwich is receiving (objects/tmp_pack_*): a failed receive leaves its own behind."""
+    return set((repo / "objects").glob("tmp_pack_*"))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import re
+import contextlib
 import dataclasses
+import re
 import uuid
 from typing import Any
 
@@ -19,9 +20,9 @@ from gitreceiver import flow_control
 from gitreceiver.git_service import GitService
 from gitreceiver.hostkey import load_host_key
 from gitreceiver.logins import LoginAudit
-from keys.auth import actor_for_key, actor_for_password
+from keys.auth import SessionRevoked, actor_for_key, actor_for_password, current_actor
 from keys.ratelimit import LoginLimiter
-from keys.sshkeys import fingerprint
+from keys.sshkeys import fingerprint, too_weak
 
 log = logging.get(__name__)
 BARE_LF = re.compile(rb"(?<!\r)\n")
@@ -42,6 +43,9 @@ class AuthServer(asyncssh.SSHServer):
     read only in auth_completed, which follows the callback of the attempt that
     succeeded. An unsigned probe of someone else's key followed by a password
     login therefore authenticates the password's owner, or nobody.
+
+    Once authenticated, a connection lives at most TERESA_SSH_SESSION_MAX_SECONDS;
+    what it may do is read again from the database at each command (SSHFrontDoor).
     """
 
     def __init__(self, services: Services, limiter: LoginLimiter, logins: LoginAudit):
@@ -52,16 +56,19 @@ class AuthServer(asyncssh.SSHServer):
         self.conn: asyncssh.SSHServerConnection | None = None
         self.address = "?"
         self.candidate: Actor | None = None
-        self.failed_attempt = False
+        self.unknown_key = False
         self.authenticated = False
+        self.expiry: asyncio.TimerHandle | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
         self.address = (conn.get_extra_info("peername") or ("?",))[0]
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self.authenticated and self.failed_attempt:
-            self.limiter.failed(self.address)
+        if self.expiry is not None:
+            self.expiry.cancel()
+        if not self.authenticated and self.unknown_key:
+            self.limiter.failed(self.address, method="publickey")
         if not self.authenticated and self.last_failure is not None:
             method, user, credential = self.last_failure
             self.logins.failed(user=user, address=self.address, method=method, credential=credential)
@@ -74,11 +81,14 @@ class AuthServer(asyncssh.SSHServer):
 
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         self.candidate = None
-        if self.limiter.blocked(self.address):
+        if self.limiter.blocked(self.address, method="publickey"):
+            return False
+        if too_weak(key):
+            log.info("login_refused", method="publickey", address=self.address, reason="rsa key too short")
             return False
         actor = await actor_for_key(self.services.db, fingerprint(key))
         if actor is None:
-            self.failed_attempt = True
+            self.unknown_key = True
             self.last_failure = ("publickey", username, fingerprint(key))
             metrics.auth_failures_total.labels(method="publickey").inc()
             return False
@@ -90,15 +100,20 @@ class AuthServer(asyncssh.SSHServer):
 
     async def validate_password(self, username: str, password: str) -> bool:
         self.candidate = None
-        if self.limiter.blocked(self.address, username.lower()):
+        user = username.lower()
+        if self.limiter.blocked(self.address, user):
             log.warning("login_blocked", address=self.address, user=username)
             return False
-        actor = await actor_for_password(self.services.db, username, password)
+        with self.limiter.password_attempt(self.address, user) as allowed:
+            if not allowed:
+                log.warning("login_refused", method="password", address=self.address, user=username,
+                            reason="too many password attempts in flight")
+                return False
+            actor = await actor_for_password(self.services.db, username, password)
         if actor is None:
-            self.failed_attempt = True
             self.last_failure = ("password", username.lower(), "password")
             metrics.auth_failures_total.labels(method="password").inc()
-            self.limiter.failed(self.address, username.lower())
+            self.limiter.failed(self.address, user)
             log.info("login_failed", method="password", address=self.address, user=username)
             return False
         self.candidate = actor
@@ -109,9 +124,17 @@ class AuthServer(asyncssh.SSHServer):
         self.authenticated = True
         actor = dataclasses.replace(self.candidate, address=self.address)
         self.conn.set_extra_info(teresa_actor=actor)
+        lifetime = self.services.settings.ssh_session_max_seconds
+        self.expiry = asyncio.get_running_loop().call_later(lifetime, self._expire)
         method = "publickey" if actor.key_fingerprint else "password"
         log.info("login", user=actor.email, address=self.address, method=method)
         self.logins.succeeded(actor.who, method)
+
+    def _expire(self) -> None:
+        assert self.conn is not None and self.candidate is not None
+        log.info("ssh_session_expired", user=self.candidate.email, address=self.address)
+        self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, "This connection reached its maximum lifetime "
+                             "(TERESA_SSH_SESSION_MAX_SECONDS); reconnect to go on.")
 
 
 def terminal_of(process: asyncssh.SSHServerProcess[bytes]) -> Terminal | None:
@@ -210,6 +233,16 @@ class SSHFrontDoor:
         """Run the session's command; stop it when the client goes away (logs -f, a push, run)."""
         actor: Actor = process.get_extra_info("teresa_actor")
         metrics.ssh_sessions_total.inc()
+        try:  # who this connection logged in as may have been deleted, lost its key or its admin flag since
+            actor = await self.services.db.run(lambda session: current_actor(session, actor))
+        except SessionRevoked as exc:
+            log.info("ssh_session_revoked", user=actor.email, reason=str(exc))
+            process.stderr.write(f"error: {exc}\n".encode())
+            process.exit(1)
+            with contextlib.suppress(asyncio.TimeoutError):  # the client has the sentence: now hang up
+                await asyncio.wait_for(process.channel.wait_closed(), 10)
+            process.channel.get_connection().close()
+            return
         tty = process.get_terminal_type() is not None
         work = asyncio.create_task(self._dispatch(process, actor, ChannelOutput(process.stderr, tty)))
         closed = asyncio.create_task(process.channel.wait_closed())

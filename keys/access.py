@@ -31,22 +31,27 @@ def member_team_ids(session: Session, actor: Actor) -> set[int]:
     return {team.id for team in user.teams} if user else set()
 
 
+def _no_such_app(name: str) -> CommandError:
+    return CommandError(f"app '{name}' does not exist; create it with: apps:create {name}")
+
+
 def find_app(session: Session, name: str) -> App:
     names.app_name(name)
     app = session.scalar(select(App).where(App.name == name))
     if app is None:
-        raise CommandError(f"app '{name}' does not exist; create it with: apps:create {name}")
+        raise _no_such_app(name)
     return app
 
 
 def app_for(session: Session, actor: Actor, name: str) -> App:
-    """The app named `name`, if the actor may act on it."""
+    """The app named `name`, if the actor may act on it.
+
+    To anyone outside its team an app answers exactly as one that does not exist:
+    its name, team and existence are its team's business.
+    """
     app = find_app(session, name)
     if not actor.is_admin and app.team_id not in member_team_ids(session, actor):
-        raise PermissionDenied(
-            f"permission denied for app '{name}': you are not a member of its team '{app.team.name}'; "
-            "ask an admin to add you to the team."
-        )
+        raise _no_such_app(name)
     return app
 
 

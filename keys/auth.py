@@ -1,16 +1,21 @@
-"""Authentication: who is this public key, and is this the user's password?"""
+"""Authentication: who is this public key, is this the user's password, and is this session's
+user still who it was when it logged in?"""
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.commands import Actor
+from core.commands import Actor, CommandError
 from core.db import Database
 from core.models import SSHKey, User
 from keys import passwords
+
+
+class SessionRevoked(CommandError):
+    """The session's user or key is gone: the connection may run nothing more."""
 
 
 def _actor(user: User, fingerprint: str | None = None) -> Actor:
@@ -31,5 +36,22 @@ async def actor_for_password(db: Database, email: str, password: str) -> Actor |
         return (_actor(user), user.password_hash) if user else (None, None)
 
     actor, hashed = await db.run(load)
-    ok = await asyncio.to_thread(passwords.check_password, password, hashed)
+    ok = await passwords.matches(password, hashed)
     return actor if ok and actor else None
+
+
+def current_actor(session: Session, actor: Actor) -> Actor:
+    """The session's user as the database has it now (admin flag included); SessionRevoked if the
+    user was deleted or the key the session logged in with was removed."""
+    if actor.superuser:
+        return actor
+    user = session.get(User, actor.user_id) if actor.user_id is not None else None
+    if user is None or user.email != actor.email:
+        raise SessionRevoked(f"the account {actor.email} was deleted; this connection can run nothing more, "
+                             "ask an admin if you need access again.")
+    if actor.key_fingerprint is not None:
+        key = session.scalar(select(SSHKey).where(SSHKey.fingerprint == actor.key_fingerprint))
+        if key is None or key.user_id != user.id:
+            raise SessionRevoked("the SSH key this connection logged in with was removed; "
+                                 "reconnect with a key that is registered (keys:list).")
+    return dataclasses.replace(_actor(user, actor.key_fingerprint), address=actor.address, via=actor.via)

@@ -81,7 +81,7 @@ async def _read_password(inv: Invocation[Services]) -> str:
 async def passwd(inv: Invocation[Services]) -> None:
     if inv.actor.user_id is None:
         raise CommandError("the local operator has no password; use users:set-password EMAIL for a user.")
-    hashed = await asyncio.to_thread(passwords.hash_password, await _read_password(inv))
+    hashed = await passwords.hashed(await _read_password(inv))
 
     def save(session: Session) -> None:
         user = access.current_user(session, inv.actor)
@@ -186,7 +186,7 @@ async def users_create(inv: Invocation[Services]) -> None:
         raise CommandError("the name must be at most 200 printable characters.")
     hashed = None
     if not inv.args.no_password:
-        hashed = await asyncio.to_thread(passwords.hash_password, await _read_password(inv))
+        hashed = await passwords.hashed(await _read_password(inv))
 
     def save(session: Session) -> None:
         if session.scalar(select(User).where(User.email == email)) is not None:
@@ -237,7 +237,7 @@ async def users_delete(inv: Invocation[Services]) -> None:
          stdin="the new password", example="echo 'a-long-password' | teresa users:set-password alice@example.com", mutating=True)
 async def users_set_password(inv: Invocation[Services]) -> None:
     access.require_admin(inv.actor, "set other users' passwords")
-    hashed = await asyncio.to_thread(passwords.hash_password, await _read_password(inv))
+    hashed = await passwords.hashed(await _read_password(inv))
 
     def save(session: Session) -> str:
         user = access.find_user(session, inv.args.email)

@@ -1,6 +1,14 @@
-"""Password rules and bcrypt hashing. Hashing is slow on purpose: call it in a worker thread."""
+"""Password rules and bcrypt hashing. Hashing is slow on purpose: it runs on a small pool of its own.
+
+A flood of password attempts then waits for two bcrypt threads instead of taking
+every worker of the event loop's default executor, which the database calls and
+/readyz need.
+"""
 
 from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import bcrypt
 
@@ -8,6 +16,7 @@ from core.commands import CommandError
 
 MIN_LENGTH = 8
 MAX_BYTES = 72  # bcrypt's limit
+BCRYPT_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
 
 
 def from_stdin(data: bytes) -> str:
@@ -26,6 +35,16 @@ def from_stdin(data: bytes) -> str:
     if len(text.encode()) > MAX_BYTES:
         raise CommandError(f"the password is longer than {MAX_BYTES} bytes; use a shorter one.")
     return text
+
+
+async def hashed(password: str) -> str:
+    """`hash_password` on the bcrypt pool."""
+    return await asyncio.get_running_loop().run_in_executor(BCRYPT_THREADS, hash_password, password)
+
+
+async def matches(password: str, hashed: str | None) -> bool:
+    """`check_password` on the bcrypt pool."""
+    return await asyncio.get_running_loop().run_in_executor(BCRYPT_THREADS, check_password, password, hashed)
 
 
 def hash_password(password: str) -> str:

@@ -9,6 +9,7 @@ from aiohttp import web
 from controller import watchers
 from controller.controller import Controller
 from controller.platform import Platform
+from controller.recovery import recover
 from controller.runtime import make_runtime
 from controller.runtime.base import Runtime
 from core import health
@@ -55,6 +56,7 @@ class Server:
     async def _start(self) -> None:
         settings = self.services.settings
         await self.runtime.start()
+        await recover(self.services.db, self.runtime)  # before any connection can start new work
         await self.ssh.start()
         checks = {"database": health.database_check(self.services.db.engine),
                   "storage": health.storage_check(self.services.storage),

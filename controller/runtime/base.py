@@ -6,7 +6,7 @@ import datetime
 import enum
 import re
 from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable, Callable, Protocol, Sequence
+from typing import AsyncIterator, Awaitable, Callable, Mapping, Protocol, Sequence
 
 from builder.job import BuildRequest
 from controller.spec import ReleaseSpec
@@ -134,6 +134,10 @@ class Runtime(Protocol):
         """Start background machinery and bring every app back at its current release."""
 
     async def stop(self) -> None: ...
+
+    async def reconcile(self, wanted: Mapping[str, ReleaseSpec | None]) -> None:
+        """After a restart: run each app at its release in `wanted` (None: nothing released), whatever
+        the runtime restored; apps not in `wanted` no longer exist."""
 
     async def health(self) -> None:
         """For /readyz: return when the runtime can take work, raise when it cannot."""

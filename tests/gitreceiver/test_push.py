@@ -122,7 +122,7 @@ def test_push_to_an_app_of_another_team_is_refused(deploy: Deploy, ssh_keys: dic
     deploy.git.commit(WEB_APP)
     push = deploy.git.push("secret")
     assert push.returncode != 0
-    assert "permission denied for app 'secret'" in push.stderr
+    assert "app 'secret' does not exist; create it with: apps:create secret" in push.stderr
     missing = deploy.git.push("nosuchapp")
     assert "app 'nosuchapp' does not exist; create it with: apps:create nosuchapp" in missing.stderr
 
@@ -227,3 +227,121 @@ def test_a_silent_build_sends_keepalives(tmp_path: Path, local_storage, ssh_keys
         received += client.stdout.read()
         client.wait(60)
         assert b"ok refs/heads/main" in received
+
+
+def test_an_atomic_push_with_a_failing_deploy_branch_deploys_nothing(deploy: Deploy) -> None:
+    deploy.git.commit(WEB_APP)
+    assert deploy.git.push("shop").returncode == 0
+    deploy.git.commit({"index.html": "version two\n"})
+    deploy.git.git("checkout", "-q", "-b", "master")
+    deploy.git.commit({"Procfile": "this is not a procfile line\n"})  # master's build would fail
+    deploy.git.git("checkout", "-q", "main")
+    before = deploy.git.remote_refs("shop")
+
+    push = deploy.git.git("push", "--atomic", deploy.git.remote("shop"), "main", "master", check=False)
+    assert push.returncode != 0
+    assert "An atomic push may update one deploy branch (main or master); push them one at a time." in push.stderr
+    # Before: main was built and released while dulwich was still checking master's update.
+    assert deploy.get() == (200, "version one\n")
+    assert deploy.git.remote_refs("shop") == before
+    assert [r["version"] for r in json.loads(deploy.command("releases shop --json")[1])] == ["v1"]
+
+
+def test_an_atomic_push_moves_other_branches_only_with_a_successful_deploy(deploy: Deploy) -> None:
+    deploy.git.commit(WEB_APP)
+    deploy.git.git("branch", "feature")
+    deploy.git.commit({"Procfile": "this is not a procfile line\n"})
+    push = deploy.git.git("push", "--atomic", deploy.git.remote("shop"), "main", "feature", check=False)
+    assert push.returncode != 0 and "main -> main (build failed)" in push.stderr
+    assert deploy.git.remote_refs("shop") == {}  # feature did not move either
+
+    deploy.git.commit({"Procfile": WEB_APP["Procfile"]})
+    push = deploy.git.git("push", "--atomic", deploy.git.remote("shop"), "main", "feature", check=False)
+    assert push.returncode == 0, push.stderr
+    assert {"refs/heads/main", "refs/heads/feature"} <= set(deploy.git.remote_refs("shop"))
+    assert deploy.get() == (200, "version one\n")
+
+
+def test_custom_domains_refuse_ip_addresses_and_can_wait_for_an_admin(tmp_path: Path, local_storage,
+                                                                       ssh_keys: dict[str, Path]) -> None:
+    from tests.fixtures.teresa import make_deploy
+
+    for deploy in make_deploy(tmp_path, local_storage, ssh_keys, TERESA_REQUIRE_DOMAIN_VERIFICATION="true"):
+        deploy.git.commit(WEB_APP)
+        assert deploy.git.push("shop").returncode == 0
+        for literal in ("10.0.0.1", "127.1", "0x7f.1", "[::1]"):
+            status, _, err = deploy.command(f"domains:add shop {literal}")
+            assert status == 1 and err.startswith(f"error: '{literal}' is an IP address;"), err
+
+        status, out, _ = deploy.command("domains:add shop www.bank.test")  # anybody could name anything
+        assert status == 0 and "routes once an admin approves it with: domains:verify shop www.bank.test" in out
+        assert deploy.get(host="www.bank.test")[0] == 404
+        assert "waiting for an admin's approval" in deploy.command("domains shop")[1]
+        assert "only admins may approve domains" in deploy.command("domains:verify shop www.bank.test")[2]
+
+        assert deploy.server.local("domains:verify", "shop", "www.bank.test").status == 0
+        assert deploy.get(host="www.bank.test") == (200, "version one\n")
+
+
+def test_a_buildpack_url_token_is_never_on_a_command_line(deploy: Deploy) -> None:
+    import base64
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    secret = "s3cret-token-4711"
+    seen: dict[str, object] = {"cmdlines": [], "auth": []}
+
+    def command_lines_with_secret() -> list[str]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                line = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
+            except OSError:
+                continue
+            if secret.encode() in line:
+                found.append(line.replace(b"\0", b" ").decode(errors="replace"))
+        return found
+
+    class GitHost(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            seen["cmdlines"] += command_lines_with_secret()  # type: ignore[operator]  # git is running now
+            auth = self.headers.get("Authorization")
+            if auth is None:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="buildpacks"')
+                self.end_headers()
+                return
+            seen["auth"].append(base64.b64decode(auth.split()[1]).decode())  # type: ignore[union-attr]
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    host = ThreadingHTTPServer(("127.0.0.1", 0), GitHost)
+    threading.Thread(target=host.serve_forever, daemon=True).start()
+    try:
+        url = f"http://builder:{secret}@127.0.0.1:{host.server_address[1]}/buildpack.git"
+        assert deploy.command(f"config:set shop BUILDPACK_URL={url}")[0] == 0
+        deploy.git.commit(WEB_APP)
+        push = deploy.git.push("shop")
+    finally:
+        host.shutdown()
+    assert push.returncode != 0 and "Could not fetch the buildpack" in push.stderr
+    assert seen["auth"] == [f"builder:{secret}"]  # git had the token, from its credential helper
+    assert seen["cmdlines"] == []  # but no process showed it in `ps`
+    assert secret not in push.stderr
+
+
+def test_unwritable_storage_gives_one_sentence_and_no_server_path(deploy: Deploy) -> None:
+    import shutil
+
+    storage = deploy.server.settings.storage.root
+    shutil.rmtree(storage)
+    storage.write_text("not a directory any more")  # as root, permissions would not stop a write
+    deploy.git.commit(WEB_APP)
+    push = deploy.git.push("shop")
+    assert push.returncode != 0
+    assert "remote:  !     The server cannot store your push right now; nothing was changed." in push.stderr
+    assert "! [remote rejected] main -> main (server cannot store push)" in push.stderr
+    assert str(deploy.server.settings.data_dir) not in push.stderr and "Errno" not in push.stderr

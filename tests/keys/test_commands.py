@@ -74,7 +74,7 @@ def test_users_teams_apps_and_permissions(run: Commands) -> None:
     assert run("apps:create shop", alice).status == 0
     assert run.json("apps:list", alice) == [{"name": "shop", "team": "red"}]
     assert run.json("apps:list", bob) == []
-    assert run("apps:info shop", bob).err.startswith("error: permission denied for app 'shop'")
+    assert run("apps:info shop", bob).err.startswith("error: app 'shop' does not exist")
     assert run.json("apps:info shop", alice)["team"] == "red"
     assert run("apps:create cart --team blue", alice).err.startswith("error: permission denied for team 'blue'")
     assert run("teams:add-user red bob@example.com", alice).status == 0  # members manage their team

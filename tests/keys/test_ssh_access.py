@@ -52,18 +52,20 @@ def test_key_registered_with_local_cli_opens_the_door(teresa: TeresaServer, ssh:
     assert json.loads(whoami.stdout)["email"] == "alice@example.com"
 
 
-def test_app_of_another_team_is_permission_denied(teresa: TeresaServer, ssh: SSHClient,
-                                                  ssh_keys: dict[str, Path]) -> None:
+def test_app_of_another_team_answers_as_a_missing_app(teresa: TeresaServer, ssh: SSHClient,
+                                                      ssh_keys: dict[str, Path]) -> None:
     add_user(teresa, "alice@example.com", key=ssh_keys["alice"], team="red")
     add_user(teresa, "bob@example.com", key=ssh_keys["bob"], team="blue")
     assert ssh.run("apps:create shop", key=ssh_keys["alice"]).returncode == 0
 
     result = ssh.run("apps:info shop", key=ssh_keys["bob"])
-    assert result.returncode == 1
-    assert result.stderr.decode().startswith("error: permission denied for app 'shop'")
-    assert result.stderr.count(b"\n") == 1
-    destroy = ssh.run("apps:destroy shop --confirm shop", key=ssh_keys["bob"])
-    assert b"permission denied" in destroy.stderr
+    missing = ssh.run("apps:info nosuch", key=ssh_keys["bob"])
+    assert result.returncode == missing.returncode == 1
+    # A non-member learns nothing, not even that the app exists (review finding, issue 12).
+    assert result.stderr == missing.stderr.replace(b"nosuch", b"shop")
+    assert result.stderr == b"error: app 'shop' does not exist; create it with: apps:create shop\n"
+    for command in ("apps:destroy shop --confirm shop", "config shop", "releases shop", "domains shop"):
+        assert ssh.run(command, key=ssh_keys["bob"]).stderr.startswith(b"error: app 'shop' does not exist"), command
     assert ssh.run("apps:list --json", key=ssh_keys["bob"]).stdout.strip() == b"[]"
     assert ssh.run("apps:info shop", key=ssh_keys["alice"]).returncode == 0
 

@@ -144,3 +144,46 @@ async def test_each_request_writes_one_access_line_into_the_apps_logs(tmp_path):
         await h.rt.deploy(h.release("acc", 2, formation={"web": 0}), None, h.out)
         assert (await h.get("acc"))[0] == 503
         assert 'status=503' in [line async for line in h.rt.logs("acc", 1, False, "router")][0]
+
+
+@async_test
+async def test_a_client_that_never_finishes_its_headers_is_cut_off(tmp_path):
+    async with harness(tmp_path) as h:
+        await h.rt.deploy(h.release("slow", 1), None, h.out)
+        h.rt.router.connections.header_timeout = 1  # TERESA_ROUTER_HEADER_TIMEOUT, 15 s by default
+        reader, writer = await asyncio.open_connection("127.0.0.1", h.rt.router.port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: slow.localhost\r\nX-Slow: ")  # slowloris: never ends
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 30) == b""  # closed by the router, not answered
+        writer.close()
+        # A keep-alive client that sends a request, then trickles the next one, is cut off too.
+        reader, writer = await asyncio.open_connection("127.0.0.1", h.rt.router.port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: slow.localhost\r\n\r\n")
+        assert (await asyncio.wait_for(reader.readline(), 30)).startswith(b"HTTP/1.1 200")
+        writer.write(b"GET / HTTP/1.1\r\n")
+        await asyncio.wait_for(_read_to_eof(reader), 30)
+        writer.close()
+        assert (await h.get("slow"))[0] == 200
+
+
+async def _read_to_eof(reader: asyncio.StreamReader) -> None:
+    while await reader.read(65536):
+        pass
+
+
+@async_test
+async def test_connections_from_one_address_are_capped(tmp_path):
+    async with harness(tmp_path) as h:
+        await h.rt.deploy(h.release("busy", 1), None, h.out)
+        h.rt.router.connections.max_per_address = 3  # TERESA_ROUTER_MAX_CONNECTIONS_PER_ADDRESS
+        held = [await asyncio.open_connection("127.0.0.1", h.rt.router.port) for _ in range(3)]
+        await until(lambda: h.rt.router.connections.per_address["127.0.0.1"] == 3)
+        reader, writer = await asyncio.open_connection("127.0.0.1", h.rt.router.port)
+        answer = await asyncio.wait_for(reader.read(), 30)
+        assert answer.startswith(b"HTTP/1.1 503") and b"Too many connections from your address" in answer
+        writer.close()
+        held.pop()[1].close()
+        await until(lambda: h.rt.router.connections.per_address["127.0.0.1"] == 2)
+        assert (await h.get("busy"))[0] == 200
+        for _, w in held:
+            w.close()

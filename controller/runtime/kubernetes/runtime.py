@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 from builder.job import BuildRequest
 from controller.runtime.base import (
@@ -58,6 +58,10 @@ class KubernetesRuntime:
         if self._kube is not None:
             await self._kube.close()
             self._kube = None
+
+    async def reconcile(self, wanted: Mapping[str, ReleaseSpec | None]) -> None:
+        """The cluster keeps each Deployment at what was last applied, and an interrupted rollout is undone
+        by the next deploy; orphaned build and one-off pods are the Kubernetes part of issue 12, not done here."""
 
     async def health(self) -> None:
         """A readiness check for /readyz: the API server answers."""

@@ -1,4 +1,11 @@
-"""Processes left behind by a server that died without stopping its apps."""
+"""Processes left behind by a server that died without stopping them: app processes and builds.
+
+A process is this data directory's when its environment says so: app processes
+carry a DYNO and a TERESA_APP_DIR under the apps directory, slugbuilders a
+TERESA_BUILDER_FOR naming it. Everything they started goes with them (found by
+parent pid: build steps run in sessions of their own, and buildpack scripts do
+not inherit Teresa's variables).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,8 @@ import os
 import signal
 import time
 from pathlib import Path
+
+BUILDER_MARK = "TERESA_BUILDER_FOR"  # in a slugbuilder's environment: the apps directory it builds for
 
 
 def _environ(pid: int) -> dict[str, str]:
@@ -17,18 +26,36 @@ def _environ(pid: int) -> dict[str, str]:
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
 
 
-def find_orphans(apps_dir: Path) -> list[int]:
-    """Pids of app processes (a DYNO and a TERESA_APP_DIR under `apps_dir`) this process did not start."""
-    root = str(apps_dir.resolve()) + os.sep
-    mine = os.getpid()
-    found = []
+def _parents() -> dict[int, int]:
+    parents = {}
     for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
-        if not entry.name.isdigit() or int(entry.name) == mine:
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return parents
+
+
+def find_orphans(apps_dir: Path) -> list[int]:
+    """Pids of this data directory's app processes and slugbuilders that this process did not start,
+    and of everything below them."""
+    root = str(apps_dir.resolve())
+    mine = os.getpid()
+    parents = _parents()
+    roots = set()
+    for pid, parent in parents.items():
+        if pid == mine:
             continue
-        env = _environ(int(entry.name))
-        if env.get("DYNO") and env.get("TERESA_APP_DIR", "").startswith(root):
-            found.append(int(entry.name))
-    return found
+        env = _environ(pid)
+        if (env.get("DYNO") and env.get("TERESA_APP_DIR", "").startswith(root + os.sep)) or \
+                env.get(BUILDER_MARK) == root:
+            roots.add(pid)
+    found, frontier = set(roots), roots
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return sorted(found)
 
 
 def reap_orphans(apps_dir: Path, grace: float = 2.0) -> list[int]:

@@ -22,6 +22,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from controller.runtime.local.connections import Connections, Guard
 from controller.runtime.local.probes import HOST
 from core import log
 from core.config import ConfigError, Network
@@ -64,11 +65,14 @@ def _no_access_log(app: str, line: str) -> None:
 
 class Router:
     def __init__(self, domain: str, backends: Backends, *, trusted_proxies: Sequence[Network] = (),
-                 access_log: AccessLog = _no_access_log) -> None:
+                 access_log: AccessLog = _no_access_log, header_timeout: float = 15.0,
+                 max_connections_per_address: int = 256) -> None:
         self.domain = domain.lower().strip(".")
         self.backends = backends
         self.trusted_proxies = tuple(trusted_proxies)
         self.access_log = access_log
+        self.connections = Connections(header_timeout, max_connections_per_address)
+        self._server: asyncio.AbstractServer | None = None
         self.apps: set[str] = set()
         self.custom_domains: dict[str, str] = {}
         self._turn: dict[str, itertools.count[int]] = {}
@@ -125,10 +129,16 @@ class Router:
             raise ConfigError(f"The router cannot listen on {addr[0]}:{addr[1]} ({exc.strerror}); "
                               "set TERESA_ROUTER_ADDR to a free address.") from None
         self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
+        handlers = self._runner.server
+        assert handlers is not None
+        # Served here rather than by a web.SockSite: each connection's protocol is wrapped (connections.py).
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: Guard(handlers(), self.connections), sock=sock)
         logger.info("router listening", addr=f"{addr[0]}:{self.port}", domain=self.domain)
 
     async def stop(self) -> None:
+        if self._server:
+            self._server.close()
         if self._runner:
             await self._runner.cleanup()
         if self._session:
@@ -142,6 +152,13 @@ class Router:
         return any(address in network for network in self.trusted_proxies)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.connections.request_started(request.transport)
+        try:
+            return await self._handle(request)
+        finally:
+            self.connections.request_finished(request.transport)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         app = self.app_for_host(request.host)
         if app is None:
             return web.Response(status=404, text=UNKNOWN_PAGE.format(host=html.escape(request.host)),

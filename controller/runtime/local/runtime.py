@@ -9,7 +9,7 @@ import shutil
 import sys
 import uuid
 from pathlib import Path
-from typing import AsyncIterator, Sequence
+from typing import AsyncIterator, Mapping, Sequence
 
 import aiohttp
 
@@ -18,12 +18,12 @@ from controller.runtime.base import (
     BuildFailed, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeFailure,
 )
 from controller.runtime.local.oneoff import run_oneoff
-from controller.runtime.local.orphans import reap_orphans
+from controller.runtime.local.orphans import BUILDER_MARK, reap_orphans
 from controller.runtime.local.processes import base_env, run_streaming
 from controller.runtime.local.rollout import Rollout
 from controller.runtime.local.router import Router
 from controller.runtime.local.slugs import SlugCache, SlugUnavailable
-from controller.runtime.local.state import load_current, save_current
+from controller.runtime.local.state import forget_current, load_current, save_current
 from controller.runtime.local.supervisor import AppSupervisor, Timings
 from controller.spec import ReleaseSpec
 from core import log
@@ -66,7 +66,8 @@ class LocalRuntime:
         self.slugbuilder = list(slugbuilder or [installed_tool("teresa-slugbuilder")])
         self.timings = timings
         self.router = Router(settings.domain, self._serving_ports, trusted_proxies=settings.trusted_proxies,
-                             access_log=self._access_line)
+                             access_log=self._access_line, header_timeout=settings.router_header_timeout,
+                             max_connections_per_address=settings.router_max_connections_per_address)
         self.slugs = SlugCache(self.apps_dir, self.slugrunner, settings.storage.to_env())
         self._serve_router = serve_router
         self._supervisors: dict[str, AppSupervisor] = {}
@@ -113,6 +114,27 @@ class LocalRuntime:
         await self.router.stop()
         if self._http:
             await self._http.close()
+
+    async def reconcile(self, wanted: Mapping[str, ReleaseSpec | None]) -> None:
+        """Each app at its release in `wanted`; an app not there, or with nothing released, runs nothing."""
+        await self.wait_restored()
+        for app, release in wanted.items():
+            running = self._current.get(app)
+            if release is None or (running is not None and running.version == release.version):
+                continue
+            logger.warning("app reconciled", app=app, release=release.label,
+                           was=running.label if running else "nothing")
+            try:
+                await self.deploy(release, running, _discard)
+            except RuntimeFailure as exc:
+                logger.error("app not reconciled", app=app, release=release.label, reason=str(exc))
+        for app in [a for a, r in self._current.items() if wanted.get(a) is None]:
+            logger.warning("app stopped: the database has no release for it", app=app)
+            async with self._lock(app):
+                await self._stop_app(app)
+                self._current.pop(app, None)
+                self.router.set_domains(app, ())
+                await asyncio.to_thread(forget_current, self.apps_dir / app)
 
     def _app_roots(self) -> list[Path]:
         return sorted(p for p in self.apps_dir.iterdir() if p.is_dir()) if self.apps_dir.is_dir() else []
@@ -183,7 +205,8 @@ class LocalRuntime:
 
     async def build(self, request: BuildRequest, out: LineSink) -> None:
         stack = {k: v for k, v in self.settings.env.items() if k.startswith(STACK_SETTINGS)}  # the stack's runtimes
-        env = base_env({**stack, **self.settings.storage.to_env(), **request.to_env()})
+        env = base_env({**stack, **self.settings.storage.to_env(), **request.to_env(),
+                        BUILDER_MARK: str(self.apps_dir.resolve())})  # found again after a crash (orphans.py)
         try:
             status = await run_streaming(self.slugbuilder, env, out, timeout=request.timeout_seconds)
         except asyncio.TimeoutError:

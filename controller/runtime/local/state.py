@@ -26,3 +26,8 @@ def load_current(app_root: Path) -> ReleaseSpec | None:
         return ReleaseSpec.from_json((app_root / CURRENT).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
+
+
+def forget_current(app_root: Path) -> None:
+    """The app runs nothing after a restart."""
+    (app_root / CURRENT).unlink(missing_ok=True)
