@@ -292,7 +292,7 @@ async def domains_add(inv: Invocation[Platform]) -> None:
 
 
 @command("domains:verify", "Approve a custom domain, so that it routes (with TERESA_REQUIRE_DOMAIN_VERIFICATION).",
-         APP, arg("host", metavar="HOST", help="the host name"), access=ADMIN,
+         APP, arg("host", metavar="HOST", help="the host name"), access=ADMIN, mutating=True,
          example="domains:verify myapp www.example.com")
 async def domains_verify(inv: Invocation[Platform]) -> None:
     access.require_admin(inv.actor, "approve domains")

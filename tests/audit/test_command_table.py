@@ -44,6 +44,7 @@ def steps(bob_key: bytes) -> list[tuple[str, str, bytes, bool]]:
         ("run shop -- true", "dev", b"", True),
         ("releases shop", "dev", b"", True), ("releases:rollback shop", "dev", b"", True),
         ("domains:add shop www.example.com", "dev", b"", True), ("domains shop", "dev", b"", True),
+        ("domains:verify shop www.example.com", "local", b"", True),
         ("domains:remove shop www.example.com", "dev", b"", True),
         ("limits shop", "dev", b"", True), ("limits:set shop --cpu 250m", "dev", b"", True),
         ("autoscale:set shop --min 1 --max 2 --cpu 80", "dev", b"", True),
