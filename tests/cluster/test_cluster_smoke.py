@@ -1,0 +1,166 @@
+"""The test cluster itself: real controllers, scheduler, kubelet, containerd and CNI, PodSecurity `restricted`."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import kubernetes.client
+import pytest
+from kubernetes.client.rest import ApiException
+
+from tests.cluster.kubecluster import KubeCluster
+
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+    "pod-security.kubernetes.io/warn": "restricted",
+    "pod-security.kubernetes.io/warn-version": "latest",
+}
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float = 120, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def restricted_pod_spec(image: str, args: list[str], restart_policy: str = "Always", **extra: Any) -> dict[str, Any]:
+    """A pod spec PodSecurity `restricted` admits without a warning; the image's entrypoint (tini) stays."""
+    return {
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": 5,
+        "restartPolicy": restart_policy,
+        "containers": [
+            {
+                "name": "main",
+                "image": image,
+                "imagePullPolicy": "IfNotPresent",
+                "args": args,
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"]},
+                    "readOnlyRootFilesystem": True,
+                },
+                "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+                **extra,
+            }
+        ],
+    }
+
+
+def test_restricted_deployment_rolls_out_serves_logs_and_a_job_completes(
+    kube_cluster: KubeCluster, pytestconfig: pytest.Config
+) -> None:
+    started = time.monotonic()
+    client = kube_cluster.api_client()
+    core = kubernetes.client.CoreV1Api(client)
+    apps = kubernetes.client.AppsV1Api(client)
+    batch = kubernetes.client.BatchV1Api(client)
+    ns = f"smoke-{secrets.token_hex(3)}"
+    labels = {"app.kubernetes.io/name": "smoke"}
+
+    core.create_namespace({"metadata": {"name": ns, "labels": RESTRICTED}})
+    try:
+        # Admission: a privileged pod is refused by PodSecurity `restricted`.
+        with pytest.raises(ApiException) as refused:
+            core.create_namespaced_pod(ns, {
+                "metadata": {"name": "privileged"},
+                "spec": {"containers": [{"name": "c", "image": kube_cluster.stack_image,
+                                         "securityContext": {"privileged": True}}]},
+            })
+        assert refused.value.status == 403 and "violates PodSecurity" in refused.value.body
+
+        deployment = {
+            "metadata": {"name": "web", "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": restricted_pod_spec(
+                        kube_cluster.stack_image,
+                        ["python3", "-m", "http.server", "8000", "--bind", "0.0.0.0", "--directory", "/etc"],
+                        ports=[{"containerPort": 8000, "name": "http"}],
+                        readinessProbe={"httpGet": {"path": "/hostname", "port": 8000}, "periodSeconds": 1},
+                    ),
+                },
+            },
+        }
+        _, _, headers = apps.create_namespaced_deployment_with_http_info(ns, deployment)
+        assert "Warning" not in headers, headers.get("Warning")
+
+        def rolled_out() -> bool:
+            d = apps.read_namespaced_deployment_status("web", ns)
+            s = d.status
+            return bool(
+                (s.observed_generation or 0) >= d.metadata.generation
+                and s.updated_replicas == 1 and s.ready_replicas == 1 and s.available_replicas == 1
+            )
+
+        wait_until("the Deployment to roll out", rolled_out)
+        (pod,) = core.list_namespaced_pod(ns, label_selector="app.kubernetes.io/name=smoke").items
+        assert pod.spec.node_name == kube_cluster.node_name
+        assert pod.metadata.owner_references[0].kind == "ReplicaSet"
+
+        # The pod answers at its IP from the host (no proxy in the way).
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://{pod.status.pod_ip}:8000/hostname", timeout=10) as response:
+            assert response.status == 200
+
+        # Its log, through the API server and the kubelet.
+        log = wait_until(
+            "the request in the pod's log",
+            lambda: (text := core.read_namespaced_pod_log(pod.metadata.name, ns)) and '"GET /hostname' in text and text,
+        )
+        assert "Serving HTTP on 0.0.0.0 port 8000" in log
+
+        # A Job runs to completion.
+        batch.create_namespaced_job(ns, {
+            "metadata": {"name": "once"},
+            "spec": {
+                "backoffLimit": 0,
+                "template": {"spec": restricted_pod_spec(
+                    kube_cluster.stack_image, ["sh", "-c", "echo job-done"], restart_policy="Never"
+                )},
+            },
+        })
+
+        def job_complete() -> bool:
+            status = batch.read_namespaced_job_status("once", ns).status
+            if status.failed:
+                raise AssertionError(f"the Job failed: {status}")
+            return any(c.type == "Complete" and c.status == "True" for c in status.conditions or [])
+
+        wait_until("the Job to complete", job_complete)
+        (job_pod,) = core.list_namespaced_pod(ns, label_selector="job-name=once").items
+        assert core.read_namespaced_pod_log(job_pod.metadata.name, ns).strip() == "job-done"
+    finally:
+        # Namespace deletion completes: the namespace controller empties it, the kubelet stops its pods.
+        core.delete_namespace(ns)
+
+        def namespace_gone() -> bool:
+            try:
+                core.read_namespace(ns)
+            except ApiException as error:
+                return error.status == 404
+            return False
+
+        wait_until("the namespace to be deleted", namespace_gone, timeout=120)
+        client.close()
+
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(
+            f"\nkube_cluster: cluster start {kube_cluster.start_seconds:.1f}s, "
+            f"smoke test {time.monotonic() - started:.1f}s"
+        )
