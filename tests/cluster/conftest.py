@@ -24,6 +24,14 @@ from tests.conftest import require_services, skip_or_fail
 CLUSTER_START_BUDGET = 300
 
 _prepare_error: str | None = None
+TIMINGS: dict[str, float] = {}  # printed at the end of the session: "cluster start", "smoke test", ...
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if TIMINGS:
+        terminalreporter.write_sep("-", "kube_cluster")
+        for what, seconds in TIMINGS.items():
+            terminalreporter.write_line(f"{what}: {seconds:.1f}s")
 
 
 def _uses_cluster(item: pytest.Item) -> bool:
@@ -71,7 +79,8 @@ def kube_cluster(request: pytest.FixtureRequest) -> Iterator[kubecluster.KubeClu
     missing = kubecluster.missing_binaries()
     if missing:
         skip_or_fail(
-            f"the test cluster's binaries are not built (missing {', '.join(missing)}): run `{kubecluster.MAKE_TARGET}`"
+            f"the test cluster's binaries are not built (no {', '.join(missing[:3])}"
+            f"{', …' if len(missing) > 3 else ''} in {kubecluster.bin_dir()}): run `{kubecluster.MAKE_TARGET}`"
         )
     names = kubecluster.image_names()
     if not kubecluster.images_built(names) and not require_services():
@@ -84,18 +93,11 @@ def kube_cluster(request: pytest.FixtureRequest) -> Iterator[kubecluster.KubeClu
         cluster = kubecluster.start_cluster(keep_workdir=keep)
     except kubecluster.ClusterError as error:
         pytest.fail(f"the test cluster did not start: {error}", pytrace=False)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    line = (
-        f"kube_cluster: started in {time.monotonic() - started:.1f}s "
-        f"(node {cluster.node_name} at {cluster.node_ip}, API {cluster.server}, dir {cluster.workdir})"
-    )
-    if reporter is not None:
-        reporter.write_line("")
-        reporter.write_line(line)
+    TIMINGS["cluster start (fixture)"] = time.monotonic() - started
+    print(f"kube_cluster: node {cluster.node_name} at {cluster.node_ip}, API {cluster.server}, dir {cluster.workdir}")
     try:
         yield cluster
     finally:
         stopped = time.monotonic()
         cluster.stop()
-        if reporter is not None:
-            reporter.write_line(f"kube_cluster: stopped in {time.monotonic() - stopped:.1f}s")
+        TIMINGS["cluster stop"] = time.monotonic() - stopped

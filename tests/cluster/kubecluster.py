@@ -409,7 +409,8 @@ def sweep_stale() -> None:
         if link_exists(bridge):
             run(["ip", "link", "delete", bridge], check=False)
         delete_iptables_rules(f"teresa-{pid}")
-        shutil.rmtree(directory, ignore_errors=True)
+        if not (directory / "KEEP").exists():
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def kill_shims(workdir: Path) -> None:
@@ -564,14 +565,24 @@ class KubeCluster:
                 os.killpg(component.process.pid, signal.SIGKILL)
             component.process.wait(5)
 
+    def stopper(self, name: str, grace: float = 10) -> Callable[[], None]:
+        def stop() -> None:
+            self.stop_component(name, grace)
+
+        stop.__qualname__ = f"stop {name}"
+        return stop
+
     def stop(self) -> None:
         """Stop everything this cluster started. Safe to call on a half-started cluster, and twice."""
         errors = []
-        for cleanup in reversed(self._cleanups):
-            try:
-                cleanup()
-            except Exception as error:  # noqa: BLE001 - every step runs; errors are reported at the end
-                errors.append(f"{getattr(cleanup, '__name__', cleanup)}: {error!r}")
+        with open(self.workdir / "logs" / "stop.log", "a") as log:
+            for cleanup in reversed(self._cleanups):
+                started = time.monotonic()
+                try:
+                    cleanup()
+                except Exception as error:  # noqa: BLE001 - every step runs; errors are reported at the end
+                    errors.append(f"{getattr(cleanup, '__qualname__', cleanup)}: {error!r}")
+                log.write(f"{getattr(cleanup, '__qualname__', cleanup)}: {time.monotonic() - started:.1f}s\n")
         self._cleanups.clear()
         if errors:
             raise ClusterError("stopping the cluster: " + "; ".join(errors))
@@ -594,6 +605,8 @@ def start_cluster(keep_workdir: bool = False) -> KubeCluster:
     pid = os.getpid()
     workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{pid}-"))
     (workdir / "logs").mkdir()
+    if keep_workdir:
+        (workdir / "KEEP").write_text("TERESA_CLUSTER_KEEP=1: left for inspection; remove it by hand\n")
     subnet = pick_pod_subnet()
     hosts = list(subnet.hosts())
     node_ip = str(hosts[0])
@@ -700,7 +713,7 @@ def _start(
 
     # etcd.
     etcd_url = f"http://127.0.0.1:{ports['etcd_client']}"
-    cluster._cleanups.append(lambda: cluster.stop_component("etcd"))
+    cluster._cleanups.append(cluster.stopper("etcd"))
     cluster.spawn("etcd", [
         str(b["etcd"]), "--name=teresa", f"--data-dir={workdir / 'etcd'}",
         f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
@@ -734,7 +747,7 @@ def _start(
     cluster.wait_for("etcd", lambda: '"health":"true"' in _get(f"{etcd_url}/health"))
 
     # kube-apiserver.
-    cluster._cleanups.append(lambda: cluster.stop_component("kube-apiserver"))
+    cluster._cleanups.append(cluster.stopper("kube-apiserver"))
     cluster.spawn("kube-apiserver", [
         str(b["kube-apiserver"]),
         f"--etcd-servers={etcd_url}",
@@ -764,7 +777,7 @@ def _start(
     cluster.wait_for("kube-apiserver /readyz", lambda: _get(f"{cluster.server}/readyz", context) == "ok")
 
     # Controller manager and scheduler.
-    cluster._cleanups.append(lambda: cluster.stop_component("kube-controller-manager"))
+    cluster._cleanups.append(cluster.stopper("kube-controller-manager"))
     cluster.spawn("kube-controller-manager", [
         str(b["kube-controller-manager"]),
         f"--kubeconfig={kcm_kubeconfig}",
@@ -777,7 +790,7 @@ def _start(
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--profiling=false", "--v=1",
     ], env)
-    cluster._cleanups.append(lambda: cluster.stop_component("kube-scheduler"))
+    cluster._cleanups.append(cluster.stopper("kube-scheduler"))
     cluster.spawn("kube-scheduler", [
         str(b["kube-scheduler"]),
         f"--kubeconfig={sched_kubeconfig}",
@@ -795,7 +808,7 @@ def _start(
         cluster, cgroup_root=cgroup_root, port=ports["kubelet"], healthz_port=ports["kubelet_healthz"],
         serving=kubelet_serving, ca=pki.ca_cert,
     ), indent=2))
-    cluster._cleanups.append(lambda: cluster.stop_component("kubelet", grace=15))
+    cluster._cleanups.append(cluster.stopper("kubelet", grace=15))
     cluster.spawn("kubelet", [
         str(b["kubelet"]),
         f"--config={kubelet_config}", f"--kubeconfig={kubelet_kubeconfig}",
@@ -823,10 +836,20 @@ def _start(
         cluster.wait_for(f"{name} /healthz", lambda p=port: _get(f"https://127.0.0.1:{p}/healthz", insecure) == "ok")
 
 
+CAP_SYS_RESOURCE = 24
+
+
+def has_capability(bit: int) -> bool:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> bit & 1)
+    return False
+
+
 def containerd_config(cluster: KubeCluster, root: Path, cni_conf: Path) -> str:
     """containerd 2.x configuration (version 3): everything under `root`, CRI with runc and the bridge CNI."""
     q = json.dumps  # TOML basic strings are JSON strings
-    runc = shutil.which("runc") or "runc"
+    runc = os.environ.get("TERESA_CLUSTER_RUNC") or shutil.which("runc") or "runc"
     return f"""version = 3
 root = {q(str(root / "root"))}
 state = {q(str(root / "state"))}
@@ -858,6 +881,9 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
     enable_selinux = false
     disable_apparmor = true
     netns_mounts_under_state_dir = true
+    # No CAP_SYS_RESOURCE here (a sandboxed VM): runc may not lower oom_score_adj below containerd's
+    # own (the pause container's -998 fails with EACCES); clamp instead, as rootless setups do.
+    restrict_oom_score_adj = {q(not has_capability(CAP_SYS_RESOURCE))}
     [plugins.'io.containerd.cri.v1.runtime'.containerd]
       default_runtime_name = "runc"
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
