@@ -34,6 +34,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -480,6 +481,8 @@ class KubeCluster:
     start_seconds: float = 0.0
     binaries: dict[str, Path] = field(default_factory=dict)
     components: dict[str, Component] = field(default_factory=dict)
+    timeline: list[tuple[str, float]] = field(default_factory=list)  # (step, seconds since the start)
+    created: float = field(default_factory=time.monotonic)
     _cleanups: list[Callable[[], None]] = field(default_factory=list)
 
     # --- for tests
@@ -545,12 +548,16 @@ class KubeCluster:
             self.check_running()
             try:
                 if ready():
+                    self.mark(what)
                     return
             except Exception as error:  # noqa: BLE001 - not ready yet; kept for the message
                 last_error = error
             time.sleep(interval)
         logs = "\n".join(f"--- {c.name}\n{c.tail(10)}" for c in self.components.values())
         raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error})\n{logs}")
+
+    def mark(self, step: str) -> None:
+        self.timeline.append((step, time.monotonic() - self.created))
 
     def stop_component(self, name: str, grace: float = 10) -> None:
         component = self.components.get(name)
@@ -640,6 +647,7 @@ def start_cluster(keep_workdir: bool = False) -> KubeCluster:
             cluster.stop()
         raise
     cluster.start_seconds = time.monotonic() - started
+    (workdir / "logs" / "start.log").write_text("".join(f"{t:6.1f}s {step}\n" for step, t in cluster.timeline))
     return cluster
 
 
@@ -768,9 +776,19 @@ def _start(
 
     cluster.wait_for("containerd", lambda: run([str(b["ctr"]), "--address", cluster.containerd_address,
                                                 "version"], check=False).returncode == 0)
-    imported = run([str(HACK / "images"), "--import", cluster.containerd_address], check=False, timeout=600)
-    if imported.returncode != 0:
-        raise ClusterError(f"importing the images failed:\n{imported.stdout}{imported.stderr}")
+    # The import (mostly unpacking the stack image) runs while the control plane and the kubelet start.
+    imported: list[subprocess.CompletedProcess | BaseException] = []
+
+    def import_images() -> None:
+        try:
+            imported.append(run([str(HACK / "images"), "--import", cluster.containerd_address], check=False,
+                                timeout=900))
+        except BaseException as error:  # noqa: BLE001 - handed to the main thread
+            imported.append(error)
+        cluster.mark("images imported")
+
+    importer = threading.Thread(target=import_images, name="import-images", daemon=True)
+    importer.start()
 
     context = ssl.create_default_context(cafile=str(pki.ca_cert))
     context.load_cert_chain(*admin)
@@ -829,6 +847,12 @@ def _start(
         cluster.wait_for(f"node {node_name} Ready", node_ready, timeout=180, interval=0.5)
         cluster.wait_for("the default ServiceAccount", lambda: core.read_namespaced_service_account(
             "default", "default") is not None, interval=0.5)
+    cluster.wait_for("the images to be imported", lambda: not importer.is_alive(), timeout=900)
+    result = imported[0]
+    if isinstance(result, BaseException):
+        raise ClusterError(f"importing the images failed: {result!r}")
+    if result.returncode != 0:
+        raise ClusterError(f"importing the images failed:\n{result.stdout}{result.stderr}")
     insecure = ssl.create_default_context()
     insecure.check_hostname = False
     insecure.verify_mode = ssl.CERT_NONE
