@@ -171,3 +171,53 @@ def test_restricted_deployment_rolls_out_serves_logs_and_a_job_completes(
         client.close()
 
     TIMINGS["smoke test"] = time.monotonic() - started
+
+
+def test_service_account_token_is_authorized_by_rbac(kube_cluster: KubeCluster) -> None:
+    """A ServiceAccount's token (TokenRequest) authenticates; RBAC grants exactly its Role."""
+    ns = f"sa-{secrets.token_hex(3)}"
+    with kube_cluster.api_client() as admin:
+        core = kubernetes.client.CoreV1Api(admin)
+        rbac = kubernetes.client.RbacAuthorizationV1Api(admin)
+        core.create_namespace({"metadata": {"name": ns}})
+        try:
+            core.create_namespaced_service_account(ns, {"metadata": {"name": "robot"}})
+            rbac.create_namespaced_role(ns, {
+                "metadata": {"name": "pod-reader"},
+                "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}],
+            })
+            rbac.create_namespaced_role_binding(ns, {
+                "metadata": {"name": "robot-reads-pods"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
+                "subjects": [{"kind": "ServiceAccount", "name": "robot", "namespace": ns}],
+            })
+            token = kube_cluster.service_account_token(ns, "robot", seconds=600)
+
+            with kube_cluster.api_client(token=token) as robot:
+                review = kubernetes.client.AuthenticationV1Api(robot).create_self_subject_review({})
+                assert review.status.user_info.username == f"system:serviceaccount:{ns}:robot"
+                robot_core = kubernetes.client.CoreV1Api(robot)
+                # RBAC is cached in the authorizer's informers: the binding is visible within moments.
+                wait_until("the RoleBinding to apply", lambda: _allowed(lambda: robot_core.list_namespaced_pod(ns)),
+                           timeout=30)
+                with pytest.raises(ApiException) as denied:
+                    robot_core.list_namespaced_secret(ns)
+                assert denied.value.status == 403
+                with pytest.raises(ApiException) as denied:
+                    robot_core.list_pod_for_all_namespaces()
+                assert denied.value.status == 403
+
+            can_i = kube_cluster.kubectl("auth", "can-i", "--list", "-n", ns, f"--as=system:serviceaccount:{ns}:robot")
+            assert any(line.split()[:1] == ["pods"] and "[get list]" in line for line in can_i.stdout.splitlines())
+        finally:
+            core.delete_namespace(ns)
+
+
+def _allowed(call: Callable[[], Any]) -> bool:
+    try:
+        call()
+    except ApiException as error:
+        if error.status == 403:
+            return False
+        raise
+    return True
