@@ -634,8 +634,12 @@ def start_cluster(keep_workdir: bool = False) -> KubeCluster:
     # Cleanups run in reverse order of registration: registered before the thing they undo starts.
     def remove_workdir() -> None:
         unmount_under(workdir)
-        if not keep_workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
+        if not keep_workdir and not mounts_under(workdir):
+            # Hundreds of MB of image content: deleted in the background, out of the session's time.
+            trash = workdir.with_name(f"{workdir.name}.deleting")
+            workdir.rename(trash)
+            subprocess.Popen(["rm", "-rf", str(trash)], start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     cluster._cleanups.append(remove_workdir)
     try:
