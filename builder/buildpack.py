@@ -1,10 +1,16 @@
-"""Heroku-API buildpacks: the built-in ones, a local directory, or a git URL (optionally `#ref`)."""
+"""Heroku-API buildpacks: the built-in ones, a local directory, or a git URL (optionally `#ref`).
+
+Several buildpacks may build one app (a `.buildpacks` file, or a BUILDPACK_URL listing several):
+they run in order, as Heroku's multi-buildpack does, and a later one sees what an earlier one
+exported (its `export` file, sourced into the environment of the buildpacks after it).
+"""
 
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -107,19 +113,66 @@ def builtin(name: str) -> Buildpack:
     return Buildpack(BUILTIN_DIR / name, name)
 
 
+def parse_list(text: str) -> list[str]:
+    """Buildpack URLs from `.buildpacks` or BUILDPACK_URL: one per line or comma-separated; `#` starts a comment."""
+    urls: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("#"):
+            continue
+        urls.extend(part.strip() for part in line.split(",") if part.strip())
+    return urls
+
+
+def exported_env(pack: Buildpack, env: Mapping[str, str], run_dir: Path) -> dict[str, str] | None:
+    """The environment after sourcing the buildpack's `export` file, or None when it wrote none."""
+    export = pack.path / "export"
+    if not export.is_file():
+        return None
+    script = '. "$1" >/dev/null 2>&1 || exit 3; env -0'
+    result = subprocess.run(["bash", "-c", script, "export", str(export)], env=dict(env), cwd=run_dir,
+                            stdin=subprocess.DEVNULL, capture_output=True, timeout=60)  # fmt: skip
+    if result.returncode != 0:
+        raise BuildpackError(f"The {pack.label} buildpack's export file failed when sourced; fix its shell syntax.")
+    pairs = (entry.partition(b"=") for entry in result.stdout.split(b"\0") if b"=" in entry)
+    exported = {name.decode(errors="replace"): value.decode(errors="replace") for name, _, value in pairs}
+    for name in ("_", "SHLVL", "PWD", "OLDPWD"):
+        exported.pop(name, None)
+        if name in env:
+            exported[name] = env[name]
+    return exported
+
+
 def resolve(url: str, work_dir: Path, out: Output, deadline: float) -> Buildpack:
-    """BUILDPACK_URL: a built-in name, a local directory, or a git URL with an optional `#ref`."""
-    if url in BUILTIN_ORDER:
-        pack = builtin(url)
+    """One buildpack URL: a built-in name, a local directory, or a git URL with an optional `#ref`.
+
+    Each is copied or cloned into `work_dir`, so that its `export` file is written there."""
+    if (name := url.removeprefix("heroku/")) in BUILTIN_ORDER:  # Heroku's names for its own, as in app.json
+        pack = builtin_copy(name, work_dir)
+        pack.label = url
     elif "://" not in url and not re.match(r"[\w.-]+@[\w.-]+:", url):  # not a URL nor user@host:path
         path = Path(url).expanduser()
         if not path.is_dir():
             raise BuildpackError(f"BUILDPACK_URL={url!r} is not a directory; point it at a buildpack directory or a git URL.")
-        pack = Buildpack(path.resolve(), url)
+        copy = _fresh_dir(work_dir)
+        shutil.copytree(path.resolve(), copy, symlinks=True, ignore=shutil.ignore_patterns(".git", "export"))
+        pack = Buildpack(copy, url)
     else:
-        pack = _clone(url, work_dir / "buildpack", out, deadline)
+        pack = _clone(url, _fresh_dir(work_dir), out, deadline)
     pack.check()
     return pack
+
+
+def _fresh_dir(work_dir: Path) -> Path:
+    return work_dir / f"buildpack-{len(list(work_dir.glob('buildpack-*')))}"
+
+
+def builtin_copy(name: str, work_dir: Path) -> Buildpack:
+    """A built-in buildpack from a private copy of all of them (they share `_lib`; the stack's copy may be read-only)."""
+    copy = work_dir / "builtin-buildpacks"
+    if not copy.is_dir():
+        shutil.copytree(BUILTIN_DIR, copy, ignore=shutil.ignore_patterns("__pycache__", "export"))
+    return Buildpack(copy / name, name)
 
 
 def display_url(url: str) -> str:

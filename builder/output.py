@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import sys
 import threading
-from typing import Mapping
+from typing import IO, Mapping
 
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|KEY|CREDENTIAL|PRIVATE|AUTH|DSN", re.IGNORECASE)
 URL_PASSWORD = re.compile(rb"(?P<head>[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^/\s@]+@", re.IGNORECASE)
@@ -15,8 +15,8 @@ MASK = b"****"
 class Output:
     """Writes whole lines to a binary stream, flushing each; masks secret config values."""
 
-    def __init__(self, stream=None, secrets: Mapping[str, str] | None = None) -> None:
-        self.stream = stream or sys.stdout.buffer
+    def __init__(self, stream: IO[bytes] | None = None, secrets: Mapping[str, str] | None = None) -> None:
+        self.stream: IO[bytes] = stream or sys.stdout.buffer
         self.lock = threading.Lock()
         values = {v for k, v in (secrets or {}).items() if SECRET_NAME.search(k) and len(v) >= 4}
         self.secrets = sorted((v.encode() for v in values), key=len, reverse=True)

@@ -37,7 +37,7 @@ def _capture(pipe: IO[bytes], into: bytearray) -> None:
                 into.extend(chunk)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-TYPE_PATTERN = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+from core.names import PROCESS_TYPE, PROCESS_TYPE_RULE, kubernetes_name
+
 LINE_PATTERN = re.compile(r"^(?P<type>[^:\s]*)\s*:\s*(?P<command>.*?)\s*$")
 
 
@@ -23,13 +24,14 @@ def parse(text: str) -> dict[str, str]:
         if not match or not match["command"]:
             raise ProcfileError(f"Procfile line {number} is not `type: command` (got {line!r}); write it like `web: python app.py`.")
         kind = match["type"]
-        if not TYPE_PATTERN.fullmatch(kind):
-            raise ProcfileError(
-                f"Procfile line {number}: process type {kind!r} is not valid; "
-                "use lowercase letters, digits and dashes, like `web` or `worker-2`."
-            )
+        if not PROCESS_TYPE.match(kind):
+            raise ProcfileError(f"Procfile line {number}: process type {kind[:40]!r} is not valid; {PROCESS_TYPE_RULE}.")
         if kind in processes:
             raise ProcfileError(f"Procfile line {number}: process type {kind!r} is declared twice; keep one line per type.")
+        twin = next((other for other in processes if kubernetes_name(other) == kubernetes_name(kind)), None)
+        if twin is not None:
+            raise ProcfileError(f"Procfile line {number}: process types {twin!r} and {kind!r} differ only by '_' and "
+                                "'-', which name the same Kubernetes objects; rename one.")
         processes[kind] = match["command"]
     return processes
 

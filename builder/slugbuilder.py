@@ -7,9 +7,7 @@ TERESAFILESTORAGE_* storage settings. It prints lines for a human and exits 0 on
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -19,21 +17,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, BinaryIO, Mapping
+from typing import BinaryIO, Mapping
 
-from builder import archive, buildpack, procfile, slugignore, slugmeta
+from builder import archive, buildpack, job, procfile, slugignore, slugmeta
 from builder.buildpack import Buildpack, BuildpackError, Release, Runner
 from builder.output import Output
 from builder.process import TimedOut
 from core.config import ConfigError, StorageSettings, storage_from_env
 from core.storage import Storage, StorageError, StorageNotFound, storage_for
 
-if TYPE_CHECKING:
-    from controller.runtime.base import BuildRequest
-
-DEFAULT_TIMEOUT = 15 * 60
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 CONFIG_PROFILE = ".profile.d/000-buildpack-config-vars.sh"
+STACK_SETTINGS = job.STACK_SETTINGS
 
 
 class BuildError(Exception):
@@ -48,62 +42,31 @@ class BuildSettings:
     storage: StorageSettings
     buildpack_url: str = ""
     config: Mapping[str, str] = field(default_factory=dict, repr=False)
-    timeout: int = DEFAULT_TIMEOUT
+    timeout: int = job.DEFAULT_TIMEOUT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "BuildSettings":
-        missing = [name for name in ("TERESA_SOURCE_KEY", "TERESA_SLUG_KEY") if not env.get(name)]
-        if missing:
-            raise BuildError(f"{' and '.join(missing)} must be set; the slugbuilder reads its job from the environment.")
         try:
+            request = job.BuildRequest.from_env(env)
             storage = storage_from_env(env, Path(env.get("TERESA_DATA_DIR") or ".teresa").absolute())
-        except ConfigError as exc:
+        except (job.JobError, ConfigError) as exc:
             raise BuildError(str(exc)) from None
-        timeout = env.get("TERESA_BUILD_TIMEOUT", "").strip() or str(DEFAULT_TIMEOUT)
-        if not timeout.isdigit() or int(timeout) <= 0:
-            raise BuildError(f"TERESA_BUILD_TIMEOUT={timeout!r} is not a number of seconds; set it like {DEFAULT_TIMEOUT}.")
-        return cls(
-            source_key=env["TERESA_SOURCE_KEY"],
-            slug_key=env["TERESA_SLUG_KEY"],
-            cache_key=env.get("TERESA_CACHE_KEY", ""),
-            storage=storage,
-            buildpack_url=env.get("BUILDPACK_URL", "").strip(),
-            config=_config_vars(env.get("TERESA_BUILD_CONFIG", "")),
-            timeout=int(timeout),
-        )
+        return cls(source_key=request.source_key, slug_key=request.slug_key, cache_key=request.cache_key,
+                   storage=storage, buildpack_url=request.buildpack_url, config=request.config,
+                   timeout=request.timeout_seconds)
 
 
-def _config_vars(raw: str) -> dict[str, str]:
-    try:
-        config = json.loads(raw) if raw.strip() else {}
-    except json.JSONDecodeError:
-        config = None
-    if not isinstance(config, dict) or not all(isinstance(v, str) for v in config.values()):
-        raise BuildError("TERESA_BUILD_CONFIG is not a JSON object of strings; set it like {\"NAME\": \"value\"}.")
-    bad = sorted(name for name in config if not ENV_NAME.fullmatch(name))
-    if bad:
-        raise BuildError(f"Config var name {bad[0]!r} is not valid; use letters, digits and underscores.")
-    return config
-
-
-def job_env(request: BuildRequest, storage: StorageSettings) -> dict[str, str]:
+def job_env(request: job.BuildRequest, storage: StorageSettings) -> dict[str, str]:
     """The environment that runs one build (for a runtime starting teresa-slugbuilder: a process or a pod)."""
-    env = {
-        **storage.to_env(),
-        "TERESA_SOURCE_KEY": request.source_key,
-        "TERESA_SLUG_KEY": request.slug_key,
-        "TERESA_CACHE_KEY": request.cache_key,
-        "TERESA_BUILD_CONFIG": json.dumps(dict(request.config)),
-        "TERESA_BUILD_TIMEOUT": str(request.timeout_seconds),
-    }
-    if buildpack_url := request.buildpack_url or request.config.get("BUILDPACK_URL", ""):
-        env["BUILDPACK_URL"] = buildpack_url
-    return env
+    return {**storage.to_env(), **request.to_env()}
 
 
 def buildpack_env(env: Mapping[str, str]) -> dict[str, str]:
-    """What buildpack scripts see: the environment without Teresa's own settings (storage credentials)."""
-    clean = {k: v for k, v in env.items() if not k.startswith("TERESA") and k != "BUILDPACK_URL"}
+    """What buildpack scripts see: the environment without Teresa's own settings (storage credentials).
+
+    The stack's settings (`TERESA_STACK_*`: which interpreters and runtimes it carries) stay."""
+    clean = {k: v for k, v in env.items()
+             if (not k.startswith("TERESA") or k.startswith(STACK_SETTINGS)) and k != "BUILDPACK_URL"}  # fmt: skip
     clean.update(STACK="teresa", PYTHONUNBUFFERED="1")
     return clean
 
@@ -122,9 +85,7 @@ class Build:
         declared = self.read_procfile()
         self.restore_cache()
         self.write_env_dir()
-        pack = self.select_buildpack()
-        pack.compile(self.build_dir, self.cache_dir, self.env_dir, self.run)
-        release = pack.release(self.build_dir, self.run)
+        release = self.compile(self.select_buildpacks())
         processes = self.write_runtime_files(declared, release)
         self.upload_slug()
         self.save_cache()
@@ -171,20 +132,55 @@ class Build:
         for name, value in self.settings.config.items():
             (self.env_dir / name).write_text(value)
 
-    def select_buildpack(self) -> Buildpack:
-        url = self.settings.buildpack_url
-        if url:
-            pack = buildpack.resolve(url, self.work, self.out, self.deadline)
-            name = pack.detect(self.build_dir, self.run)
-            if name is None:
-                raise BuildError(f"The buildpack {pack.label} does not support this app (its bin/detect said no); check BUILDPACK_URL.")
-            self.out.step(f"{name} app detected")
-            return pack
+    def buildpack_urls(self) -> list[str]:
+        """BUILDPACK_URL (one or several), else the app's `.buildpacks` file; empty means detect."""
+        if self.settings.buildpack_url:
+            return buildpack.parse_list(self.settings.buildpack_url)
+        listing = self.build_dir / ".buildpacks"
+        if listing.is_file() and not listing.is_symlink():
+            try:
+                urls = buildpack.parse_list(listing.read_text())
+            except UnicodeDecodeError:
+                raise BuildError("The .buildpacks file is not UTF-8 text; save it as UTF-8.") from None
+            if not urls:
+                raise BuildError("The .buildpacks file lists no buildpacks; list one URL per line, or delete it.")
+            return urls
+        return []
+
+    def select_buildpacks(self) -> list[Buildpack]:
+        urls = self.buildpack_urls()
+        if urls:
+            packs = []
+            for url in urls:
+                pack = buildpack.resolve(url, self.work, self.out, self.deadline)
+                name = pack.detect(self.build_dir, self.run)
+                if name is None:
+                    where = "BUILDPACK_URL" if self.settings.buildpack_url else ".buildpacks"
+                    raise BuildError(f"The buildpack {pack.label} does not support this app (its bin/detect said no); check {where}.")
+                self.out.step(f"{name} app detected")
+                packs.append(pack)
+            return packs
         for candidate in map(buildpack.builtin, buildpack.BUILTIN_ORDER):
             if (name := candidate.detect(self.build_dir, self.run)) is not None:
                 self.out.step(f"{name} app detected")
-                return candidate
+                return [buildpack.builtin_copy(candidate.label, self.work)]
         raise BuildError(f"No buildpack recognises this app; {buildpack.DETECT_HINT}.")
+
+    def compile(self, packs: list[Buildpack]) -> Release:
+        """Compile with each buildpack in order; later ones see what earlier ones exported.
+
+        The process types are the last declaring buildpack's; config vars merge, later ones winning."""
+        merged = Release()
+        for index, pack in enumerate(packs, start=1):
+            if len(packs) > 1:
+                self.out.step(f"Buildpack {index} of {len(packs)}: {pack.label}")
+            pack.compile(self.build_dir, self.cache_dir, self.env_dir, self.run)
+            release = pack.release(self.build_dir, self.run)
+            merged.process_types = release.process_types or merged.process_types
+            merged.config_vars.update(release.config_vars)
+            if index < len(packs) and (env := buildpack.exported_env(pack, self.run.env, self.build_dir)) is not None:
+                self.run.env = env
+        return merged
 
     def write_runtime_files(self, declared: dict[str, str], release: Release) -> dict[str, str]:
         processes = dict(declared)
@@ -229,7 +225,7 @@ def _profile_defaults(config_vars: Mapping[str, str]) -> str:
     """Shell that sets each buildpack config var unless the app's own config already does."""
     lines = ["# Written by teresa-slugbuilder from the buildpack's bin/release config_vars."]
     for name, value in config_vars.items():
-        if ENV_NAME.fullmatch(name):
+        if job.ENV_NAME.fullmatch(name):
             lines.append(f'[ -n "${{{name}+set}}" ] || export {name}={shlex.quote(value)}')
     return "\n".join(lines) + "\n"
 
@@ -249,6 +245,10 @@ def _on_alarm(_signum: int, _frame: FrameType | None) -> None:
 
 class Stopped(Exception):
     """The slugbuilder was asked to stop (SIGTERM or SIGINT)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _on_term(signum: int, _frame: FrameType | None) -> None:
@@ -273,7 +273,7 @@ def build(env: Mapping[str, str], stream: BinaryIO | None = None) -> int:
         return 0
     except Stopped as stop:
         out.error("Build stopped: the slugbuilder was asked to stop before the build finished.")
-        return 128 + stop.args[0]
+        return 128 + stop.signum
     except TimedOut:
         out.error(f"Build timed out after {settings.timeout} seconds; make it faster or raise TERESA_BUILD_TIMEOUT.")
     except (BuildError, BuildpackError, archive.ArchiveError, StorageError) as exc:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import tarfile
 
+from core.layout import procfile_key
 from core.storage import Storage, StorageNotFound
 
-
-def procfile_key(slug_key: str) -> str:
-    """The slugbuilder stores the final Procfile beside the slug."""
-    return slug_key.rsplit("/", 1)[0] + "/Procfile"
+__all__ = ["procfile_key", "read_processes"]
 
 
 def read_processes(storage: Storage, slug_key: str) -> dict[str, str]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controller.platform import Platform
 from core import names
 from core.commands import APP, APP_TEAM, CommandError, Invocation, arg, command
 from core.models import App, Team
 from keys import access
 
 
-def _choose_team(session: Session, inv: Invocation) -> Team:
+def _choose_team(session: Session, inv: Invocation[Platform]) -> Team:
     if inv.args.team:
         return access.team_for(session, inv.actor, inv.args.team)
     user = access.current_user(session, inv.actor)
@@ -27,7 +28,7 @@ def _choose_team(session: Session, inv: Invocation) -> Team:
 @command("apps:create", "Create an app, owned by a team.", APP,
          arg("--team", metavar="TEAM", help="the owning team (default: your only team)"),
          access="members of the team, and admins", example="apps:create myapp --team web")
-async def apps_create(inv: Invocation) -> None:
+async def apps_create(inv: Invocation[Platform]) -> None:
     name = names.app_name(inv.args.app)
 
     def save(session: Session) -> str:
@@ -44,8 +45,8 @@ async def apps_create(inv: Invocation) -> None:
 
 
 @command("apps:list", "List the apps you may act on.", json=True, access=APP_TEAM, example="apps:list")
-async def apps_list(inv: Invocation) -> None:
-    def load(session: Session) -> list[dict]:
+async def apps_list(inv: Invocation[Platform]) -> None:
+    def load(session: Session) -> list[dict[str, str]]:
         return [{"name": a.name, "team": a.team.name} for a in access.visible_apps(session, inv.actor)]
 
     apps = await inv.services.db.run(load)
@@ -55,8 +56,8 @@ async def apps_list(inv: Invocation) -> None:
 
 @command("apps:info", "Show an app's team, address and state.", APP, json=True,
          access=APP_TEAM, example="apps:info myapp")
-async def apps_info(inv: Invocation) -> None:
-    def load(session: Session) -> dict:
+async def apps_info(inv: Invocation[Platform]) -> None:
+    def load(session: Session) -> dict[str, str]:
         app = access.app_for(session, inv.actor, inv.args.app)
         return {"name": app.name, "team": app.team.name, "created_by": app.created_by,
                 "created_at": app.created_at.replace(microsecond=0).isoformat() + "Z"}
@@ -74,16 +75,10 @@ async def apps_info(inv: Invocation) -> None:
 @command("apps:destroy", "Destroy an app: its processes, releases, builds and repository.",
          APP, arg("--confirm", metavar="APP", required=True, help="the app's name again"),
          access=APP_TEAM, example="apps:destroy myapp --confirm myapp")
-async def apps_destroy(inv: Invocation) -> None:
+async def apps_destroy(inv: Invocation[Platform]) -> None:
     name = names.app_name(inv.args.app)
     if inv.args.confirm != name:
         raise CommandError(f"--confirm must repeat the app's name; run: apps:destroy {name} --confirm {name}")
     await inv.services.db.run(lambda session: access.app_for(session, inv.actor, name))
-    controller = inv.services.controller
-    lock = controller.lock(name, inv.actor)  # not while a push or release of the app runs
-    try:
-        await controller.destroyed(name)
-        await inv.services.db.run(lambda session: session.delete(access.find_app(session, name)))
-    finally:
-        controller.locks.release(lock)
+    await inv.services.controller.destroy(name, inv.actor, lambda session: session.delete(access.find_app(session, name)))
     await inv.print(f"App {name} destroyed.")

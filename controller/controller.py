@@ -1,30 +1,41 @@
 """The controller: every change to what runs becomes a release, rolled out the same way.
 
-Push, config change, scale, restart and rollback each build a new release from
-the current one, run the release phase when code or config changed, and ask
-the runtime to roll it out. A failed release is recorded as failed and the
-previous one keeps running.
+Push, config change, scale, limits, autoscale, restart and rollback each make a
+new release from the current one (`dataclasses.replace` of its fields), run the
+release phase when code or config changed, and ask the runtime to roll it out.
+The app's settings (config vars, formation, limits, autoscale) are stored with
+the release's success, in the same transaction; a failed release is recorded as
+failed and the previous one keeps running.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import time
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
 from sqlalchemy.orm import Session
 
 from builder.slugmeta import read_processes
 from controller import releases
+from controller.build_slots import BuildSlots
+from controller.deploy import PushDeploy, PushedCommit
+from controller.events import Event, EventBus, EventKind
 from controller.locks import DeployLock, DeployLocks
+from controller.observe import release_phase_running
 from controller.releases import ReleaseFields
-from controller.runtime.base import LineSink, ReleasePhaseFailed, RolloutFailed
+from controller.runtime.base import LineSink, ReleasePhaseFailed, RolloutFailed, Runtime
 from controller.spec import ReleaseSpec
+from core import layout
 from core import log as logging
-from core import metrics
+from core import metrics, repos
 from core.commands import Actor, CommandError
-from core.models import App, ConfigVar, Release
+from core.layout import BuildKeys
+from core.models import Release
+from core.services import Services
 from keys import access
 
 log = logging.get(__name__)
@@ -32,42 +43,58 @@ Change = Callable[[ReleaseFields], ReleaseFields]
 MAX_CONFIG_BYTES = 60 * 1024  # all of an app's config vars, as stored with each release
 
 
-async def _quiet(_line: str) -> None:
-    pass
-
-
 class Controller:
-    def __init__(self, services: Any):
+    def __init__(self, services: Services, runtime: Runtime | None):
         self.services = services
+        self._runtime = runtime
         self.locks = DeployLocks()
+        self.build_slots = BuildSlots(services.settings.max_concurrent_builds)
+        self.events = EventBus()  # release and build outcomes, crash loops: for metrics and notifications
 
     @property
-    def runtime(self) -> Any:
-        if self.services.runtime is None:
+    def runtime(self) -> Runtime:
+        """The one way to the runtime; without a running server there is none."""
+        if self._runtime is None:
             raise CommandError("this command needs the running server; start it with: teresa serve")
-        return self.services.runtime
+        return self._runtime
+
+    @property
+    def has_runtime(self) -> bool:
+        return self._runtime is not None
 
     def url(self, app: str) -> str:
         settings = self.services.settings
         port = settings.router_addr[1] if settings.runtime == "local" else 80
         return f"http://{app}.{settings.domain}" + ("" if port == 80 else f":{port}")
 
+    # --- locking ------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def deploy_lock(self, app: str, actor: Actor) -> AsyncIterator[DeployLock]:
+        """Held by every path that changes what runs; raises DeployInProgress naming the holder."""
+        lock = self.locks.acquire(app, actor.email)
+        try:
+            yield lock
+        finally:
+            self.locks.release(lock)
+
     # --- app lifecycle (called by the apps:* commands) --------------------------------------
 
     async def created(self, app: str) -> None:
-        if self.services.runtime is not None:  # otherwise the first deploy creates what the app needs
-            await self.runtime.create_app(app)
+        if self._runtime is not None:  # otherwise the first deploy creates what the app needs
+            await self._runtime.create_app(app)
 
-    async def destroyed(self, app: str) -> None:
-        from gitreceiver import repos
+    async def destroy(self, app: str, actor: Actor, remove_record: Callable[[Session], None]) -> None:
+        """Stop and forget the app: runtime objects, stored objects, repository, then its records."""
+        async with self.deploy_lock(app, actor):
+            if self._runtime is not None:
+                await self._runtime.destroy_app(app)
+            await asyncio.to_thread(self.services.storage.delete_prefix, layout.app_prefix(app))
+            await asyncio.to_thread(repos.remove, self.services.settings.data_dir, app)
+            await self.services.db.run(remove_record)
 
-        if self.services.runtime is not None:
-            await self.runtime.destroy_app(app)
-        await asyncio.to_thread(self.services.storage.delete_prefix, f"apps/{app}/")
-        await asyncio.to_thread(repos.remove, self.services.settings.data_dir, app)
-
-    async def info(self, app: str) -> dict[str, Any]:
-        def load(session: Session) -> dict[str, Any]:
+    async def info(self, app: str) -> dict[str, str]:
+        def load(session: Session) -> dict[str, str]:
             record = access.find_app(session, app)
             current = releases.current_release(session, record)
             return {"release": f"v{current.version}" if current else "none (push to deploy)",
@@ -80,216 +107,205 @@ class Controller:
     async def config_vars(self, app: str) -> dict[str, str]:
         return await self.services.db.run(lambda s: releases.config_of(s, access.find_app(s, app)))
 
-    # --- locking ------------------------------------------------------------------------------
+    # --- pushes -------------------------------------------------------------------------------
 
-    def lock(self, app: str, actor: Actor) -> DeployLock:
-        lock, acquired = self.locks.acquire(app, actor.email)
-        if not acquired:
-            raise CommandError(f"{lock.describe()}; wait for it to finish, then try again.")
-        return lock
+    async def deploy_push(self, app: str, actor: Actor, pushed: PushedCommit, out: LineSink) -> str | None:
+        """Build and release a pushed commit (the caller holds the deploy lock).
+
+        Returns None on success, else the short reason git shows beside the rejected ref.
+        """
+        assert self.locks.holds(app), "deploy_push needs the app's deploy lock"
+        return await PushDeploy(self.services, self, app, actor, pushed, out).run()
+
+    async def release_build(self, app: str, keys: BuildKeys, teresa_yaml_text: str, actor: Actor,
+                            out: LineSink, *, phases: dict[str, float] | None = None) -> int:
+        """Release a fresh build (the caller holds the app's deploy lock)."""
+        processes = await asyncio.to_thread(read_processes, self.services.storage, keys.slug)
+
+        def change(base: ReleaseFields) -> ReleaseFields:
+            return dataclasses.replace(base, build_id=keys.build_id, slug_key=keys.slug, processes=processes,
+                                       teresa_yaml=teresa_yaml_text)
+
+        return await self.release(app, change, "push", actor, out, release_phase=True, phases=phases)
 
     # --- releases -------------------------------------------------------------------------------
 
-    async def release_build(self, app: str, build_id: str, slug_key: str, teresa_yaml_text: str, actor: Actor,
-                            out: LineSink) -> int:
-        """Release a fresh build (the caller holds the app's deploy lock)."""
-        processes = await asyncio.to_thread(read_processes, self.services.storage, slug_key)
+    async def release(self, app: str, change: Change, reason: str, actor: Actor, out: LineSink, *,
+                      release_phase: bool, restart: bool = False, phases: dict[str, float] | None = None) -> int:
+        """Make, run and record a new release (the caller holds the lock); returns its version.
 
-        def change(base: ReleaseFields) -> ReleaseFields:
-            return ReleaseFields(build_id, slug_key, processes, base.config, base.formation, teresa_yaml_text)
-
-        return await self.release(app, change, "push", actor, out, release_phase=True)
-
-    async def release(self, app: str, change: Change, reason: str, actor: Actor, out: LineSink,
-                      release_phase: bool) -> int:
-        """Make, run and record a new release; returns its version. Raises the runtime's failures."""
+        `phases` gets the seconds the release phase and the rollout took."""
+        phases = {} if phases is None else phases
         runtime = self.runtime  # without a running server, fail before recording anything
         started = time.monotonic()
-        spec, previous = await self.services.db.run(lambda s: self._new_release(s, app, change, reason, actor))
+        spec, previous, fields = await self.services.db.run(
+            lambda s: self._new_release(s, app, change, reason, actor))
         try:
             if release_phase and "release" in spec.processes:
-                await runtime.release_phase(spec, out)
+                with release_phase_running(app):
+                    await runtime.release_phase(spec, out)
             rollout_started = time.monotonic()
-            await runtime.deploy(spec, previous, out)
-            metrics.rollout_duration_seconds.observe(time.monotonic() - rollout_started)
+            phases["release"] = rollout_started - started
+            await runtime.deploy(spec, previous, out, restart=restart)
+            phases["rollout"] = time.monotonic() - rollout_started
+            metrics.rollout_duration_seconds.observe(phases["rollout"])
         except (ReleasePhaseFailed, RolloutFailed) as exc:
-            metrics.releases_total.labels(outcome="failed").inc()
-            await self.services.db.run(lambda s: self._finish(s, app, spec.version, "failed", str(exc)))
+            metrics.releases_total.labels(app=app, outcome="failed").inc()
+            if isinstance(exc, RolloutFailed):
+                metrics.rollouts_undone_total.labels(app=app).inc()
+            error = str(exc)
+            await self.services.db.run(lambda s: self._finish(s, app, spec.version, None, error))
+            self.events.emit(Event(app, EventKind.RELEASE_FAILED, error, who=actor.email, release=spec.version))
             raise
         except BaseException:
-            metrics.releases_total.labels(outcome="interrupted").inc()
+            metrics.releases_total.labels(app=app, outcome="interrupted").inc()
             await asyncio.shield(self.services.db.run(
-                lambda s: self._finish(s, app, spec.version, "failed", "interrupted")))
+                lambda s: self._finish(s, app, spec.version, None, "interrupted")))
             raise
-        metrics.releases_total.labels(outcome="succeeded").inc()
-        await self.services.db.run(lambda s: self._finish(s, app, spec.version, "succeeded", ""))
+        metrics.releases_total.labels(app=app, outcome="succeeded").inc()
+        await self.services.db.run(lambda s: self._finish(s, app, spec.version, fields, ""))
+        self.events.emit(Event(app, EventKind.DEPLOY, reason, who=actor.email, release=spec.version))
         log.info("released", app=app, release=spec.label, reason=reason, seconds=round(time.monotonic() - started, 2))
         await out(f"-----> Released {spec.label}: {self.url(app)}")
         return spec.version
 
     def _new_release(self, session: Session, app_name: str, change: Change, reason: str,
-                     actor: Actor) -> tuple[ReleaseSpec, ReleaseSpec | None]:
+                     actor: Actor) -> tuple[ReleaseSpec, ReleaseSpec | None, ReleaseFields]:
         app = access.find_app(session, app_name)
-        current = releases.current_release(session, app)
-        domains = releases.domains_of(session, app)
-        if current is None:
-            base = ReleaseFields("", "", {}, releases.config_of(session, app), json.loads(app.formation), "")
-        else:
-            base = releases.fields_of(current)
-        fields = change(ReleaseFields(base.build_id, base.slug_key, base.processes, base.config,
-                                      json.loads(app.formation), base.teresa_yaml))
+        base = releases.current_fields(session, app)
+        fields = change(base)
         if not fields.slug_key:
             raise CommandError(f"{app_name} has no build yet; push to deploy it first.")
         version = releases.next_version(session, app)
         session.add(Release(
             app_id=app.id, version=version, build_id=fields.build_id, slug_key=fields.slug_key,
-            processes=json.dumps(fields.processes), config=json.dumps(fields.config),
-            formation=json.dumps(fields.formation), teresa_yaml=fields.teresa_yaml, reason=reason,
-            user=actor.email, status="deploying", error="",
+            processes=fields.processes, config=fields.config, formation=fields.formation,
+            teresa_yaml=fields.teresa_yaml, reason=reason, user=actor.email, status="deploying", error="",
         ))
-        previous = releases.record_spec(app, current, domains) if current else None
-        return releases.to_spec(app, version, fields, reason, domains), previous
+        domains = releases.domains_of(session, app)
+        previous = releases.to_spec(app, app.current_release, base, "", domains) if app.current_release else None
+        return releases.to_spec(app, version, fields, reason, domains), previous, fields
 
-    def _finish(self, session: Session, app_name: str, version: int, status: str, error: str) -> None:
+    def _finish(self, session: Session, app_name: str, version: int, fields: ReleaseFields | None,
+                error: str) -> None:
+        """Record the outcome; with `fields` (success) the release becomes current with its settings."""
         app = access.find_app(session, app_name)
         release = releases.release_by_version(session, app, version)
-        release.status, release.error = status, error[:2000]
-        if status == "succeeded":
+        assert release is not None
+        release.status, release.error = ("succeeded", "") if fields else ("failed", error[:2000])
+        if fields is not None:
             app.current_release = version
+            releases.store_settings(session, app, fields)
 
     async def current_spec(self, app: str) -> ReleaseSpec | None:
         def load(session: Session) -> ReleaseSpec | None:
             record = access.find_app(session, app)
             current = releases.current_release(session, record)
-            return releases.record_spec(record, current, releases.domains_of(session, record)) if current else None
+            return releases.record_spec(session, record, current) if current else None
 
         return await self.services.db.run(load)
 
-    async def locked_release(self, app: str, change: Change, reason: str, actor: Actor, out: LineSink,
-                             release_phase: bool) -> int:
-        lock = self.lock(app, actor)
-        try:
-            return await self.release(app, change, reason, actor, out, release_phase)
-        finally:
-            self.locks.release(lock)
+    async def update(self, app: str, change: Change, reason: str, actor: Actor, out: LineSink, *,
+                     release_phase: bool, restart: bool = False) -> int | None:
+        """Change the app's settings: a new release when it runs, else stored for its first push."""
+        async with self.deploy_lock(app, actor):
+            if await self.services.db.run(lambda s: access.find_app(s, app).current_release is None):
+                await self.services.db.run(lambda s: self._store_unreleased(s, app, change))
+                return None
+            return await self.release(app, change, reason, actor, out, release_phase=release_phase,
+                                      restart=restart)
+
+    def _store_unreleased(self, session: Session, app_name: str, change: Change) -> None:
+        app = access.find_app(session, app_name)
+        releases.store_settings(session, app, change(releases.current_fields(session, app)))
 
     # --- config ---------------------------------------------------------------------------------
 
     async def set_config(self, app: str, updates: dict[str, str], removals: list[str], actor: Actor,
                          out: LineSink) -> int | None:
         """Release the new config vars if the app has a build; they are stored once that succeeded."""
-        lock = self.lock(app, actor)
-        try:
-            config, has_build = await self.services.db.run(lambda s: self._new_config(s, app, updates, removals))
-            version = None
-            if has_build:
-                def change(base: ReleaseFields) -> ReleaseFields:
-                    return ReleaseFields(base.build_id, base.slug_key, base.processes, config, base.formation,
-                                         base.teresa_yaml)
-
-                reason = "config: " + " ".join([f"set {', '.join(sorted(updates))}"] * bool(updates) +
-                                               [f"unset {', '.join(sorted(removals))}"] * bool(removals))
-                version = await self.release(app, change, reason, actor, out, release_phase=True)
-            await self.services.db.run(lambda s: self._save_config(s, app, config))
-            return version
-        finally:
-            self.locks.release(lock)
-
-    def _new_config(self, session: Session, app_name: str, updates: dict[str, str],
-                    removals: list[str]) -> tuple[dict[str, str], bool]:
-        app = access.find_app(session, app_name)
-        config = releases.config_of(session, app)
-        missing = [name for name in removals if name not in config]
+        current = await self.config_vars(app)
+        missing = [name for name in removals if name not in current]
         if missing:
-            raise CommandError(f"{app_name} has no config var {missing[0]}; run: config {app_name}")
-        config = {k: v for k, v in config.items() if k not in removals} | updates
-        if len(json.dumps(config)) > MAX_CONFIG_BYTES:
-            raise CommandError(f"{app_name}'s config vars would take more than {MAX_CONFIG_BYTES} bytes in all; "
-                               "keep large data out of config vars.")
-        return config, app.current_release is not None
+            raise CommandError(f"{app} has no config var {missing[0]}; run: config {app}")
 
-    def _save_config(self, session: Session, app_name: str, config: dict[str, str]) -> None:
-        app = access.find_app(session, app_name)
-        existing = {v.name: v for v in session.query(ConfigVar).filter(ConfigVar.app_id == app.id)}
-        for name, var in existing.items():
-            if name not in config:
-                session.delete(var)
-            else:
-                var.value = config[name]
-        session.add_all(ConfigVar(app_id=app.id, name=k, value=v) for k, v in config.items() if k not in existing)
+        def change(base: ReleaseFields) -> ReleaseFields:
+            config = {k: v for k, v in base.config.items() if k not in removals} | updates
+            if len(json.dumps(config)) > MAX_CONFIG_BYTES:
+                raise CommandError(f"{app}'s config vars would take more than {MAX_CONFIG_BYTES} bytes in all; "
+                                   "keep large data out of config vars.")
+            return dataclasses.replace(base, config=config)
 
-    # --- scale, restart, rollback -----------------------------------------------------------------
+        reason = "config: " + " ".join([f"set {', '.join(sorted(updates))}"] * bool(updates) +
+                                       [f"unset {', '.join(sorted(removals))}"] * bool(removals))
+        return await self.update(app, change, reason, actor, out, release_phase=True)
 
-    async def scale(self, app: str, counts: dict[str, int], actor: Actor, out: LineSink) -> int:
+    # --- scale, limits, autoscale, restart, rollback -----------------------------------------------
+
+    async def _require_types(self, app: str, types: list[str]) -> ReleaseSpec:
         current = await self.current_spec(app)
         if current is None:
             raise CommandError(f"{app} has no release yet; push to deploy it first.")
-        unknown = sorted(set(counts) - set(current.long_running_types))
+        unknown = sorted(set(types) - set(current.long_running_types))
         if unknown:
             known = ", ".join(current.long_running_types) or "none"
             raise CommandError(f"{app} has no process type '{unknown[0]}'; its types are: {known}.")
+        return current
 
-        def change(base: ReleaseFields) -> ReleaseFields:
-            formation = base.formation | counts
-            return ReleaseFields(base.build_id, base.slug_key, base.processes, base.config, formation,
-                                 base.teresa_yaml)
-
+    async def scale(self, app: str, counts: dict[str, int], actor: Actor, out: LineSink) -> int:
+        await self._require_types(app, list(counts))
         reason = "scale " + " ".join(f"{t}={n}" for t, n in sorted(counts.items()))
-        lock = self.lock(app, actor)
-        try:
-            version = await self.release(app, change, reason, actor, out, release_phase=False)
-            await self.services.db.run(lambda s: self._store_formation(s, app, counts))
-            return version
-        finally:
-            self.locks.release(lock)
-
-    def _store_formation(self, session: Session, app_name: str, counts: dict[str, int]) -> None:
-        app = access.find_app(session, app_name)
-        app.formation = json.dumps(json.loads(app.formation) | counts, sort_keys=True)
-
-    async def restart(self, app: str, process_type: str | None, actor: Actor, out: LineSink) -> int:
-        current = await self.current_spec(app)
-        if current is None:
-            raise CommandError(f"{app} has no release yet; push to deploy it first.")
-        if process_type and process_type not in current.long_running_types:
-            known = ", ".join(current.long_running_types) or "none"
-            raise CommandError(f"{app} has no process type '{process_type}'; its types are: {known}.")
-        reason = f"restart {process_type}" if process_type else "restart"  # the runtime restarts all on "restart"
-        version = await self.locked_release(app, lambda base: base, reason, actor, out, release_phase=False)
-        if process_type:
-            await self.runtime.restart(app, process_type)
+        version = await self.update(app, lambda base: dataclasses.replace(base, formation=base.formation | counts),
+                                    reason, actor, out, release_phase=False)
+        assert version is not None
         return version
 
-    async def rollback(self, app: str, version: int | None, actor: Actor, out: LineSink) -> int:
-        def target(session: Session) -> Release:
-            record = access.find_app(session, app)
-            if record.current_release is None:
-                raise CommandError(f"{app} has no release yet; push to deploy it first.")
-            wanted = version
-            if wanted is None:
-                earlier = [r for r in session.query(Release).filter(
-                    Release.app_id == record.id, Release.status == "succeeded",
-                    Release.version < record.current_release).order_by(Release.version.desc()).limit(1)]
-                if not earlier:
-                    raise CommandError(f"{app} has no earlier release to roll back to.")
-                return earlier[0]
-            found = releases.release_by_version(session, record, wanted)
-            if found is None or found.status != "succeeded":
-                raise CommandError(f"{app} has no successful release v{wanted}; run: releases {app}")
-            return found
+    async def set_limits(self, app: str, kind: str, limits: dict[str, str], actor: Actor,
+                         out: LineSink) -> int | None:
+        def change(base: ReleaseFields) -> ReleaseFields:
+            return dataclasses.replace(base, limits=base.limits | {kind: base.limits.get(kind, {}) | limits})
 
-        old = await self.services.db.run(target)
-        old_fields = releases.fields_of(old)
+        return await self.update(app, change, f"limits {'all' if kind == '*' else kind}", actor, out,
+                                 release_phase=False)
+
+    async def set_autoscale(self, app: str, autoscale: dict[str, Any] | None, reason: str, actor: Actor,
+                            out: LineSink) -> int | None:
+        return await self.update(app, lambda base: dataclasses.replace(base, autoscale=autoscale), reason, actor,
+                                 out, release_phase=False)
+
+    async def restart(self, app: str, process_type: str | None, actor: Actor, out: LineSink) -> int:
+        await self._require_types(app, [process_type] if process_type else [])
+        async with self.deploy_lock(app, actor):
+            reason = f"restart {process_type}" if process_type else "restart"
+            version = await self.release(app, lambda base: base, reason, actor, out, release_phase=False,
+                                         restart=process_type is None)
+            if process_type:
+                await self.runtime.restart(app, process_type)
+            return version
+
+    async def rollback(self, app: str, version: int | None, actor: Actor, out: LineSink) -> int:
+        target, old = await self.services.db.run(lambda s: self._rollback_target(s, app, version))
 
         def change(base: ReleaseFields) -> ReleaseFields:
-            return ReleaseFields(old_fields.build_id, old_fields.slug_key, old_fields.processes, old_fields.config,
-                                 base.formation, old_fields.teresa_yaml)
+            return dataclasses.replace(base, build_id=old.build_id, slug_key=old.slug_key, processes=old.processes,
+                                       config=old.config, teresa_yaml=old.teresa_yaml)
 
-        lock = self.lock(app, actor)
-        try:
-            new_version = await self.release(app, change, f"rollback to v{old.version}", actor, out,
-                                             release_phase=True)
-            await self.services.db.run(lambda s: self._save_config(s, app, old_fields.config))
-            return new_version
-        finally:
-            self.locks.release(lock)
+        async with self.deploy_lock(app, actor):
+            return await self.release(app, change, f"rollback to v{target}", actor, out, release_phase=True)
+
+    def _rollback_target(self, session: Session, app: str, version: int | None) -> tuple[int, ReleaseFields]:
+        record = access.find_app(session, app)
+        if record.current_release is None:
+            raise CommandError(f"{app} has no release yet; push to deploy it first.")
+        if version is None:
+            earlier = session.query(Release).filter(
+                Release.app_id == record.id, Release.status == "succeeded",
+                Release.version < record.current_release).order_by(Release.version.desc()).first()
+            if earlier is None:
+                raise CommandError(f"{app} has no earlier release to roll back to.")
+            return earlier.version, releases.fields_of(earlier)
+        found = releases.release_by_version(session, record, version)
+        if found is None or found.status != "succeeded":
+            raise CommandError(f"{app} has no successful release v{version}; run: releases {app}")
+        return found.version, releases.fields_of(found)
+

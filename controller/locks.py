@@ -1,9 +1,15 @@
-"""One deploy at a time per app: who holds each app's deploy, and since when."""
+"""One deploy at a time per app: who holds each app's deploy, and since when.
+
+Every path that changes what runs (push, config, scale, restart, rollback,
+destroy) goes through `Controller.deploy_lock`, which uses these.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
+from core.commands import CommandError
 
 
 @dataclass(frozen=True)
@@ -16,21 +22,32 @@ class DeployLock:
         return f"{self.user} started a deploy of {self.app} at {self.since:%Y-%m-%d %H:%M:%S} UTC"
 
 
+class DeployInProgress(CommandError):
+    """Another deploy of the app holds its lock."""
+
+    def __init__(self, holder: DeployLock):
+        super().__init__(f"{holder.describe()}; wait for it to finish, then try again.")
+        self.holder = holder
+
+
 class DeployLocks:
     """Only touched from the event loop thread, so no further locking is needed."""
 
     def __init__(self) -> None:
         self.held: dict[str, DeployLock] = {}
 
-    def acquire(self, app: str, user: str) -> tuple[DeployLock, bool]:
-        """Return (the lock, whether we got it); when refused, the lock is the holder's."""
+    def acquire(self, app: str, user: str) -> DeployLock:
+        """The new lock; raises DeployInProgress naming the holder when the app's lock is taken."""
         holder = self.held.get(app)
         if holder is not None:
-            return holder, False
+            raise DeployInProgress(holder)
         lock = DeployLock(app, user, datetime.now(timezone.utc))
         self.held[app] = lock
-        return lock, True
+        return lock
 
     def release(self, lock: DeployLock) -> None:
         if self.held.get(lock.app) is lock:
             del self.held[lock.app]
+
+    def holds(self, app: str) -> bool:
+        return app in self.held

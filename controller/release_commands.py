@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import re
+from typing import TypedDict
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from controller import releases
-from controller.runtime.base import RuntimeError_
+from controller.platform import Platform
 from core import names
-from core.commands import APP, APP_TEAM, CommandError, Invocation, arg, command
+from core.commands import APP, APP_TEAM, CommandError, Invocation, arg, command, shown
 from core.models import Domain, Release
 from keys import access
 
@@ -22,13 +23,25 @@ MASK = "********"
 NUMBER = re.compile(r"^[0-9]{1,9}$")
 
 
-async def _check_app(inv: Invocation) -> str:
-    name = inv.args.app
+class _ReleaseRow(TypedDict):
+    """One release of `releases --json`."""
+    version: str
+    running: bool
+    status: str
+    reason: str
+    user: str
+    build: str
+    created_at: str
+    error: str
+
+
+async def _check_app(inv: Invocation[Platform]) -> str:
+    name: str = inv.args.app
     await inv.services.db.run(lambda s: access.app_for(s, inv.actor, name))
     return name
 
 
-async def _released(inv: Invocation, version: int | None) -> None:
+async def _released(inv: Invocation[Platform], version: int | None) -> None:
     if version is None:
         await inv.print("Saved; it takes effect with the first push.")
 
@@ -39,7 +52,7 @@ async def _released(inv: Invocation, version: int | None) -> None:
 @command("config", "Show an app's config vars (values masked unless --reveal).", APP,
          arg("--reveal", action="store_true", help="show the values"), json=True, access=APP_TEAM,
          example="config myapp --reveal")
-async def config_show(inv: Invocation) -> None:
+async def config_show(inv: Invocation[Platform]) -> None:
     app = await _check_app(inv)
     config = await inv.services.controller.config_vars(app)
     shown = {k: (v if inv.args.reveal else MASK) for k, v in sorted(config.items())}
@@ -52,7 +65,7 @@ def _assignments(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep:
-            raise CommandError(f"'{names.shown(pair)}' is not NAME=value; write it like DEBUG=1.")
+            raise CommandError(f"'{shown(pair)}' is not NAME=value; write it like DEBUG=1.")
         names.config_name(name)
         if len(value.encode()) > MAX_CONFIG_VALUE:
             raise CommandError(f"the value of {name} is larger than {MAX_CONFIG_VALUE} bytes; store big data elsewhere.")
@@ -63,7 +76,7 @@ def _assignments(pairs: list[str]) -> dict[str, str]:
 @command("config:set", "Set config vars and release them.", APP,
          arg("pairs", nargs="+", metavar="NAME=VALUE", help="the vars to set"), access=APP_TEAM,
          example="config:set myapp DEBUG=0 'GREETING=hello world'")
-async def config_set(inv: Invocation) -> None:
+async def config_set(inv: Invocation[Platform]) -> None:
     app = await _check_app(inv)
     updates = _assignments(inv.args.pairs)
     version = await inv.services.controller.set_config(app, updates, [], inv.actor, inv.print)
@@ -74,7 +87,7 @@ async def config_set(inv: Invocation) -> None:
 @command("config:unset", "Remove config vars and release the change.", APP,
          arg("names", nargs="+", metavar="NAME", help="the vars to remove"), access=APP_TEAM,
          example="config:unset myapp DEBUG")
-async def config_unset(inv: Invocation) -> None:
+async def config_unset(inv: Invocation[Platform]) -> None:
     app = await _check_app(inv)
     removals = [names.config_name(n) for n in inv.args.names]
     version = await inv.services.controller.set_config(app, {}, removals, inv.actor, inv.print)
@@ -95,7 +108,7 @@ def _uptime(seconds: float | None) -> str:
 
 @command("ps", "List an app's processes: type, replica, state, restarts, uptime.", APP, json=True,
          access=APP_TEAM, example="ps myapp")
-async def ps(inv: Invocation) -> None:
+async def ps(inv: Invocation[Platform]) -> None:
     app = await _check_app(inv)
     processes = await inv.services.controller.runtime.ps(app)
     await inv.print_listing([p.__dict__ for p in processes], f"{app} runs no processes.",
@@ -109,7 +122,7 @@ def _formation(pairs: list[str]) -> dict[str, int]:
         kind, sep, number = pair.partition("=")
         names.process_type(kind)
         if not sep or not NUMBER.match(number) or int(number) > MAX_REPLICAS:
-            raise CommandError(f"'{names.shown(pair)}' is not TYPE=N with N from 0 to {MAX_REPLICAS}; "
+            raise CommandError(f"'{shown(pair)}' is not TYPE=N with N from 0 to {MAX_REPLICAS}; "
                                "write it like web=2.")
         counts[kind] = int(number)
     return counts
@@ -118,7 +131,7 @@ def _formation(pairs: list[str]) -> dict[str, int]:
 @command("ps:scale", "Set how many processes of each type run.", APP,
          arg("pairs", nargs="+", metavar="TYPE=N", help="process counts"), access=APP_TEAM,
          example="ps:scale myapp web=3 worker=1")
-async def ps_scale(inv: Invocation) -> None:
+async def ps_scale(inv: Invocation[Platform]) -> None:
     app = await _check_app(inv)
     await inv.services.controller.scale(app, _formation(inv.args.pairs), inv.actor, inv.print)
 
@@ -126,13 +139,10 @@ async def ps_scale(inv: Invocation) -> None:
 @command("ps:restart", "Restart an app's processes (all, or one type), rolling.", APP,
          arg("type", nargs="?", metavar="TYPE", help="only this process type"), access=APP_TEAM,
          example="ps:restart myapp web")
-async def ps_restart(inv: Invocation) -> None:
+async def ps_restart(inv: Invocation[Platform]) -> None:
     app = await _check_app(inv)
     kind = names.process_type(inv.args.type) if inv.args.type else None
-    try:
-        await inv.services.controller.restart(app, kind, inv.actor, inv.print)
-    except RuntimeError_ as exc:
-        raise CommandError(str(exc)) from None
+    await inv.services.controller.restart(app, kind, inv.actor, inv.print)
 
 
 @command("logs", "Show an app's process output; -f follows it.", APP,
@@ -140,7 +150,7 @@ async def ps_restart(inv: Invocation) -> None:
          arg("-f", "--follow", action="store_true", help="keep printing new lines until you disconnect"),
          arg("-p", "--process", metavar="TYPE", help="only this process type"), access=APP_TEAM,
          example="logs myapp -n 50 -f -p web")
-async def logs(inv: Invocation) -> None:
+async def logs(inv: Invocation[Platform]) -> None:
     app = await _check_app(inv)
     if not 0 <= inv.args.lines <= 10000:
         raise CommandError("-n must be from 0 to 10000.")
@@ -149,10 +159,12 @@ async def logs(inv: Invocation) -> None:
         await inv.print(line)
 
 
-@command("run", "Run a one-off command with the app's slug and config; exits with its status.", APP,
+# Over SSH, stdin is forwarded as it comes; the local command line sends none (see server/control.py).
+@command("run", "Run a one-off command with the app's slug and config, in a fresh copy of the release; exits with "
+         "its status. Over SSH its stdin is forwarded, and `ssh -t` gives it a terminal (shells, consoles).", APP,
          arg("argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to run"),
          access=APP_TEAM, example="run myapp -- python manage.py migrate")
-async def run(inv: Invocation) -> int:
+async def run(inv: Invocation[Platform]) -> int:
     app = await _check_app(inv)
     argv = inv.args.argv[1:] if inv.args.argv[:1] == ["--"] else inv.args.argv
     if not argv:
@@ -160,7 +172,7 @@ async def run(inv: Invocation) -> int:
     release = await inv.services.controller.current_spec(app)
     if release is None:
         raise CommandError(f"{app} has no release yet; push to deploy it first.")
-    return await inv.services.controller.runtime.run(release, argv, inv.print)
+    return await inv.services.controller.runtime.run(release, argv, inv.stdin, inv.out)
 
 
 # --- releases --------------------------------------------------------------------------------
@@ -168,8 +180,8 @@ async def run(inv: Invocation) -> int:
 
 @command("releases", "List an app's releases, newest first; * marks the running one.", APP, json=True,
          access=APP_TEAM, example="releases myapp")
-async def releases_list(inv: Invocation) -> None:
-    def load(session: Session) -> list[dict]:
+async def releases_list(inv: Invocation[Platform]) -> None:
+    def load(session: Session) -> list[_ReleaseRow]:
         app = access.app_for(session, inv.actor, inv.args.app)
         rows = session.scalars(select(Release).where(Release.app_id == app.id).order_by(Release.version.desc()))
         return [{"version": f"v{r.version}", "running": r.version == app.current_release, "status": r.status,
@@ -186,14 +198,14 @@ async def releases_list(inv: Invocation) -> None:
 def _version(value: str) -> int:
     digits = value.removeprefix("v")
     if not NUMBER.match(digits):
-        raise CommandError(f"'{names.shown(value)}' is not a release; give one like v3.")
+        raise CommandError(f"'{shown(value)}' is not a release; give one like v3.")
     return int(digits)
 
 
 @command("releases:rollback", "Release an earlier release's build and config again (default: the previous).", APP,
          arg("version", nargs="?", metavar="vN", help="the release to go back to"), access=APP_TEAM,
          example="releases:rollback myapp v3")
-async def releases_rollback(inv: Invocation) -> None:
+async def releases_rollback(inv: Invocation[Platform]) -> None:
     app = await _check_app(inv)
     version = _version(inv.args.version) if inv.args.version else None
     await inv.services.controller.rollback(app, version, inv.actor, inv.print)
@@ -203,7 +215,7 @@ async def releases_rollback(inv: Invocation) -> None:
 
 
 @command("domains", "List an app's domains.", APP, json=True, access=APP_TEAM, example="domains myapp")
-async def domains_list(inv: Invocation) -> None:
+async def domains_list(inv: Invocation[Platform]) -> None:
     def load(session: Session) -> list[str]:
         return list(releases.domains_of(session, access.app_for(session, inv.actor, inv.args.app)))
 
@@ -217,15 +229,15 @@ async def domains_list(inv: Invocation) -> None:
         await inv.print(host)
 
 
-async def _apply_domains(inv: Invocation, app: str) -> None:
+async def _apply_domains(inv: Invocation[Platform], app: str) -> None:
     hosts = await inv.services.db.run(lambda s: list(releases.domains_of(s, access.find_app(s, app))))
-    if inv.services.runtime is not None:  # otherwise the next release carries them
-        await inv.services.runtime.set_domains(app, hosts)
+    if inv.services.controller.has_runtime:  # otherwise the next release carries them
+        await inv.services.controller.runtime.set_domains(app, hosts)
 
 
 @command("domains:add", "Route a custom host name to an app.", APP, arg("host", metavar="HOST", help="the host name"),
          access=APP_TEAM, example="domains:add myapp www.example.com")
-async def domains_add(inv: Invocation) -> None:
+async def domains_add(inv: Invocation[Platform]) -> None:
     host = names.hostname(inv.args.host)
     base = inv.services.settings.domain
     if host == base or host.endswith("." + base):
@@ -251,7 +263,7 @@ async def domains_add(inv: Invocation) -> None:
 @command("domains:remove", "Stop routing a custom host name to an app.", APP,
          arg("host", metavar="HOST", help="the host name"), access=APP_TEAM,
          example="domains:remove myapp www.example.com")
-async def domains_remove(inv: Invocation) -> None:
+async def domains_remove(inv: Invocation[Platform]) -> None:
     host = names.hostname(inv.args.host)
 
     def remove(session: Session) -> str:

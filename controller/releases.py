@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -12,22 +13,42 @@ from controller import teresa_yaml
 from controller.spec import Autoscale, ReleaseSpec
 from core.models import App, ConfigVar, Domain, Release
 
+Limits = dict[str, dict[str, str]]  # process type (or "*" for all) -> {"cpu": .., "memory": ..}
+
 
 @dataclass(frozen=True)
 class ReleaseFields:
-    """What a new release is made of; every release-making action changes some of these."""
+    """What a release is made of. Every release-making action is a `dataclasses.replace` of the current one.
 
-    build_id: str
-    slug_key: str
-    processes: dict[str, str]
-    config: dict[str, str]
-    formation: dict[str, int]
-    teresa_yaml: str
+    The build, processes, config and teresa.yaml are the release's own; formation, limits and
+    autoscale are the app's settings as of this release, stored on the app once it succeeds.
+    """
+
+    build_id: str = ""
+    slug_key: str = ""
+    processes: dict[str, str] = field(default_factory=dict)
+    config: dict[str, str] = field(default_factory=dict)
+    formation: dict[str, int] = field(default_factory=dict)
+    teresa_yaml: str = ""
+    limits: Limits = field(default_factory=dict)
+    autoscale: dict[str, Any] | None = None
+
+
+def current_fields(session: Session, app: App) -> ReleaseFields:
+    """The current release's fields with the app's present settings; an empty build if nothing was released."""
+    current = current_release(session, app)
+    settings = ReleaseFields(formation=dict(app.formation or {}), limits=dict(app.limits or {}), autoscale=app.autoscale)
+    if current is None:
+        return dataclasses.replace(settings, config=config_of(session, app))
+    return dataclasses.replace(settings, build_id=current.build_id, slug_key=current.slug_key,
+                               processes=dict(current.processes), config=dict(current.config),
+                               teresa_yaml=current.teresa_yaml)
 
 
 def fields_of(release: Release) -> ReleaseFields:
-    return ReleaseFields(release.build_id, release.slug_key, json.loads(release.processes),
-                         json.loads(release.config), json.loads(release.formation), release.teresa_yaml)
+    return ReleaseFields(build_id=release.build_id, slug_key=release.slug_key, processes=dict(release.processes),
+                         config=dict(release.config), formation=dict(release.formation),
+                         teresa_yaml=release.teresa_yaml)
 
 
 def current_release(session: Session, app: App) -> Release | None:
@@ -44,6 +65,22 @@ def config_of(session: Session, app: App) -> dict[str, str]:
     return {v.name: v.value for v in session.scalars(select(ConfigVar).where(ConfigVar.app_id == app.id))}
 
 
+def store_config(session: Session, app: App, config: dict[str, str]) -> None:
+    existing = {v.name: v for v in session.scalars(select(ConfigVar).where(ConfigVar.app_id == app.id))}
+    for name, var in existing.items():
+        if name not in config:
+            session.delete(var)
+        else:
+            var.value = config[name]
+    session.add_all(ConfigVar(app_id=app.id, name=k, value=v) for k, v in config.items() if k not in existing)
+
+
+def store_settings(session: Session, app: App, fields: ReleaseFields) -> None:
+    """The app's own settings become those of `fields`: config vars, formation, limits, autoscale."""
+    store_config(session, app, fields.config)
+    app.formation, app.limits, app.autoscale = dict(fields.formation), dict(fields.limits), fields.autoscale
+
+
 def domains_of(session: Session, app: App) -> tuple[str, ...]:
     return tuple(session.scalars(select(Domain.hostname).where(Domain.app_id == app.id).order_by(Domain.hostname)))
 
@@ -52,24 +89,22 @@ def next_version(session: Session, app: App) -> int:
     return (session.scalar(select(func.max(Release.version)).where(Release.app_id == app.id)) or 0) + 1
 
 
-def limits_of(app: App, processes: dict[str, str]) -> dict[str, dict[str, str]]:
+def limits_for(stored: Limits, processes: dict[str, str]) -> Limits:
     """Per-type limits; "*" (set without --type) applies to every type it does not name."""
-    stored: dict[str, dict[str, str]] = json.loads(app.limits or "{}")
     everyone = stored.get("*", {})
     return {t: {**everyone, **stored.get(t, {})} for t in processes if everyone or t in stored}
-
-
-def autoscale_of(app: App) -> Autoscale | None:
-    return Autoscale(**json.loads(app.autoscale)) if app.autoscale else None
 
 
 def to_spec(app: App, version: int, fields: ReleaseFields, reason: str, domains: tuple[str, ...]) -> ReleaseSpec:
     return ReleaseSpec(
         app=app.name, version=version, build_id=fields.build_id, slug_key=fields.slug_key, config=fields.config,
         processes=fields.processes, formation=fields.formation, spec=teresa_yaml.parse(fields.teresa_yaml or None),
-        reason=reason, domains=domains, limits=limits_of(app, fields.processes), autoscale=autoscale_of(app),
+        reason=reason, domains=domains, limits=limits_for(fields.limits, fields.processes),
+        autoscale=Autoscale(**fields.autoscale) if fields.autoscale else None,
     )
 
 
-def record_spec(app: App, release: Release, domains: tuple[str, ...]) -> ReleaseSpec:
-    return to_spec(app, release.version, fields_of(release), release.reason, domains)
+def record_spec(session: Session, app: App, release: Release) -> ReleaseSpec:
+    """The spec of a stored release, run with the app's present settings."""
+    fields = current_fields(session, app) if release.version == app.current_release else fields_of(release)
+    return to_spec(app, release.version, fields, release.reason, domains_of(session, app))

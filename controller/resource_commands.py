@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import re
 
-from sqlalchemy.orm import Session
 
+from controller.platform import Platform
 from controller.spec import Autoscale
 from core import names
-from core.commands import APP, APP_TEAM, CommandError, Invocation, arg, command
+from core.commands import APP, APP_TEAM, CommandError, Invocation, arg, command, shown
 from keys import access
 
 CPU = re.compile(r"^(\d+m|\d+(\.\d{1,3})?)$")
@@ -18,23 +18,19 @@ MEMORY = re.compile(r"^\d+(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 
 def _quantity(value: str | None, pattern: re.Pattern[str], flag: str, example: str) -> str | None:
     if value is not None and not pattern.match(value):
-        raise CommandError(f"{flag} {names.shown(value)} is not a Kubernetes quantity; write it like {example}.")
+        raise CommandError(f"{flag} {shown(value)} is not a Kubernetes quantity; write it like {example}.")
     return value
 
 
-async def _release_if_running(inv: Invocation, reason: str) -> None:
-    controller = inv.services.controller
-    if await controller.current_spec(inv.args.app) is None:
+async def _report(inv: Invocation[Platform], version: int | None) -> None:
+    if version is None:
         await inv.print("Saved; it takes effect with the first push.")
-        return
-    await controller.locked_release(inv.args.app, lambda base: base, reason, inv.actor, inv.print,
-                                    release_phase=False)
 
 
 @command("limits", "Show an app's CPU and memory limits per process type.", APP, json=True, access=APP_TEAM,
          example="limits myapp")
-async def limits_show(inv: Invocation) -> None:
-    stored = await inv.services.db.run(lambda s: json.loads(access.app_for(s, inv.actor, inv.args.app).limits))
+async def limits_show(inv: Invocation[Platform]) -> None:
+    stored = await inv.services.db.run(lambda s: dict(access.app_for(s, inv.actor, inv.args.app).limits or {}))
     await inv.print_listing(stored, f"{inv.args.app} uses the cluster's default limits.",
                             ["TYPE", "CPU", "MEMORY"],
                             [["all" if t == "*" else t, v.get("cpu", "-"), v.get("memory", "-")] for t, v in sorted(stored.items())])
@@ -44,21 +40,16 @@ async def limits_show(inv: Invocation) -> None:
          arg("--type", metavar="TYPE", help="only this process type (default: all)"),
          arg("--cpu", metavar="CPU", help="like 500m or 2"), arg("--memory", metavar="MEMORY", help="like 512Mi"),
          access=APP_TEAM, example="limits:set myapp --type web --cpu 500m --memory 512Mi")
-async def limits_set(inv: Invocation) -> None:
+async def limits_set(inv: Invocation[Platform]) -> None:
     cpu = _quantity(inv.args.cpu, CPU, "--cpu", "500m or 2")
     memory = _quantity(inv.args.memory, MEMORY, "--memory", "512Mi or 2Gi")
     if cpu is None and memory is None:
         raise CommandError("give --cpu, --memory or both, like: limits:set myapp --cpu 500m --memory 512Mi")
     kind = names.process_type(inv.args.type) if inv.args.type else "*"
 
-    def save(session: Session) -> None:
-        app = access.app_for(session, inv.actor, inv.args.app)
-        stored = json.loads(app.limits)
-        stored[kind] = {**stored.get(kind, {}), **({"cpu": cpu} if cpu else {}), **({"memory": memory} if memory else {})}
-        app.limits = json.dumps(stored, sort_keys=True)
-
-    await inv.services.db.run(save)
-    await _release_if_running(inv, f"limits {'all' if kind == '*' else kind}")
+    await inv.services.db.run(lambda s: access.app_for(s, inv.actor, inv.args.app))
+    limits = {**({"cpu": cpu} if cpu else {}), **({"memory": memory} if memory else {})}
+    await _report(inv, await inv.services.controller.set_limits(inv.args.app, kind, limits, inv.actor, inv.print))
 
 
 @command("autoscale:set", "Scale a process type on CPU use between --min and --max (Kubernetes); makes a release.",
@@ -67,33 +58,30 @@ async def limits_set(inv: Invocation) -> None:
          arg("--cpu", type=int, required=True, metavar="PERCENT", help="target CPU use, percent of the request"),
          arg("--type", default="web", metavar="TYPE", help="the process type (default web)"), access=APP_TEAM,
          example="autoscale:set myapp --min 2 --max 10 --cpu 70")
-async def autoscale_set(inv: Invocation) -> None:
+async def autoscale_set(inv: Invocation[Platform]) -> None:
     try:
         autoscale = Autoscale(inv.args.min, inv.args.max, inv.args.cpu, names.process_type(inv.args.type))
     except ValueError as exc:
         raise CommandError(str(exc)) from None
 
-    def save(session: Session) -> None:
-        access.app_for(session, inv.actor, inv.args.app).autoscale = json.dumps(autoscale.__dict__)
-
-    await inv.services.db.run(save)
-    await _release_if_running(inv, f"autoscale {autoscale.process_type} {autoscale.min_replicas}-"
-                                   f"{autoscale.max_replicas} at {autoscale.cpu_percent}% CPU")
+    await inv.services.db.run(lambda s: access.app_for(s, inv.actor, inv.args.app))
+    reason = (f"autoscale {autoscale.process_type} {autoscale.min_replicas}-{autoscale.max_replicas} "
+              f"at {autoscale.cpu_percent}% CPU")
+    await _report(inv, await inv.services.controller.set_autoscale(
+        inv.args.app, dataclasses.asdict(autoscale), reason, inv.actor, inv.print))
 
 
 @command("autoscale:unset", "Stop autoscaling; the formation's replica count applies again.", APP, access=APP_TEAM,
          example="autoscale:unset myapp")
-async def autoscale_unset(inv: Invocation) -> None:
-    def save(session: Session) -> None:
-        access.app_for(session, inv.actor, inv.args.app).autoscale = None
-
-    await inv.services.db.run(save)
-    await _release_if_running(inv, "autoscale off")
+async def autoscale_unset(inv: Invocation[Platform]) -> None:
+    await inv.services.db.run(lambda s: access.app_for(s, inv.actor, inv.args.app))
+    await _report(inv, await inv.services.controller.set_autoscale(inv.args.app, None, "autoscale off", inv.actor,
+                                                                   inv.print))
 
 
 @command("manifests", "Print every Kubernetes object Teresa applies for the app's current release (secrets masked).",
          APP, access=APP_TEAM, example="teresa manifests myapp")
-async def manifests(inv: Invocation) -> None:
+async def manifests(inv: Invocation[Platform]) -> None:
     from controller.runtime.kubernetes.manifests import ManifestError, render_release, to_yaml
 
     await inv.services.db.run(lambda s: access.app_for(s, inv.actor, inv.args.app))

@@ -60,7 +60,9 @@ class AppSpec:
 def _scaled(value: int | str, replicas: int, round_up: bool) -> int:
     if isinstance(value, int):
         return value
-    percent = int(PERCENT.match(value).group(1))  # validated at parse time
+    match = PERCENT.match(value)
+    assert match is not None, f"{value!r} was validated at parse time"
+    percent = int(match.group(1))
     scaled = percent * replicas / 100
     return int(-(-scaled // 1)) if round_up else int(scaled // 1)
 
@@ -75,6 +77,14 @@ PROBE_FIELDS = {
 }
 PROBE_MINIMUM = {"timeoutSeconds": 1, "initialDelaySeconds": 0, "periodSeconds": 1,
                  "failureThreshold": 1, "successThreshold": 1}
+
+
+def decode(raw: bytes | None) -> str:
+    """The text of a pushed teresa.yaml ("" when there is none)."""
+    try:
+        return raw.decode("utf-8") if raw else ""
+    except UnicodeDecodeError:
+        raise TeresaYamlError("teresa.yaml is not UTF-8 text; save it as UTF-8.") from None
 
 
 def parse(text: str | bytes | None) -> AppSpec:
@@ -175,11 +185,12 @@ def _drain_timeout(value: Any) -> int:
     return _integer(pre_stop["drainTimeoutSeconds"], "lifecycle.preStop.drainTimeoutSeconds", 0, 30)
 
 
-def _schedule(value: Any, where: str) -> str:
+def _schedule(value: object, where: str) -> str:
     fields = value.split() if isinstance(value, str) else []
     if not (5 <= len(fields) <= 6) or not all(CRON_FIELD.match(f) for f in fields):
         if not (isinstance(value, str) and value.strip().startswith("@") and len(fields) == 1):
             raise TeresaYamlError(f"{where} must be a cron schedule like \"*/5 * * * *\", not {value!r}.")
+    assert isinstance(value, str)  # anything else has no fields and was refused above
     return value.strip()
 
 

@@ -28,6 +28,7 @@ from typing import IO, Any, Awaitable, BinaryIO, Callable, Iterable, Iterator
 import sqlalchemy as sa
 import structlog
 
+from core import metrics
 from core.storage import Storage
 
 FORMAT = "teresa-backup"
@@ -146,7 +147,7 @@ def _encode(value: Any) -> Any:
     return value
 
 
-def _decoder(column: sa.Column) -> Callable[[Any], Any]:
+def _decoder(column: sa.Column[Any]) -> Callable[[Any], Any]:
     try:
         kind = column.type.python_type
     except NotImplementedError:
@@ -200,10 +201,10 @@ class _Section:
     table: sa.Table
     columns: list[str]
     decoders: list[Callable[[Any], Any]]
-    batch: list[dict]
+    batch: list[dict[str, object]]
     count: int = 0
 
-    def add(self, row: list) -> None:
+    def add(self, row: list[object]) -> None:
         values = zip(self.columns, self.decoders, row, strict=True)
         self.batch.append({name: None if value is None else decode(value) for name, decode, value in values})
 
@@ -233,10 +234,10 @@ def _load(conn: sa.Connection, metadata: sa.MetaData, lines: Iterable[str]) -> d
     return {section.table.name: section.count for section in sections}
 
 
-def _start(metadata: sa.MetaData, header: dict, done: list[str]) -> _Section:
+def _start(metadata: sa.MetaData, header: dict[str, Any], done: list[str]) -> _Section:
     order = [table.name for table in metadata.sorted_tables]
     name = header.get("table")
-    if name not in metadata.tables:
+    if not isinstance(name, str) or name not in metadata.tables:
         raise BackupError(f"The backup has a table {name!r} this Teresa does not know; restore it with the Teresa version that made it.")
     if any(order.index(seen) > order.index(name) for seen in done):
         raise BackupError(f"The backup lists table {name} out of dependency order; it was not written by Teresa's dump.")
@@ -300,7 +301,9 @@ def backup_to_storage(engine: sa.Engine, metadata: sa.MetaData, storage: Storage
         dump(engine, metadata, spool)
         spool.seek(0)
         storage.put_stream(key, spool)
-    return Backup(now.astimezone(dt.timezone.utc).replace(microsecond=0), key)
+    taken = Backup(now.astimezone(dt.timezone.utc).replace(microsecond=0), key)
+    metrics.backup_last_success.set(taken.taken_at.timestamp())
+    return taken
 
 
 def restore_from_storage(
@@ -346,16 +349,21 @@ async def run_periodic_backups(
 
     A failed backup is logged and tried again after `interval`; it never stops the loop.
     """
+    metrics.backup_interval.set(interval.total_seconds())
     while True:
         backups = await asyncio.to_thread(list_backups, storage)
+        if backups:  # a restarted server knows how old the newest backup is
+            metrics.backup_last_success.set(backups[-1].taken_at.timestamp())
         now = clock()
         due = backups[-1].taken_at + interval if backups else now
         if now >= due:
             try:
                 backup = await asyncio.to_thread(backup_to_storage, engine, metadata, storage, now)
                 gone = await asyncio.to_thread(prune_storage, storage, now)
+                metrics.backups_total.labels(outcome="succeeded").inc()
                 log.info("backup taken", backup=backup.name, pruned=len(gone))
             except Exception as exc:  # keep serving; the next attempt may succeed
+                metrics.backups_total.labels(outcome="failed").inc()
                 log.error("backup failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             due = now + interval
         await sleep(max((due - clock()).total_seconds(), 1.0))

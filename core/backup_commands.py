@@ -8,6 +8,7 @@ from typing import Any
 
 from core import backup
 from core.commands import LOCAL, CommandError, Invocation, arg, command
+from core.services import Services
 from core.models import Base
 from core.storage import Storage, storage_for
 
@@ -22,7 +23,7 @@ def _now() -> dt.datetime:
 
 @command("backup", "Write a consistent dump of Teresa's database to storage, under backups/.",
          local_only=True, access=LOCAL, example="teresa backup")
-async def backup_now(inv: Invocation) -> None:
+async def backup_now(inv: Invocation[Services]) -> None:
     taken = await asyncio.to_thread(backup.backup_to_storage, inv.services.db.engine, Base.metadata,
                                     _storage(inv.services), _now())
     await inv.print(f"Backup {taken.name} written; restore it with: teresa backup:restore {taken.name}")
@@ -30,7 +31,7 @@ async def backup_now(inv: Invocation) -> None:
 
 @command("backup:list", "List the backups in storage, oldest first.", local_only=True, access=LOCAL, json=True,
          example="teresa backup:list")
-async def backup_list(inv: Invocation) -> None:
+async def backup_list(inv: Invocation[Services]) -> None:
     found = await asyncio.to_thread(backup.list_backups, _storage(inv.services))
     rows = [{"name": b.name, "taken_at": b.taken_at.isoformat().replace("+00:00", "Z")} for b in found]
     await inv.print_listing(rows, "No backups yet; take one with: teresa backup",
@@ -41,7 +42,7 @@ async def backup_list(inv: Invocation) -> None:
          arg("name", metavar="NAME", help="the backup's name, as backup:list shows it"),
          arg("--force", action="store_true", help="delete what the database holds and replace it with the backup"),
          local_only=True, access=LOCAL, example="teresa backup:restore teresa-20261122T030000Z.json.gz")
-async def backup_restore(inv: Invocation) -> None:
+async def backup_restore(inv: Invocation[Services]) -> None:
     try:
         counts = await asyncio.to_thread(backup.restore_from_storage, inv.services.db.engine, Base.metadata,
                                          _storage(inv.services), inv.args.name, inv.args.force)

@@ -12,9 +12,11 @@ import json
 import shlex
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Generic, NoReturn, Protocol, TypeVar
 
 from core import log as logging
+from core.errors import UserError
+from core.services import Services
 
 log = logging.get(__name__)
 
@@ -28,10 +30,8 @@ TEAM = "members of the team, and admins"
 LOCAL = "the operator, locally on the server host"
 
 
-class CommandError(Exception):
-    """A user error: its message is one sentence saying what is wrong and what to do."""
-
-    exit_status = 1
+class CommandError(UserError):
+    """A wrong command line, an unknown app, a missing permission: one sentence saying what to do."""
 
 
 class PermissionDenied(CommandError):
@@ -57,17 +57,38 @@ class Output(Protocol):
     async def write(self, text: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class Terminal:
+    """The client's terminal, when it asked for one (`ssh -t`): its type ($TERM) and size."""
+
+    type: str
+    columns: int
+    rows: int
+
+
 class Input(Protocol):
+    @property
+    def terminal(self) -> Terminal | None:
+        """The client's terminal, or None when it has none (a pipe, a script, the control socket)."""
+
     async def read(self, limit: int) -> bytes:
         """Read stdin up to EOF; raise CommandError if more than `limit` bytes arrive."""
 
+    async def chunk(self) -> bytes | Terminal:
+        """The next piece of stdin as it arrives (b"" at its end), or the terminal's new size."""
+
+
+S = TypeVar("S", bound=Services)
+
 
 @dataclass
-class Invocation:
+class Invocation(Generic[S]):
+    """One run of a command. `S` is what the command needs: `Services`, or the controller's `Platform`."""
+
     command: "Command"
     args: argparse.Namespace
     actor: Actor
-    services: Any
+    services: S
     stdin: Input
     out: Output
     err: Output
@@ -95,7 +116,7 @@ class Invocation:
             await self.print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
-Handler = Callable[[Invocation], Awaitable[int | None]]
+Handler = Callable[[Invocation[Any]], Awaitable[int | None]]
 
 
 @dataclass(frozen=True)
@@ -136,10 +157,10 @@ class Command:
 class QuietParser(argparse.ArgumentParser):
     """argparse that raises CommandError instead of printing and exiting."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise CommandError(f"{self.prog}: {message}; usage: {' '.join(self.format_usage().split())[7:]}")
 
-    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         raise CommandError(message or f"{self.prog}: bad arguments")
 
 
@@ -198,7 +219,7 @@ def visible_commands(remote: bool) -> list[Command]:
     return sorted((c for c in TABLE.values() if not (remote and c.local_only)), key=lambda c: c.name)
 
 
-async def execute(argv: list[str], actor: Actor, services: Any, stdin: Input, out: Output, err: Output,
+async def execute(argv: list[str], actor: Actor, services: Services, stdin: Input, out: Output, err: Output,
                   remote: bool) -> int:
     """Run one command line; returns the exit status. User errors become one line on stderr."""
     try:
@@ -206,7 +227,7 @@ async def execute(argv: list[str], actor: Actor, services: Any, stdin: Input, ou
         inv = Invocation(cmd, args, actor, services, stdin, out, err, remote)
         status = await cmd.handler(inv)
         return status or 0
-    except CommandError as exc:
+    except UserError as exc:
         await err.write(f"error: {shown(str(exc), limit=2000)}\n")
         return exc.exit_status
     except Exception:

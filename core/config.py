@@ -6,11 +6,15 @@ TERESAK8S_*, TERESADEPLOY_*); newer settings use the TERESA_ prefix.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Union
 from urllib.parse import quote
+
+
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
 class ConfigError(Exception):
@@ -33,6 +37,18 @@ def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name}={value!r} is not a boolean; use true or false.")
+
+
+def trusted_proxies(env: Mapping[str, str]) -> tuple[Network, ...]:
+    """TERESA_TRUSTED_PROXIES: CIDRs (or addresses) whose X-Forwarded-For/-Proto the router keeps; default none."""
+    networks = []
+    for item in env.get("TERESA_TRUSTED_PROXIES", "").replace(",", " ").split():
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"TERESA_TRUSTED_PROXIES has {item!r}, which is not an address or CIDR; "
+                              "list them like 10.0.0.0/8, 192.168.1.5.") from None
+    return tuple(networks)
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -149,6 +165,45 @@ def kubernetes_from_env(env: Mapping[str, str]) -> KubernetesSettings:
     )
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name, "").strip()
+    try:
+        seconds = float(value) if value else default
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ConfigError(f"{name}={value!r} is not a positive number of seconds; set one like {default:g}.")
+    return seconds
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    """Team notifications (webhooks, e-mail) and the crash-loop detector that feeds them."""
+
+    smtp_url: str = field(default="", repr=False)  # smtp[s]://[user:password@]host[:port][?from=addr]
+    allow_private: bool = False   # deliver to loopback, link-local and private addresses too
+    retry_base: float = 10.0      # first retry after this many seconds, doubling each time
+    max_attempts: int = 8
+    timeout: float = 10.0         # per delivery attempt
+    crashloop_restarts: int = 3   # this many restarts of a process type ...
+    crashloop_window: float = 600.0  # ... within this many seconds is a crash loop
+    crashloop_interval: float = 15.0  # how often the runtime's processes are looked at
+
+
+def notifications_from_env(env: Mapping[str, str]) -> NotificationSettings:
+    defaults = NotificationSettings()
+    return NotificationSettings(
+        smtp_url=env.get("TERESA_SMTP_URL", "").strip(),
+        allow_private=_bool(env, "TERESA_NOTIFICATIONS_ALLOW_PRIVATE"),
+        retry_base=_seconds(env, "TERESA_NOTIFICATIONS_RETRY_BASE", defaults.retry_base),
+        max_attempts=max(1, _int(env, "TERESA_NOTIFICATIONS_MAX_ATTEMPTS", defaults.max_attempts)),
+        timeout=_seconds(env, "TERESA_NOTIFICATIONS_TIMEOUT", defaults.timeout),
+        crashloop_restarts=max(1, _int(env, "TERESA_CRASHLOOP_RESTARTS", defaults.crashloop_restarts)),
+        crashloop_window=_seconds(env, "TERESA_CRASHLOOP_WINDOW", defaults.crashloop_window),
+        crashloop_interval=_seconds(env, "TERESA_CRASHLOOP_INTERVAL", defaults.crashloop_interval),
+    )
+
+
 def database_url(env: Mapping[str, str], data_dir: Path) -> str:
     if url := env.get("TERESADB_URL", "").strip():
         return url
@@ -171,13 +226,16 @@ class Settings:
     http_addr: tuple[str, int] = ("127.0.0.1", 8081)
     router_addr: tuple[str, int] = ("127.0.0.1", 8080)
     domain: str = "localhost"
+    trusted_proxies: tuple[Network, ...] = ()
     database_url: str = field(default="", repr=False)
     storage: StorageSettings = field(default_factory=StorageSettings)
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
     runtime: str = "local"
     build_timeout: int = 15 * 60
     rollout_timeout: int = 5 * 60
     max_push_bytes: int = 1 << 30
+    max_concurrent_builds: int = field(default_factory=lambda: os.cpu_count() or 2)
     revision_history_limit: int = 5
     login_timeout: int = 30
     backup_interval: int = 60 * 60  # seconds between backups of the database; 0: none
@@ -199,13 +257,16 @@ class Settings:
             http_addr=parse_addr(env.get("TERESA_HTTP_ADDR") or "127.0.0.1:8081", "TERESA_HTTP_ADDR"),
             router_addr=parse_addr(env.get("TERESA_ROUTER_ADDR") or "127.0.0.1:8080", "TERESA_ROUTER_ADDR"),
             domain=env.get("TERESA_DOMAIN", "").strip() or "localhost",
+            trusted_proxies=trusted_proxies(env),
             database_url=database_url(env, data_dir),
             storage=storage_from_env(env, data_dir),
             kubernetes=kubernetes_from_env(env),
+            notifications=notifications_from_env(env),
             runtime=runtime,
             build_timeout=_int(env, "TERESA_BUILD_TIMEOUT", 15 * 60),
             rollout_timeout=_int(env, "TERESA_ROLLOUT_TIMEOUT", 5 * 60),
             max_push_bytes=_int(env, "TERESA_MAX_PUSH_BYTES", 1 << 30),
+            max_concurrent_builds=_int(env, "TERESA_MAX_CONCURRENT_BUILDS", os.cpu_count() or 2),
             revision_history_limit=_int(env, "TERESADEPLOY_REVISION_HISTORY_LIMIT", 5),
             login_timeout=_int(env, "TERESA_LOGIN_TIMEOUT", 30),
             backup_interval=_backup_interval(env),

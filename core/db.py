@@ -10,7 +10,12 @@ from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from core import metrics
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -29,7 +34,7 @@ def make_engine(url: str) -> Engine:
                          hide_parameters=True)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -58,8 +63,13 @@ class Database:
         upgrade(self.engine)
 
     def transaction(self, work: Callable[[Session], T]) -> T:
-        with self.sessions.begin() as session:
-            return work(session)
+        try:
+            with self.sessions.begin() as session:
+                return work(session)
+        except DBAPIError as exc:
+            if not isinstance(exc, IntegrityError):  # a refused duplicate is the caller's answer, not trouble
+                metrics.database_errors_total.labels(error=type(exc).__name__).inc()
+            raise
 
     async def run(self, work: Callable[[Session], T]) -> T:
         """Run `work(session)` in one transaction, in a worker thread."""

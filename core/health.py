@@ -1,5 +1,8 @@
 """The operator's HTTP listener: /healthz, /readyz and /metrics.
 
+Both /readyz and /metrics run the readiness checks, and record their outcome
+in `teresa_ready{check}`, so an alert on readiness needs only the scrape.
+
 `health_app(checks)` builds the aiohttp application; `start_health_server`
 binds it on Settings.http_addr. A readiness check is an async callable that
 returns when its dependency is reachable and raises when it is not; the
@@ -20,7 +23,7 @@ from core import metrics
 
 Check = Callable[[], Awaitable[object]]
 
-CHECKS_KEY = web.AppKey("checks", dict)
+CHECKS_KEY: web.AppKey[Mapping[str, Check]] = web.AppKey("checks", dict)
 TIMEOUT_KEY = web.AppKey("check_timeout", float)
 REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
 
@@ -50,7 +53,8 @@ async def start_health_server(app: web.Application, addr: tuple[str, int]) -> we
 
 
 def bound_port(runner: web.AppRunner) -> int:
-    return runner.addresses[0][1]
+    port: int = runner.addresses[0][1]  # an (host, port, ...) address tuple, untyped in aiohttp
+    return port
 
 
 async def _healthz(_request: web.Request) -> web.Response:
@@ -58,7 +62,7 @@ async def _healthz(_request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    failures = await run_checks(request.app[CHECKS_KEY], request.app[TIMEOUT_KEY])
+    failures = await _checked(request.app)
     if not failures:
         return web.Response(text="ok\n")
     body = "".join(f"{name}: {reason}\n" for name, reason in sorted(failures.items()))
@@ -66,8 +70,18 @@ async def _readyz(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
+    await _checked(request.app)  # teresa_ready is as fresh as the scrape: alerts need no prober
     payload = generate_latest(request.app[REGISTRY_KEY])
     return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _checked(app: web.Application) -> dict[str, str]:
+    """Run the app's checks and record each outcome in teresa_ready; return the failures."""
+    checks = app[CHECKS_KEY]
+    failures = await run_checks(checks, app[TIMEOUT_KEY])
+    for name in checks:
+        metrics.ready.labels(check=name).set(0 if name in failures else 1)
+    return failures
 
 
 async def run_checks(checks: Mapping[str, Check], timeout: float) -> dict[str, str]:

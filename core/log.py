@@ -6,11 +6,12 @@ import logging
 import sys
 
 import structlog
+from structlog.typing import EventDict
 
 SECRET_KEYS = ("password", "secret", "token", "key_data", "config", "env")
 
 
-def _mask_secrets(_logger: object, _name: str, event: dict) -> dict:
+def _mask_secrets(_logger: object, _name: str, event: EventDict) -> EventDict:
     for key in list(event):
         if any(word in key.lower() for word in SECRET_KEYS):
             event[key] = "***"
@@ -39,4 +40,5 @@ def configure(fmt: str = "console", level: int = logging.INFO) -> None:
 
 
 def get(name: str) -> structlog.typing.FilteringBoundLogger:
-    return structlog.get_logger(name)
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name)  # configure() makes it one
+    return logger

@@ -19,10 +19,10 @@ pushes_total = Counter(
     "teresa_pushes_total", "git pushes received, by outcome.", ["outcome"], registry=REGISTRY
 )
 builds_total = Counter(
-    "teresa_builds_total", "Slug builds, by outcome.", ["outcome"], registry=REGISTRY
+    "teresa_builds_total", "Slug builds, by app and outcome.", ["app", "outcome"], registry=REGISTRY
 )
 releases_total = Counter(
-    "teresa_releases_total", "Releases rolled out, by outcome.", ["outcome"], registry=REGISTRY
+    "teresa_releases_total", "Releases rolled out, by app and outcome.", ["app", "outcome"], registry=REGISTRY
 )
 build_duration_seconds = Histogram(
     "teresa_build_duration_seconds", "Time from build start to slug uploaded.",
@@ -41,4 +41,47 @@ ssh_sessions_active = Gauge(
 auth_failures_total = Counter(
     "teresa_auth_failures_total", "Failed SSH authentication attempts, by method.", ["method"],
     registry=REGISTRY,
+)
+
+# --- what the shipped alert rules (deploy/monitoring/) watch ---------------------------------------
+
+rollouts_undone_total = Counter(
+    "teresa_rollouts_undone_total", "Rollouts that failed and were undone back to the previous release, by app.",
+    ["app"], registry=REGISTRY,
+)
+crashlooping_processes = Gauge(
+    "teresa_crashlooping_processes", "Process types of an app restarting again and again now, by app.", ["app"],
+    registry=REGISTRY,
+)
+release_phase_started = Gauge(
+    "teresa_release_phase_started_timestamp_seconds",
+    "When the release phase running now for an app started (Unix time); absent while none runs.", ["app"],
+    registry=REGISTRY,
+)
+backup_last_success = Gauge(
+    "teresa_backup_last_success_timestamp_seconds", "When the newest backup of the database was taken (Unix time).",
+    registry=REGISTRY,
+)
+backup_interval = Gauge(
+    "teresa_backup_interval_seconds", "Seconds between periodic backups (TERESA_BACKUP_INTERVAL; 0: none).",
+    registry=REGISTRY,
+)
+backups_total = Counter(
+    "teresa_backups_total", "Periodic backups of the database, by outcome.", ["outcome"], registry=REGISTRY
+)
+storage_errors_total = Counter(
+    "teresa_storage_errors_total", "Storage operations that failed (a missing object is no error), by operation.",
+    ["operation"], registry=REGISTRY,
+)
+database_errors_total = Counter(
+    "teresa_database_errors_total", "Database transactions that failed in the database (lost connection, "
+    "timeout, deadlock; not a refused duplicate), by error class.", ["error"], registry=REGISTRY,
+)
+ready = Gauge(
+    "teresa_ready", "1 while a readiness check of /readyz passes, else 0; checked at each /readyz and /metrics "
+    "request.", ["check"], registry=REGISTRY,
+)
+notification_deliveries_total = Counter(
+    "teresa_notification_deliveries_total", "Attempts to deliver a notification, by outcome (delivered, retry, "
+    "failed: given up).", ["outcome"], registry=REGISTRY,
 )

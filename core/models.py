@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import Boolean, Column, DateTime, ForeignKey, Integer, String, Table, Text, UniqueConstraint
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Column, DateTime, ForeignKey, Integer, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -67,10 +69,10 @@ class App(Base):
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
     created_by: Mapped[str] = mapped_column(String(254), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    formation: Mapped[str] = mapped_column(Text, default="{}")  # JSON: type -> replicas the user asked for
+    formation: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)  # type -> replicas the user asked for
     current_release: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the running version
-    limits: Mapped[str] = mapped_column(Text, default="{}")  # JSON: type (or "*") -> {"cpu": .., "memory": ..}
-    autoscale: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON of controller.spec.Autoscale
+    limits: Mapped[dict[str, dict[str, str]]] = mapped_column(JSON, default=dict)  # type (or "*") -> {"cpu": ..}
+    autoscale: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)  # Autoscale
 
     team: Mapped[Team] = relationship(back_populates="apps")
 
@@ -129,12 +131,48 @@ class Release(Base):
     version: Mapped[int] = mapped_column(Integer)
     build_id: Mapped[str] = mapped_column(String(32))
     slug_key: Mapped[str] = mapped_column(String(255))
-    processes: Mapped[str] = mapped_column(Text)      # JSON: Procfile type -> command
-    config: Mapped[str] = mapped_column(Text)         # JSON: name -> value (secret: never logged)
-    formation: Mapped[str] = mapped_column(Text)      # JSON: type -> replicas
+    processes: Mapped[dict[str, str]] = mapped_column(JSON)  # Procfile type -> command
+    config: Mapped[dict[str, str]] = mapped_column(JSON)     # name -> value (secret: never logged)
+    formation: Mapped[dict[str, int]] = mapped_column(JSON)  # type -> replicas
     teresa_yaml: Mapped[str] = mapped_column(Text, default="")
     reason: Mapped[str] = mapped_column(String(255))  # push, config, scale, restart, rollback to vN
     user: Mapped[str] = mapped_column(String(254))
     status: Mapped[str] = mapped_column(String(20))   # deploying, succeeded, failed
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class NotificationTarget(Base):
+    """Where a team's or an app's events go: an https URL (signed with `secret`) or `email:ADDRESS`."""
+
+    __tablename__ = "notification_targets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), nullable=True, index=True)
+    app_id: Mapped[int | None] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), nullable=True, index=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(64))  # HMAC key; shown once, never logged
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)  # event kinds; empty: all of them
+    created_by: Mapped[str] = mapped_column(String(254), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    team: Mapped[Team | None] = relationship()
+    app: Mapped[App | None] = relationship()
+
+
+class NotificationDelivery(Base):
+    """One event for one target: queued, retried with backoff, then delivered or given up."""
+
+    __tablename__ = "notification_deliveries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("notification_targets.id", ondelete="CASCADE"), index=True)
+    app: Mapped[str] = mapped_column(String(63))
+    event: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[str] = mapped_column(Text)  # the exact JSON body that is signed and sent
+    status: Mapped[str] = mapped_column(String(20), index=True)  # pending, delivered, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_result: Mapped[str] = mapped_column(String(255), default="")  # "HTTP 200", "connection refused", ...
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    target: Mapped[NotificationTarget] = relationship()

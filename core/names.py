@@ -51,7 +51,16 @@ def key_name(value: str) -> str:
 HOSTNAME_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 CONFIG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_CONFIG = {"PORT", "DYNO", "HOME"}
-PROCESS_TYPE = re.compile(r"^[a-z][a-z0-9_-]{0,29}$")
+# One grammar for process types: the Procfile, the command line and Kubernetes object names.
+# Underscores are Heroku's too; Kubernetes names spell them as dashes (`kubernetes_name`).
+PROCESS_TYPE = re.compile(r"^[a-z]([a-z0-9_-]{0,28}[a-z0-9])?$")
+PROCESS_TYPE_RULE = ("use 1 to 30 lowercase letters, digits, dashes and underscores, starting with a letter and "
+                     "ending with a letter or digit (like web or mail_worker)")
+
+
+def kubernetes_name(process_type: str) -> str:
+    """How a process type names Kubernetes objects (a DNS label): `mail_worker` -> `mail-worker`."""
+    return process_type.replace("_", "-")
 
 
 def hostname(value: str) -> str:
@@ -73,5 +82,5 @@ def config_name(value: str) -> str:
 
 def process_type(value: str) -> str:
     if not PROCESS_TYPE.match(value):
-        raise CommandError(f"'{shown(value)}' is not a process type; use a Procfile name like web or worker.")
+        raise CommandError(f"'{shown(value)}' is not a process type; {PROCESS_TYPE_RULE}.")
     return value

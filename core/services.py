@@ -1,21 +1,28 @@
-"""The shared objects a command or a session works with."""
+"""What every command and session works with at the bottom layer: settings, database, storage.
+
+Built complete by the composition root (`server/`); the controller adds itself
+on top (`controller.platform.Platform`), so nothing here knows about the layers above.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from core.config import Settings
 from core.db import Database
+from core.storage import Storage, storage_for
 
 
-@dataclass
+@dataclass(frozen=True)
 class Services:
     settings: Settings
     db: Database
-    storage: Any = None      # core.storage.Storage
-    runtime: Any = None      # controller.runtime.base.Runtime
-    controller: Any = None   # controller.controller.Controller
+    storage: Storage
+
+    @classmethod
+    def open(cls, settings: Settings) -> "Services":
+        """Services for these settings; the database is not migrated (see `Database.upgrade`)."""
+        return cls(settings=settings, db=Database(settings.database_url), storage=storage_for(settings.storage))
 
     def git_remote(self, app: str) -> str:
         host, port = self.settings.public_ssh_addr

@@ -7,13 +7,15 @@ event loop use `asyncio.to_thread`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Iterator, Protocol
 
+from core import metrics
 from core.config import StorageSettings
 
 CHUNK = 1 << 20
@@ -34,12 +36,12 @@ class StorageNotFound(StorageError, KeyError):
 class Storage(Protocol):
     def put_stream(self, key: str, fileobj: BinaryIO) -> None: ...
 
-    def put_file(self, key: str, path: str | os.PathLike) -> None: ...
+    def put_file(self, key: str, path: str | os.PathLike[str]) -> None: ...
 
     def open_read(self, key: str) -> BinaryIO:
         """A stream of the object; close it. Raises StorageNotFound."""
 
-    def get_file(self, key: str, path: str | os.PathLike) -> None:
+    def get_file(self, key: str, path: str | os.PathLike[str]) -> None:
         """Download to `path` (replaced atomically). Raises StorageNotFound."""
 
     def exists(self, key: str) -> bool: ...
@@ -51,10 +53,11 @@ class Storage(Protocol):
 
 
 def storage_for(settings: StorageSettings) -> Storage:
+    """The storage these settings name, its failures counted in teresa_storage_errors_total."""
     if settings.type == "local":
-        return LocalStorage(Path(settings.root))
+        return Counted(LocalStorage(Path(settings.root)))
     if settings.type == "s3":
-        return S3Storage(settings)
+        return Counted(S3Storage(settings))
     raise StorageError(f"Storage type {settings.type!r} is not supported; use local or s3.")
 
 
@@ -91,7 +94,7 @@ class LocalStorage:
     def put_stream(self, key: str, fileobj: BinaryIO) -> None:
         _write_atomically(self._path(key), fileobj)
 
-    def put_file(self, key: str, path: str | os.PathLike) -> None:
+    def put_file(self, key: str, path: str | os.PathLike[str]) -> None:
         with open(path, "rb") as source:
             self.put_stream(key, source)
 
@@ -101,7 +104,7 @@ class LocalStorage:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise StorageNotFound(key) from None
 
-    def get_file(self, key: str, path: str | os.PathLike) -> None:
+    def get_file(self, key: str, path: str | os.PathLike[str]) -> None:
         with self.open_read(key) as source:
             _write_atomically(Path(path), source)
 
@@ -212,7 +215,7 @@ class S3Storage:
             self._bucket_ready = True
 
     def _create_bucket(self) -> None:
-        kwargs: dict = {"Bucket": self.bucket}
+        kwargs: dict[str, object] = {"Bucket": self.bucket}
         if self.region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
         try:
@@ -227,20 +230,21 @@ class S3Storage:
         source = fileobj if seekable and seekable() else FullReads(fileobj)
         self.client.upload_fileobj(source, self.bucket, check_key(key), Config=self.transfer)
 
-    def put_file(self, key: str, path: str | os.PathLike) -> None:
+    def put_file(self, key: str, path: str | os.PathLike[str]) -> None:
         self._ensure_bucket()
         self.client.upload_file(os.fspath(path), self.bucket, check_key(key), Config=self.transfer)
 
     def open_read(self, key: str) -> BinaryIO:
         self._ensure_bucket()
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=check_key(key))["Body"]
+            body: BinaryIO = self.client.get_object(Bucket=self.bucket, Key=check_key(key))["Body"]  # a StreamingBody
         except _client_error() as exc:
             if _code(exc) in ("404", "NoSuchKey", "NotFound"):
                 raise StorageNotFound(key) from None
             raise
+        return body
 
-    def get_file(self, key: str, path: str | os.PathLike) -> None:
+    def get_file(self, key: str, path: str | os.PathLike[str]) -> None:
         body = self.open_read(key)
         try:
             _write_atomically(Path(path), body)
@@ -274,7 +278,8 @@ class S3Storage:
 def _client_error() -> type[Exception]:
     from botocore.exceptions import ClientError
 
-    return ClientError
+    error: type[Exception] = ClientError  # botocore has no type hints
+    return error
 
 
 def _code(exc: Exception) -> str:
@@ -284,3 +289,48 @@ def _code(exc: Exception) -> str:
 def _message(exc: Exception) -> str:
     error = getattr(exc, "response", {}).get("Error", {})
     return str(error.get("Message") or error.get("Code") or exc).rstrip(".")
+
+
+class Counted:
+    """A Storage that counts its failed operations (StorageNotFound is an answer, not a failure)."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+
+    @contextlib.contextmanager
+    def _counting(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except StorageNotFound:
+            raise
+        except Exception:
+            metrics.storage_errors_total.labels(operation=operation).inc()
+            raise
+
+    def put_stream(self, key: str, fileobj: BinaryIO) -> None:
+        with self._counting("put"):
+            self.inner.put_stream(key, fileobj)
+
+    def put_file(self, key: str, path: str | os.PathLike[str]) -> None:
+        with self._counting("put"):
+            self.inner.put_file(key, path)
+
+    def open_read(self, key: str) -> BinaryIO:
+        with self._counting("get"):
+            return self.inner.open_read(key)
+
+    def get_file(self, key: str, path: str | os.PathLike[str]) -> None:
+        with self._counting("get"):
+            self.inner.get_file(key, path)
+
+    def exists(self, key: str) -> bool:
+        with self._counting("exists"):
+            return self.inner.exists(key)
+
+    def delete_prefix(self, prefix: str) -> None:
+        with self._counting("delete"):
+            self.inner.delete_prefix(prefix)
+
+    def list(self, prefix: str) -> list[str]:
+        with self._counting("list"):
+            return self.inner.list(prefix)

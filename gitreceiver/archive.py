@@ -7,21 +7,28 @@ import stat
 import tarfile
 import time
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
 
+from controller.deploy import SourceRejected
 
-class ArchiveError(Exception):
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+
+class ArchiveError(SourceRejected):
     """The tree cannot be archived; the message says why and what to do."""
 
 
-def _entries(repo: Repo, tree: Tree, prefix: str = "") -> Iterator[tuple[str, int, bytes]]:
+def _entries(repo: Repo, tree_id: bytes, prefix: str = "") -> Iterator[tuple[str, int, bytes]]:
+    tree = repo[tree_id]
+    assert isinstance(tree, Tree)  # a commit's tree, or a directory entry's
     for entry in tree.iteritems():
         name = prefix + entry.path.decode("utf-8", "surrogateescape")
         if stat.S_ISDIR(entry.mode):
-            yield from _entries(repo, repo[entry.sha], name + "/")
+            yield from _entries(repo, entry.sha, name + "/")
         elif entry.mode == 0o160000:  # gitlink
             raise ArchiveError(f"'{name}' is a git submodule, which Teresa does not support; vendor its files "
                                "into the repository instead.")
@@ -37,7 +44,7 @@ def write_tree_archive(repo: Repo, commit_id: bytes, target: BinaryIO) -> int:
     mtime = commit.commit_time or int(time.time())
     count = 0
     with tarfile.open(fileobj=target, mode="w:gz", compresslevel=6, format=tarfile.PAX_FORMAT) as tar:
-        for name, mode, sha in _entries(repo, repo[commit.tree]):
+        for name, mode, sha in _entries(repo, commit.tree):
             blob = repo[sha]
             assert isinstance(blob, Blob)
             info = tarfile.TarInfo(name)
@@ -64,13 +71,14 @@ class _BlobReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+    def readinto(self, buffer: WriteableBuffer) -> int:
         while not self.pending:
             self.pending = next(self.chunks, b"")
             if not self.pending:
                 return 0
-        size = min(len(buffer), len(self.pending))
-        buffer[:size] = self.pending[:size]
+        view = memoryview(buffer)  # a bytearray or a memoryview of bytes, as io passes it
+        size = min(len(view), len(self.pending))
+        view[:size] = self.pending[:size]
         self.pending = self.pending[size:]
         return size
 

@@ -21,7 +21,7 @@ FIXED_VERSIONS = {"2.24.1"}
 _deliver_data = SSHChannel._deliver_data
 
 
-def _deliver_counting_held_data(self: Any, data: bytes, datatype: Any) -> None:
+def _deliver_counting_held_data(self: SSHChannel[Any], data: bytes, datatype: int | None) -> None:
     held = sum(len(chunk) for chunk, _ in self._recv_buf)
     self._recv_window += held  # as if still in flight: the window re-opens only by what is free
     try:
@@ -32,4 +32,4 @@ def _deliver_counting_held_data(self: Any, data: bytes, datatype: Any) -> None:
 
 def install() -> None:
     if asyncssh.__version__ in FIXED_VERSIONS and SSHChannel._deliver_data is _deliver_data:
-        SSHChannel._deliver_data = _deliver_counting_held_data
+        setattr(SSHChannel, "_deliver_data", _deliver_counting_held_data)  # mypy refuses assigning to a method

@@ -8,28 +8,57 @@ lock is taken before the pack is read, so a second push is answered at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import queue
+import time
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncssh
 from dulwich.errors import GitProtocolError
+from dulwich.objects import ObjectID
 from dulwich.protocol import CAPABILITY_SIDE_BAND_64K, SIDE_BAND_CHANNEL_DATA, SIDE_BAND_CHANNEL_PROGRESS, Protocol
+from dulwich.refs import Ref
 from dulwich.repo import Repo
-from dulwich.server import DictBackend, ReceivePackHandler, UploadPackHandler
+from dulwich.server import BackendRepo, DictBackend, ReceivePackHandler, UploadPackHandler
 
+from controller.controller import Controller
+from controller.locks import DeployInProgress
 from core import log as logging
+from core import repos
 from core.commands import Actor, CommandError
 from core.services import Services
-from gitreceiver import repos
 from gitreceiver.bridge import ThreadStreams
-from controller.locks import DeployLock
-from gitreceiver.pipeline import PushPipeline
+from gitreceiver.pushed import PushedCommit
 from keys import access
 
 log = logging.get(__name__)
+
+# TeresaReceivePack overrides private methods of dulwich's ReceivePackHandler (the hooks and
+# _apply_pack) and sets `Protocol.recv`. They are checked against these versions only: a new
+# dulwich must be read, tested (tests/gitreceiver/test_dulwich_guard.py) and added here.
+DULWICH_VERSIONS = {"1.2.21"}
+OVERRIDDEN = ("_receive_max_input_size", "_apply_pack", "_on_pre_receive", "_on_update", "_on_post_receive")
+
+
+class UnsupportedDulwich(RuntimeError):
+    pass
+
+
+def check_dulwich(version: str | None = None) -> None:
+    """Refuse to serve git with a dulwich whose private methods Teresa has not been checked against."""
+    import dulwich
+
+    found = version or ".".join(str(part) for part in dulwich.__version__)
+    if found not in DULWICH_VERSIONS:
+        raise UnsupportedDulwich(f"dulwich {found} is not one Teresa's git service was checked against "
+                                 f"({', '.join(sorted(DULWICH_VERSIONS))}); install a checked version.")
+    missing = [name for name in OVERRIDDEN if not callable(getattr(ReceivePackHandler, name, None))]
+    if missing:
+        raise UnsupportedDulwich(f"dulwich {found} has no ReceivePackHandler.{missing[0]}; install a checked version.")
 
 DEPLOY_REFS = {b"refs/heads/main", b"refs/heads/master"}
 ZERO = b"0" * 40
@@ -43,18 +72,19 @@ SESSION_THREADS = ThreadPoolExecutor(max_workers=256, thread_name_prefix="git-se
 
 
 class PushGate:
-    """Runs in the handler's thread; talks to the pipeline on the event loop."""
+    """Runs in the handler's thread; talks to the controller on the event loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, pipeline: PushPipeline, app: str, actor: Actor, repo: Path,
+    def __init__(self, loop: asyncio.AbstractEventLoop, controller: Controller, app: str, actor: Actor, repo: Path,
                  keepalive: float = KEEPALIVE_SECONDS):
         self.loop = loop
         self.keepalive_seconds = keepalive
-        self.pipeline = pipeline
+        self.controller = controller
         self.app = app
         self.actor = actor
         self.repo = repo
         self.handler: "TeresaReceivePack | None" = None
-        self.lock: DeployLock | None = None
+        self.lock = contextlib.AsyncExitStack()  # holds the app's deploy lock once taken
+        self.started = time.monotonic()
         self.refusal: bytes | None = None
         self.task: asyncio.Task[str | None] | None = None
         self.closed = False  # set on the loop when the session ends: no deploy may start after that
@@ -64,6 +94,14 @@ class PushGate:
             return fn(*args)
 
         return asyncio.run_coroutine_threadsafe(call(), self.loop).result()
+
+    async def _take_lock(self) -> str | None:
+        """Take the app's deploy lock for the rest of the session; the holder's description if refused."""
+        try:
+            await self.lock.enter_async_context(self.controller.deploy_lock(self.app, self.actor))
+        except DeployInProgress as exc:
+            return exc.holder.describe()
+        return None
 
     def progress(self, line: str) -> None:
         assert self.handler is not None
@@ -76,15 +114,13 @@ class PushGate:
             # An empty band-1 packet, as git's own receive-pack sends (write_sideband skips empty data).
             self.handler.proto.write_pkt_line(bytes([SIDE_BAND_CHANNEL_DATA]))
 
-    def before_pack(self, refs: list[tuple[bytes, bytes, bytes]]) -> None:
+    def before_pack(self, refs: list[RefUpdate]) -> None:
         if not any(ref in DEPLOY_REFS and new != ZERO for _old, new, ref in refs):
             return
-        lock, acquired = self._on_loop(self.pipeline.lock, self.app, self.actor)
-        if acquired:
-            self.lock = lock
-        else:
+        holder = asyncio.run_coroutine_threadsafe(self._take_lock(), self.loop).result()
+        if holder is not None:
             self.refusal = b"deploy in progress"
-            self.progress(f" !     {lock.describe()}; wait for it to finish, then push again.")
+            self.progress(f" !     {holder}; wait for it to finish, then push again.")
 
     def update(self, ref: bytes, old: bytes, new: bytes) -> bytes | None:
         branch = ref.decode("utf-8", "replace").removeprefix("refs/heads/")
@@ -104,8 +140,8 @@ class PushGate:
         def start() -> asyncio.Task[str | None] | None:
             if self.closed:
                 return None
-            self.task = asyncio.ensure_future(
-                self.pipeline.deploy(self.app, self.actor, ref.decode(), new.decode(), self.repo, sink))
+            pushed = PushedCommit(self.repo, ref.decode(), new.decode(), time.monotonic() - self.started)
+            self.task = asyncio.ensure_future(self.controller.deploy_push(self.app, self.actor, pushed, sink))
             self.task.add_done_callback(lambda _t: lines.put(_DONE))
             return self.task
 
@@ -127,12 +163,16 @@ class PushGate:
                 return
             self.progress(item)
 
-    async def cancel(self) -> None:
-        """Cancel a running deploy and wait until it has cleaned up (build stopped, outcome recorded)."""
+    async def close(self) -> None:
+        """Cancel a running deploy, wait until it has cleaned up (build stopped, outcome recorded), unlock."""
         self.closed = True
         if self.task is not None and not self.task.done():
             self.task.cancel()
             await asyncio.wait({self.task}, timeout=60)
+        await self.lock.aclose()
+
+
+RefUpdate = tuple[ObjectID, ObjectID, Ref]  # (old, new, ref) as the client asks for it
 
 
 class TeresaReceivePack(ReceivePackHandler):
@@ -145,7 +185,7 @@ class TeresaReceivePack(ReceivePackHandler):
     def _receive_max_input_size(self) -> int | None:
         return self.max_bytes
 
-    def _apply_pack(self, refs: list[tuple[bytes, bytes, bytes]]) -> Any:
+    def _apply_pack(self, refs: list[RefUpdate]) -> Iterator[tuple[bytes, bytes]]:
         status = list(super()._apply_pack(refs))
         if status and status[0] != (b"unpack", b"ok"):  # no ref moved: say why, and reject each ref
             reason = b"push too large" if b"maximum input size" in status[0][1] else b"bad pack"
@@ -153,24 +193,25 @@ class TeresaReceivePack(ReceivePackHandler):
                 self.gate.progress(f" !     This push is larger than the {self.max_bytes}-byte limit "
                                    "(TERESA_MAX_PUSH_BYTES); push less at a time or ask the operator to raise it.")
             status += [(ref, reason) for _old, _new, ref in refs]
-        return status
+        return iter(status)  # dulwich lists it
 
-    def _on_pre_receive(self, client_refs: list[tuple[bytes, bytes, bytes]]) -> None:
+    def _on_pre_receive(self, client_refs: list[RefUpdate]) -> None:
         self.gate.before_pack(client_refs)
 
     def _on_update(self, ref_name: bytes, old_sha: bytes, new_sha: bytes) -> bytes | None:
         return self.gate.update(ref_name, old_sha, new_sha)
 
-    def _on_post_receive(self, client_refs: list[tuple[bytes, bytes, bytes]]) -> None:
+    def _on_post_receive(self, client_refs: list[RefUpdate]) -> None:
         return None
 
 
 class GitService:
-    def __init__(self, services: Services, pipeline: PushPipeline):
+    def __init__(self, services: Services, controller: Controller):
+        check_dulwich()
         self.services = services
-        self.pipeline = pipeline
+        self.controller = controller
 
-    async def __call__(self, process: asyncssh.SSHServerProcess, actor: Actor, argv: list[str]) -> int:
+    async def __call__(self, process: asyncssh.SSHServerProcess[bytes], actor: Actor, argv: list[str]) -> int:
         try:
             if len(argv) != 2:
                 raise CommandError(f"{argv[0]} takes one repository path, like /myapp.git.")
@@ -183,25 +224,22 @@ class GitService:
         if argv[0] == "git-upload-pack":
             return await self._serve(process, repo, lambda backend, proto: UploadPackHandler(backend, ["/"], proto))
         keepalive = float(self.services.settings.env.get("TERESA_PUSH_KEEPALIVE_SECONDS") or KEEPALIVE_SECONDS)
-        gate = PushGate(asyncio.get_running_loop(), self.pipeline, app, actor, repo, keepalive)
+        gate = PushGate(asyncio.get_running_loop(), self.controller, app, actor, repo, keepalive)
         max_bytes = self.services.settings.max_push_bytes
         try:
             return await self._serve(
                 process, repo, lambda backend, proto: TeresaReceivePack(backend, ["/"], proto, gate, max_bytes))
         finally:  # on every way out, the client's disconnect (cancellation) included
-            await asyncio.shield(self._release(gate))
+            await asyncio.shield(gate.close())
 
-    async def _release(self, gate: PushGate) -> None:
-        await gate.cancel()
-        if gate.lock is not None:
-            self.pipeline.unlock(gate.lock)
-
-    async def _serve(self, process: asyncssh.SSHServerProcess, repo: Path, make_handler: Any) -> int:
+    async def _serve(self, process: asyncssh.SSHServerProcess[bytes], repo: Path,
+                     make_handler: Callable[[DictBackend, Protocol], ReceivePackHandler | UploadPackHandler]) -> int:
         streams = ThreadStreams(asyncio.get_running_loop(), process.stdin, process.stdout)
 
         def run() -> None:
             with Repo(str(repo)) as opened:
-                backend = DictBackend({"/": opened})
+                served: dict[str, BackendRepo] = {"/": opened}
+                backend = DictBackend(served)
                 proto = Protocol(streams.read, streams.write)
                 proto.recv = streams.recv  # type: ignore[attr-defined]  # lets dulwich read the pack in chunks
                 make_handler(backend, proto).handle()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from typing import Any
 
@@ -10,15 +11,18 @@ import asyncssh
 
 from core import log as logging
 from core import metrics
-from core.commands import Actor, CommandError, execute, split_command_line
+from core.commands import Actor, CommandError, Terminal, execute, split_command_line
+from controller.platform import Platform
 from core.services import Services
 from gitreceiver import flow_control
+from gitreceiver.git_service import GitService
 from gitreceiver.hostkey import load_host_key
 from keys.auth import actor_for_key, actor_for_password
 from keys.ratelimit import LoginLimiter
 from keys.sshkeys import fingerprint
 
 log = logging.get(__name__)
+BARE_LF = re.compile(rb"(?<!\r)\n")
 
 USAGE = """\
 Hi {email}! This is Teresa; it gives no shell.
@@ -99,32 +103,65 @@ class AuthServer(asyncssh.SSHServer):
                  method="publickey" if self.candidate.key_fingerprint else "password")
 
 
+def terminal_of(process: asyncssh.SSHServerProcess[bytes]) -> Terminal | None:
+    kind = process.get_terminal_type()
+    if kind is None:
+        return None
+    columns, rows, *_ = process.get_terminal_size()
+    return Terminal(kind, columns, rows)
+
+
 class ChannelInput:
-    def __init__(self, process: asyncssh.SSHServerProcess):
+    """The session's stdin. With a terminal (`ssh -t`) the client sends keys, not a stream:
+    Enter is CR and Ctrl-D is a byte, so `read` turns CR into LF and ends at Ctrl-D."""
+
+    def __init__(self, process: asyncssh.SSHServerProcess[bytes]):
         self.process = process
+        self.terminal = terminal_of(process)
+
+    async def chunk(self) -> bytes | Terminal:
+        try:
+            return bytes(await self.process.stdin.read(65536))
+        except asyncssh.TerminalSizeChanged as change:
+            self.terminal = Terminal(self.terminal.type if self.terminal else "", change.width, change.height)
+            return self.terminal
 
     async def read(self, limit: int) -> bytes:
         data = bytearray()
-        while chunk := await self.process.stdin.read(65536):
-            data += chunk
+        while (chunk := await self.chunk()) != b"":
+            if isinstance(chunk, Terminal):
+                continue
+            if self.terminal is not None:
+                chunk, eof, _ = chunk.replace(b"\r", b"\n").partition(b"\x04")
+                data += chunk
+                if eof:
+                    break
+            else:
+                data += chunk
             if len(data) > limit:
                 raise CommandError(f"stdin is larger than {limit} bytes; send less.")
         return bytes(data)
 
 
 class ChannelOutput:
-    def __init__(self, stream: Any):
+    """Text to the client; to a terminal, a bare LF becomes CRLF as a server-side tty would make it."""
+
+    def __init__(self, stream: Any, terminal: bool = False):
         self.stream = stream
+        self.terminal = terminal
 
     async def write(self, text: str) -> None:
-        self.stream.write(text.encode("utf-8", "replace"))
+        data = text.encode("utf-8", "replace")
+        if self.terminal:
+            data = BARE_LF.sub(b"\r\n", data)
+        self.stream.write(data)
         await self.stream.drain()
 
 
 class SSHFrontDoor:
     """The SSH listener and what each session runs."""
 
-    def __init__(self, services: Services, limiter: LoginLimiter | None = None, git: Any = None):
+    def __init__(self, services: Platform, limiter: LoginLimiter | None = None, git: GitService | None = None):
         self.services = services
         self.limiter = limiter or LoginLimiter()
         self.git = git  # gitreceiver's handler for git-receive-pack / git-upload-pack
@@ -134,30 +171,34 @@ class SSHFrontDoor:
         flow_control.install()
         settings = self.services.settings
         host, port = settings.ssh_addr
+        host_key = load_host_key(settings)
         self.server = await asyncssh.create_server(
             lambda: AuthServer(self.services, self.limiter), host, port,
-            server_host_keys=[load_host_key(settings)],
+            server_host_keys=[host_key],
             process_factory=self.session, encoding=None,
-            allow_pty=False, agent_forwarding=False, x11_forwarding=False, allow_scp=False,
+            allow_pty=True, agent_forwarding=False, x11_forwarding=False, allow_scp=False,
             kbdint_auth=False, login_timeout=settings.login_timeout, keepalive_interval=30,
         )
-        log.info("ssh_listening", address=f"{host}:{self.port}")
+        # What a user's first `ssh` asks them to accept: they can compare it with this.
+        log.info("ssh_listening", address=f"{host}:{self.port}", host_key=host_key.get_fingerprint())
 
     @property
     def port(self) -> int:
         assert self.server is not None
-        return self.server.sockets[0].getsockname()[1]
+        port: int = self.server.sockets[0].getsockname()[1]  # (host, port, ...) of the first listening socket
+        return port
 
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
 
-    async def session(self, process: asyncssh.SSHServerProcess) -> None:
+    async def session(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         """Run the session's command; stop it when the client goes away (logs -f, a push, run)."""
         actor: Actor = process.get_extra_info("teresa_actor")
         metrics.ssh_sessions_total.inc()
-        work = asyncio.create_task(self._dispatch(process, actor, ChannelOutput(process.stderr)))
+        tty = process.get_terminal_type() is not None
+        work = asyncio.create_task(self._dispatch(process, actor, ChannelOutput(process.stderr, tty)))
         closed = asyncio.create_task(process.channel.wait_closed())
         with metrics.ssh_sessions_active.track_inprogress():
             await asyncio.wait({work, closed}, return_when=asyncio.FIRST_COMPLETED)
@@ -183,13 +224,13 @@ class SSHFrontDoor:
         except (BrokenPipeError, OSError):
             pass
 
-    async def _dispatch(self, process: asyncssh.SSHServerProcess, actor: Actor, err: ChannelOutput) -> int:
+    async def _dispatch(self, process: asyncssh.SSHServerProcess[bytes], actor: Actor, err: ChannelOutput) -> int:
         if process.subsystem:
             await err.write(f"error: the {process.subsystem} subsystem is not supported; Teresa runs commands only.\n")
             return 1
         if process.command is None:
             host, port = self.services.settings.public_ssh_addr
-            await ChannelOutput(process.stdout).write(USAGE.format(email=actor.email, host=host, port=port))
+            await ChannelOutput(process.stdout, err.terminal).write(USAGE.format(email=actor.email, host=host, port=port))
             return 0
         try:
             argv = split_command_line(process.command)
@@ -198,5 +239,5 @@ class SSHFrontDoor:
             return 1
         if argv and argv[0] in ("git-receive-pack", "git-upload-pack") and self.git is not None:
             return await self.git(process, actor, argv)
-        return await execute(argv, actor, self.services, ChannelInput(process), ChannelOutput(process.stdout), err,
-                             remote=True)
+        return await execute(argv, actor, self.services, ChannelInput(process),
+                             ChannelOutput(process.stdout, err.terminal), err, remote=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
+from typing import NotRequired, TypedDict
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -10,22 +12,50 @@ from sqlalchemy.orm import Session
 
 from core import names
 from core.commands import ADMIN, TEAM, CommandError, Invocation, arg, command
+from core.services import Services
 from core.models import SSHKey, Team, User
 from keys import access, passwords, sshkeys
 
 STDIN_LIMIT = 64 * 1024
 
 
-def _iso(value) -> str:  # type: ignore[no-untyped-def]
+def _iso(value: datetime) -> str:
     return value.replace(microsecond=0).isoformat() + "Z"
+
+
+class _WhoAmI(TypedDict):
+    """`whoami --json`."""
+    email: str
+    admin: bool
+    teams: list[str]
+    name: NotRequired[str]
+    key: NotRequired[str | None]
+    superuser: NotRequired[bool]
+
+
+class _UserInfo(TypedDict):
+    """One user of `users:list --json`."""
+    email: str
+    name: str
+    admin: bool
+    teams: list[str]
+    keys: int
+    password: bool
+
+
+class _TeamInfo(TypedDict):
+    """One team of `teams:list --json`."""
+    name: str
+    members: list[str]
+    apps: list[str]
 
 
 # --- who am I, passwords -------------------------------------------------------------
 
 
 @command("whoami", "Show who you are logged in as, and your teams.", json=True, example="whoami")
-async def whoami(inv: Invocation) -> None:
-    def load(session: Session) -> dict:
+async def whoami(inv: Invocation[Services]) -> None:
+    def load(session: Session) -> _WhoAmI:
         user = access.current_user(session, inv.actor)
         if user is None:
             return {"email": inv.actor.email, "admin": True, "teams": [], "superuser": True}
@@ -42,19 +72,22 @@ async def whoami(inv: Invocation) -> None:
         await inv.print(f"teams: {', '.join(info['teams'])}")
 
 
-async def _read_password(inv: Invocation) -> str:
+async def _read_password(inv: Invocation[Services]) -> str:
     return passwords.from_stdin(await inv.stdin.read(1024))
 
 
 @command("passwd", "Set your own password (the new password on stdin).", stdin="the new password",
          example="echo 'new-secret-password' | ssh -p 2222 git@teresa passwd")
-async def passwd(inv: Invocation) -> None:
+async def passwd(inv: Invocation[Services]) -> None:
     if inv.actor.user_id is None:
         raise CommandError("the local operator has no password; use users:set-password EMAIL for a user.")
     hashed = await asyncio.to_thread(passwords.hash_password, await _read_password(inv))
 
     def save(session: Session) -> None:
-        session.get(User, inv.actor.user_id).password_hash = hashed
+        user = access.current_user(session, inv.actor)
+        if user is None:
+            raise CommandError("your account was deleted meanwhile; ask an admin.")
+        user.password_hash = hashed
 
     await inv.services.db.run(save)
     await inv.print("Password changed.")
@@ -63,17 +96,17 @@ async def passwd(inv: Invocation) -> None:
 # --- SSH keys ---------------------------------------------------------------------------
 
 
-def _key_owner(session: Session, inv: Invocation) -> User:
+def _key_owner(session: Session, inv: Invocation[Services]) -> User:
     email = getattr(inv.args, "user", None)
     if email:
         user = access.find_user(session, email)
         if user.id != inv.actor.user_id:
             access.require_admin(inv.actor, "manage another user's keys")
         return user
-    user = access.current_user(session, inv.actor)
-    if user is None:
+    current = access.current_user(session, inv.actor)
+    if current is None:
         raise CommandError("name the user whose keys these are with --user EMAIL.")
-    return user
+    return current
 
 
 USER_FLAG = arg("--user", metavar="EMAIL", help="whose keys (admins and the local operator)")
@@ -83,7 +116,7 @@ USER_FLAG = arg("--user", metavar="EMAIL", help="whose keys (admins and the loca
          arg("name", metavar="NAME", help="a name for the key, like laptop"), USER_FLAG,
          stdin="the public key (the .pub file)",
          example="ssh -p 2222 git@teresa keys:add laptop < ~/.ssh/id_ed25519.pub")
-async def keys_add(inv: Invocation) -> None:
+async def keys_add(inv: Invocation[Services]) -> None:
     name = names.key_name(inv.args.name)
     public_key, fingerprint = sshkeys.parse_public_key(await inv.stdin.read(sshkeys.MAX_KEY_BYTES + 1))
 
@@ -108,8 +141,8 @@ async def keys_add(inv: Invocation) -> None:
 
 
 @command("keys:list", "List your SSH keys.", USER_FLAG, json=True, example="keys:list")
-async def keys_list(inv: Invocation) -> None:
-    def load(session: Session) -> list[dict]:
+async def keys_list(inv: Invocation[Services]) -> None:
+    def load(session: Session) -> list[dict[str, str]]:
         owner = _key_owner(session, inv)
         return [{"name": k.name, "fingerprint": k.fingerprint, "added": _iso(k.created_at)}
                 for k in sorted(owner.keys, key=lambda k: k.name)]
@@ -122,7 +155,7 @@ async def keys_list(inv: Invocation) -> None:
 
 @command("keys:remove", "Remove one of your SSH keys.", arg("name", metavar="NAME", help="the key's name"), USER_FLAG,
          example="keys:remove laptop")
-async def keys_remove(inv: Invocation) -> None:
+async def keys_remove(inv: Invocation[Services]) -> None:
     name = names.key_name(inv.args.name)
 
     def remove(session: Session) -> None:
@@ -145,7 +178,7 @@ async def keys_remove(inv: Invocation) -> None:
          arg("--no-password", action="store_true", help="a key-only user: read no password"),
          access=ADMIN, stdin="the password",
          example="echo 'a-long-password' | ssh -p 2222 git@teresa users:create alice@example.com --name Alice")
-async def users_create(inv: Invocation) -> None:
+async def users_create(inv: Invocation[Services]) -> None:
     access.require_admin(inv.actor, "create users")
     email = names.email(inv.args.email)
     full_name = inv.args.name.strip()
@@ -168,10 +201,10 @@ async def users_create(inv: Invocation) -> None:
 
 
 @command("users:list", "List users.", access=ADMIN, json=True, example="users:list")
-async def users_list(inv: Invocation) -> None:
+async def users_list(inv: Invocation[Services]) -> None:
     access.require_admin(inv.actor, "list users")
 
-    def load(session: Session) -> list[dict]:
+    def load(session: Session) -> list[_UserInfo]:
         return [{"email": u.email, "name": u.name, "admin": u.is_admin, "teams": sorted(t.name for t in u.teams),
                  "keys": len(u.keys), "password": u.password_hash is not None}
                 for u in session.scalars(select(User).order_by(User.email))]
@@ -187,7 +220,7 @@ async def users_list(inv: Invocation) -> None:
 
 @command("users:delete", "Delete a user and their keys.", arg("email", metavar="EMAIL", help="the user's email"), access=ADMIN,
          example="users:delete alice@example.com")
-async def users_delete(inv: Invocation) -> None:
+async def users_delete(inv: Invocation[Services]) -> None:
     access.require_admin(inv.actor, "delete users")
 
     def remove(session: Session) -> str:
@@ -202,7 +235,7 @@ async def users_delete(inv: Invocation) -> None:
 
 @command("users:set-password", "Set a user's password (on stdin).", arg("email", metavar="EMAIL", help="the user's email"), access=ADMIN,
          stdin="the new password", example="echo 'a-long-password' | teresa users:set-password alice@example.com")
-async def users_set_password(inv: Invocation) -> None:
+async def users_set_password(inv: Invocation[Services]) -> None:
     access.require_admin(inv.actor, "set other users' passwords")
     hashed = await asyncio.to_thread(passwords.hash_password, await _read_password(inv))
 
@@ -218,7 +251,7 @@ async def users_set_password(inv: Invocation) -> None:
 
 
 @command("teams:create", "Create a team.", arg("team", metavar="TEAM", help="the new team's name"), access=ADMIN, example="teams:create web")
-async def teams_create(inv: Invocation) -> None:
+async def teams_create(inv: Invocation[Services]) -> None:
     access.require_admin(inv.actor, "create teams")
     name = names.team_name(inv.args.team)
 
@@ -236,8 +269,8 @@ async def teams_create(inv: Invocation) -> None:
 
 @command("teams:list", "List your teams (admins: all teams) with their members.", json=True,
          example="teams:list")
-async def teams_list(inv: Invocation) -> None:
-    def load(session: Session) -> list[dict]:
+async def teams_list(inv: Invocation[Services]) -> None:
+    def load(session: Session) -> list[_TeamInfo]:
         query = select(Team).order_by(Team.name)
         if not inv.actor.is_admin:
             query = query.where(Team.id.in_(access.member_team_ids(session, inv.actor)))
@@ -255,7 +288,7 @@ TEAM_USER = (arg("team", metavar="TEAM", help="the team's name"), arg("email", m
 
 @command("teams:add-user", "Add a user to a team.", *TEAM_USER, access=TEAM,
          example="teams:add-user web alice@example.com")
-async def teams_add_user(inv: Invocation) -> None:
+async def teams_add_user(inv: Invocation[Services]) -> None:
     def save(session: Session) -> tuple[str, str]:
         team = access.team_for(session, inv.actor, inv.args.team)
         user = access.find_user(session, inv.args.email)
@@ -270,7 +303,7 @@ async def teams_add_user(inv: Invocation) -> None:
 
 @command("teams:remove-user", "Remove a user from a team.", *TEAM_USER, access=TEAM,
          example="teams:remove-user web alice@example.com")
-async def teams_remove_user(inv: Invocation) -> None:
+async def teams_remove_user(inv: Invocation[Services]) -> None:
     def save(session: Session) -> tuple[str, str]:
         team = access.team_for(session, inv.actor, inv.args.team)
         user = access.find_user(session, inv.args.email)

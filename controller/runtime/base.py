@@ -2,31 +2,121 @@
 
 from __future__ import annotations
 
+import datetime
+import enum
+import re
 from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable, Callable, Mapping, Protocol, Sequence
+from typing import AsyncIterator, Awaitable, Callable, Protocol, Sequence
 
+from builder.job import BuildRequest
 from controller.spec import ReleaseSpec
-from core.commands import CommandError
+from core.commands import Input, Output
+from core.errors import UserError
 
 # Where a runtime writes lines for the user (build output, rollout progress).
 # Each call is one line without its newline; it may await (backpressure).
 LineSink = Callable[[str], Awaitable[None]]
 
 
-class RuntimeError_(CommandError):
-    """Base of the failures a runtime reports to the user; the message is one sentence."""
+LOG_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 
 
-class BuildFailed(RuntimeError_):
+def log_timestamp(moment: datetime.datetime | None = None) -> str:
+    """How each line of `logs` starts: UTC, RFC 3339, milliseconds, e.g. 2025-01-31T12:00:00.123Z."""
+    moment = moment or datetime.datetime.now(datetime.timezone.utc)
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def split_log_timestamp(line: str) -> tuple[str, str]:
+    """(timestamp, rest) of a `logs` line; the timestamp is "" when the line has none."""
+    stamp, _, rest = line.partition(" ")
+    return (stamp, rest) if LOG_TIMESTAMP.fullmatch(stamp) else ("", line)
+
+
+class RuntimeFailure(UserError):
+    """What a runtime reports when it cannot do what was asked: one sentence, plus the
+    last lines the failing process printed (already part of the sentence where useful)."""
+
+    def __init__(self, message: str, *, last_lines: Sequence[str] = ()):
+        super().__init__(message)
+        self.last_lines = tuple(last_lines)
+
+
+class BuildFailed(RuntimeFailure):
     pass
 
 
-class ReleasePhaseFailed(RuntimeError_):
+class ReleasePhaseFailed(RuntimeFailure):
     pass
 
 
-class RolloutFailed(RuntimeError_):
+class Fault(enum.Enum):
+    """Why one new replica failed a rollout (what the runtime observed, not what the user reads)."""
+
+    EXITED = "exited"            # its process exited (once, or again and again) during the rollout
+    UNHEALTHY = "unhealthy"      # its liveness check failed, so it was restarted
+    WRONG_PORT = "wrong port"    # it listens, but on other ports than $PORT
+    NOT_READY = "not ready"      # still not ready when the rollout's time ran out
+
+
+@dataclass(frozen=True)
+class ReplicaOutcome:
+    """What a runtime saw of the replica that failed a rollout; `rollout_sentence` words it."""
+
+    replica: str                        # "web.1" locally, a pod name on Kubernetes
+    fault: Fault
+    was_ready: bool = False             # it had passed its readiness check before it failed
+    exit_status: int | None = None
+    restarts: int = 0
+    port: int | None = None             # the value of $PORT it was given
+    listened: bool = True               # anything ever accepted a connection on $PORT
+    other_ports: tuple[int, ...] = ()   # ports it listens on instead (WRONG_PORT)
+    check: str = ""                     # the last readiness check, e.g. "GET / returned HTTP 500"
+    last_lines: tuple[str, ...] = ()
+
+
+LAST_LINES_SHOWN = 6
+
+
+def rollout_sentence(release: str, outcome: ReplicaOutcome, *, timeout: float | None = None) -> str:
+    """The one sentence a user reads when `release` was not rolled out because of `outcome`."""
+    o = outcome
+    status = f" with status {o.exit_status}" if o.exit_status is not None else ""
+    again = f" ({o.restarts} times)" if o.restarts > 1 else ""
+    port = f"$PORT ({o.port})" if o.port is not None else "$PORT"
+    if o.fault is Fault.EXITED:
+        when = "within seconds of becoming ready" if o.was_ready else "before it became ready"
+        what = f"{o.replica} exited{status}{again} {when}"
+    elif o.fault is Fault.UNHEALTHY:
+        what = f"{o.replica} failed its liveness check" + (f" ({o.check})" if o.check else "") + " and was restarted"
+    elif o.fault is Fault.WRONG_PORT:
+        others = ", ".join(str(p) for p in o.other_ports)
+        what = (f"{o.replica} listens on port {others} but not on {port}; "
+                f"make the web process bind to the port in the PORT environment variable")
+    elif o.was_ready:
+        within = f" within {timeout:g}s" if timeout is not None else ""
+        what = (f"{o.replica} was ready but had not yet stayed up for the stability window{within}; "
+                "if the app is slow to start, raise TERESA_ROLLOUT_TIMEOUT")
+    else:
+        within = f" within {timeout:g}s" if timeout is not None else ""
+        what = f"{o.replica} did not become ready{within}" + (f" ({o.check})" if o.check else "")
+    if o.fault is not Fault.WRONG_PORT and not o.listened and o.replica.startswith("web"):
+        what += f"; nothing ever listened on {port}: the web process must bind to the port in the PORT variable"
+    lines = o.last_lines[-LAST_LINES_SHOWN:]
+    output = f"; its last output: {' / '.join(lines)}" if lines else "; it printed nothing"
+    return f"{release} was not released: {what}{output}. What ran before keeps running."
+
+
+class RolloutFailed(RuntimeFailure):
     """The new release did not become ready; the runtime has already undone it."""
+
+    @classmethod
+    def of(cls, release: str, outcome: ReplicaOutcome, *, timeout: float | None = None) -> "RolloutFailed":
+        failure = cls(rollout_sentence(release, outcome, timeout=timeout), last_lines=outcome.last_lines)
+        failure.outcome = outcome
+        return failure
+
+    outcome: ReplicaOutcome | None = None
 
 
 @dataclass(frozen=True)
@@ -39,23 +129,14 @@ class ProcessStatus:
     release: int
 
 
-@dataclass(frozen=True)
-class BuildRequest:
-    app: str
-    build_id: str
-    source_key: str
-    slug_key: str
-    cache_key: str
-    config: Mapping[str, str]
-    buildpack_url: str = ""
-    timeout_seconds: int = 15 * 60
-
-
 class Runtime(Protocol):
     async def start(self) -> None:
         """Start background machinery and bring every app back at its current release."""
 
     async def stop(self) -> None: ...
+
+    async def health(self) -> None:
+        """For /readyz: return when the runtime can take work, raise when it cannot."""
 
     async def create_app(self, app: str) -> None: ...
 
@@ -67,8 +148,10 @@ class Runtime(Protocol):
     async def release_phase(self, release: ReleaseSpec, out: LineSink) -> None:
         """Run the `release` process once; raise ReleasePhaseFailed."""
 
-    async def deploy(self, release: ReleaseSpec, previous: ReleaseSpec | None, out: LineSink) -> None:
-        """Roll out `release`; on failure undo to `previous` and raise RolloutFailed."""
+    async def deploy(self, release: ReleaseSpec, previous: ReleaseSpec | None, out: LineSink, *,
+                     restart: bool = False) -> None:
+        """Roll out `release` (every process replaced when `restart`); on failure undo to `previous`
+        and raise RolloutFailed."""
 
     async def ps(self, app: str) -> list[ProcessStatus]: ...
 
@@ -77,7 +160,10 @@ class Runtime(Protocol):
 
     async def restart(self, app: str, process_type: str | None) -> None: ...
 
-    def logs(self, app: str, lines: int, follow: bool, process_type: str | None) -> AsyncIterator[str]: ...
+    def logs(self, app: str, lines: int, follow: bool, process_type: str | None) -> AsyncIterator[str]:
+        """The app's output, oldest first, each line as `<log_timestamp> <source> | <text>`."""
 
-    async def run(self, release: ReleaseSpec, argv: list[str], out: LineSink) -> int:
-        """A one-off process with the release's slug and config; returns its exit status."""
+    async def run(self, release: ReleaseSpec, argv: list[str], stdin: Input, out: Output) -> int:
+        """A one-off process with the release's slug and config, in a fresh copy of the slug, never in a
+        directory a running process uses; `stdin` is forwarded, and a client's terminal gets a PTY.
+        Returns its exit status."""

@@ -24,7 +24,7 @@ import pytest
 
 from builder import slugrunner
 from builder.slugbuilder import job_env
-from controller.runtime.base import BuildRequest
+from builder.job import BuildRequest
 from core.config import StorageSettings
 from core.storage import storage_for
 from tests.fixtures.s3 import free_port

@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from builder.procfile import ProcfileError, parse, render
+from core import names
 
 
 def test_parse_skips_comments_and_blank_lines_and_keeps_order() -> None:
@@ -27,7 +28,9 @@ def test_command_may_contain_colons() -> None:
         ("web: ok\nworker python w.py\n", "Procfile line 2 is not `type: command`"),
         ("web:\n", "Procfile line 1 is not `type: command`"),
         ("Web: python app.py\n", "Procfile line 1: process type 'Web' is not valid"),
-        ("web_1: python app.py\n", "process type 'web_1' is not valid; use lowercase letters, digits and dashes"),
+        ("web_: python app.py\n", "process type 'web_' is not valid; use 1 to 30 lowercase letters, digits, dashes"),
+        ("a_b: x\na-b: y\n", "Procfile line 2: process types 'a_b' and 'a-b' differ only by '_' and '-'"),
+        ("1web: python app.py\n", "process type '1web' is not valid"),
         ("-web: x\n", "process type '-web' is not valid"),
         ("web: a\nweb: b\n", "Procfile line 2: process type 'web' is declared twice"),
     ],
@@ -39,7 +42,7 @@ def test_bad_lines_name_the_line_and_the_expected_form(text: str, message: str) 
     assert "\n" not in str(error.value)
 
 
-process_types = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
+process_types = st.from_regex(names.PROCESS_TYPE, fullmatch=True)
 commands = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=40).map(str.strip).filter(bool)
 
 

@@ -9,8 +9,10 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
+import pexpect
 import pytest
 
+from controller.runtime.base import LOG_TIMESTAMP, split_log_timestamp
 from core.config import StorageSettings
 from tests.fixtures.teresa import Deploy, TeresaServer, http_get, make_deploy, wait_for
 
@@ -29,7 +31,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, ssh_keys: dict[str, Path]) -> 
     """One deployed python-hello for the module's tests, which run in order and build on each other."""
     tmp = tmp_path_factory.mktemp("lifecycle")
     storage = StorageSettings(type="local", root=tmp / "storage")
-    yield from make_deploy(tmp, storage, ssh_keys, TERESA_ROLLOUT_TIMEOUT="5")
+    yield from make_deploy(tmp, storage, ssh_keys, TERESA_ROLLOUT_TIMEOUT="15")
 
 
 def releases(app: Deploy) -> list[dict]:
@@ -121,6 +123,39 @@ def test_run_streams_output_and_propagates_the_exit_status(app: Deploy) -> None:
     assert b"from a one-off run.1" in result.stdout
 
 
+def test_run_forwards_stdin(app: Deploy) -> None:
+    result = app.ssh.run("run shop -- sh -c 'read first; cat; echo \"first=$first\"'", key=app.key,
+                         stdin=b"one\ntwo\nthree\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"two\nthree\nfirst=one\n"
+
+
+def test_ssh_t_run_gives_an_interactive_shell_that_exits_with_its_status(app: Deploy) -> None:
+    shell = pexpect.spawn("ssh", [*app.ssh.options(app.key), "-t", "git@127.0.0.1", "run shop -- sh"],
+                          env=app.ssh.env(None), timeout=60, encoding="utf-8")
+    try:
+        shell.expect(r"[$#] $")  # sh's prompt: it found a terminal, so it is interactive
+        shell.sendline("tty; echo \"dyno=$DYNO term=$TERM\"")
+        shell.expect(r"/dev/pts/\d+\r\n")
+        shell.expect(r"dyno=run\.\d+ term=\S+\r\n")
+        shell.expect(r"[$#] $")
+        shell.sendline("exit 5")
+        shell.expect(pexpect.EOF)
+    finally:
+        shell.close()
+    assert shell.exitstatus == 5
+
+
+def test_every_command_still_works_when_the_client_asks_for_a_terminal(app: Deploy) -> None:
+    argv = ["ssh", *app.ssh.options(app.key), "-tt", "git@127.0.0.1", "apps:list"]
+    result = subprocess.run(argv, capture_output=True, timeout=60, env=app.ssh.env(None))
+    assert result.returncode == 0, result.stderr
+    assert b"shop" in result.stdout and b"\r\n" in result.stdout and b"\r\r" not in result.stdout
+    missing = subprocess.run([*argv[:-1], "apps:info", "nosuch"], capture_output=True, timeout=60,
+                             env=app.ssh.env(None))
+    assert missing.returncode == 1 and b"nosuch" in missing.stderr
+
+
 def test_logs_follow_streams_until_the_client_leaves(app: Deploy) -> None:
     argv = ["ssh", *app.ssh.options(app.key), "git@127.0.0.1", "logs shop -f -n 0 -p web"]
     follower = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
@@ -134,7 +169,8 @@ def test_logs_follow_streams_until_the_client_leaves(app: Deploy) -> None:
     try:
         for line in follower.stdout:
             if "GET /followed" in line:
-                assert line.startswith("web.")
+                stamp, text = split_log_timestamp(line)
+                assert LOG_TIMESTAMP.fullmatch(stamp) and text.startswith("web.")
                 break
     finally:
         seen.set()
@@ -156,7 +192,7 @@ def test_a_server_restart_brings_the_app_back(app: Deploy) -> None:
     app.server.stop()
     app.server = TeresaServer(app.server.env)
     app.ssh.server = app.server
-    app.server.call(app.server.services.runtime.wait_restored())
+    app.server.call(app.server.runtime.wait_restored())
     wait_for(lambda: app.get()[0] == 200)  # restored processes start, then pass their readiness check
     assert app.get(host="www.shop.test")[0] == 200
     assert releases(app)[0]["version"] == running
@@ -169,7 +205,7 @@ def test_health_and_metrics_of_the_running_server(app: Deploy) -> None:
     status, text = http_get(port, "teresa", "/metrics")
     assert status == 200
     for series in ('teresa_pushes_total{outcome="succeeded"}', 'teresa_pushes_total{outcome="failed"}',
-                   'teresa_releases_total{outcome="succeeded"}', "teresa_ssh_sessions_total",
+                   'teresa_releases_total{app="shop",outcome="succeeded"}', "teresa_ssh_sessions_total",
                    "teresa_build_duration_seconds_count"):
         assert series in text, series
 

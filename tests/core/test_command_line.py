@@ -8,11 +8,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from controller.controller import Controller
-from core import docs
+from server import docs
 from core.commands import Actor, CommandError, execute, parse, split_command_line
 from core.config import Settings
 from core.db import Database
-from core.registry import load_commands
+from server.registry import load_commands
+from controller.platform import Platform
 from core.services import Services
 from core.storage import storage_for
 from tests.fixtures.teresa import BytesInput, MemoryOutput
@@ -47,10 +48,10 @@ def test_random_commands_never_crash(tmp_path: Path, name: str, words: list[str]
     db.upgrade()
     settings = Settings.from_env({"TERESA_DATA_DIR": str(tmp_path)})
     services = Services(settings=settings, db=db, storage=storage_for(settings.storage))
-    services.controller = Controller(services)
+    platform = Platform.assemble(services, Controller(services, runtime=None))
     actor = Actor(email="someone@example.com", user_id=None)
     out, err = MemoryOutput(), MemoryOutput()
-    status = asyncio.run(execute([name, *words], actor, services, BytesInput(stdin), out, err, remote=True))
+    status = asyncio.run(execute([name, *words], actor, platform, BytesInput(stdin), out, err, remote=True))
     db.dispose()
     assert "internal error" not in err.text
     if status:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -28,6 +29,8 @@ def test_first_push_builds_releases_and_serves(deploy_any_storage: Deploy) -> No
     assert push.returncode == 0, push.stderr
     assert "remote: -----> Building shop main" in push.stderr
     assert "remote: -----> Released v1: http://shop.localhost" in push.stderr
+    assert re.search(r"remote: -----> Done in \d+\.\ds: receive \d+\.\ds, build \d+\.\ds, release \d+\.\ds, "
+                     r"rollout \d+\.\ds", push.stderr), push.stderr
     assert deploy.git.remote_refs("shop")["refs/heads/main"] == commit
     assert deploy.get() == (200, "version one\n")
 

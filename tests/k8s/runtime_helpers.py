@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from controller.runtime.base import BuildRequest
+from builder.job import BuildRequest
 from controller.spec import ReleaseSpec
 from controller.teresa_yaml import parse
 from core.config import Settings

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controller.runtime.base import BuildRequest
+from builder.job import BuildRequest
 from controller.runtime.kubernetes.meta import config_secret_name
 from controller.spec import Autoscale, ReleaseSpec
 from controller.teresa_yaml import AppSpec, parse

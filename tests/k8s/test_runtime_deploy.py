@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from controller.runtime.base import RolloutFailed
+from controller.runtime.base import LOG_TIMESTAMP, RolloutFailed, split_log_timestamp
 from controller.runtime.kubernetes.runtime import KubernetesRuntime
 from controller.runtime.kubernetes.templates import RESTARTED_AT
 from tests.fixtures.kube import KubeAPI
@@ -61,7 +61,7 @@ async def test_a_scale_only_release_does_not_restart_pods(runtime: KubernetesRun
 async def test_restarts_roll_the_pods(runtime: KubernetesRuntime, kube_api: KubeAPI) -> None:
     await runtime.deploy(release(1), None, Lines())
     first = web_pods(kube_api)
-    await runtime.deploy(release(2, reason="restart"), release(1), Lines())
+    await runtime.deploy(release(2, reason="restart"), release(1), Lines(), restart=True)
     assert RESTARTED_AT in deployment_spec(kube_api)["template"]["metadata"]["annotations"]
     second = web_pods(kube_api)
     assert not set(first) & set(second)
@@ -142,7 +142,9 @@ async def test_a_removed_process_type_is_pruned(runtime: KubernetesRuntime, kube
 async def test_logs_of_every_pod_prefixed_and_followed(runtime: KubernetesRuntime, kube_api: KubeAPI,
                                                        kubelet: Kubelet) -> None:
     await runtime.deploy(release(1), None, Lines())
-    shown = [line async for line in runtime.logs(APP, 10, False, None)]
+    stamped = [split_log_timestamp(line) for line in [line async for line in runtime.logs(APP, 10, False, None)]]
+    assert all(LOG_TIMESTAMP.fullmatch(stamp) for stamp, _ in stamped)  # the kubelet's, as logs shows them
+    shown = [text for _, text in stamped]
     assert sorted(line.split(".")[0] for line in shown) == ["web", "web", "worker"]
     assert all(line.endswith(" started") and " | " in line for line in shown)
     only_worker = [line async for line in runtime.logs(APP, 10, False, "worker")]
@@ -154,8 +156,8 @@ async def test_logs_of_every_pod_prefixed_and_followed(runtime: KubernetesRuntim
     assert not first.done()
     pod = web_pods(kube_api)[0]
     kubelet.say(APP, pod, "GET / 200")
-    line = await asyncio.wait_for(first, timeout=5)
-    assert line == f"web.{pod.rsplit('-', 1)[-1]} | GET / 200"
+    stamp, line = split_log_timestamp(await asyncio.wait_for(first, timeout=5))
+    assert LOG_TIMESTAMP.fullmatch(stamp) and line == f"web.{pod.rsplit('-', 1)[-1]} | GET / 200"
     await followed.aclose()
 
 

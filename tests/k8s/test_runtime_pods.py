@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from controller.runtime import make_runtime
-from controller.runtime.base import BuildFailed, ReleasePhaseFailed, RuntimeError_
+from controller.runtime.base import BuildFailed, ReleasePhaseFailed, RuntimeFailure
 from controller.runtime.kubernetes.runtime import KubernetesRuntime
 from core.storage import storage_for
 from tests.fixtures.kube import KubeAPI
 from tests.fixtures.kubelet import Kubelet
+from tests.fixtures.teresa import BytesInput, MemoryOutput
 from tests.k8s.runtime_helpers import (
     APP, SLUGBUILDER_IMAGE, Lines, build_request, eventually, release, runtime_settings,
 )
@@ -185,17 +186,18 @@ async def test_a_release_phase_whose_slug_is_missing_fails_clearly(runtime: Kube
 @pytest.mark.asyncio
 async def test_run_streams_output_and_returns_the_exit_status(runtime: KubernetesRuntime, kube_api: KubeAPI) -> None:
     slug_key = await built_slug(runtime)
-    out = Lines()
-    status = await runtime.run(release(2, slug_key), ["sh", "-c", "cat hello.txt; echo $GREETING; exit 7"], out)
+    out = MemoryOutput()
+    status = await runtime.run(release(2, slug_key), ["sh", "-c", "cat hello.txt; echo $GREETING; exit 7"],
+                               BytesInput(), out)
     assert status == 7
-    assert out.lines == ["hi", "hello"]
+    assert out.text == "hi\nhello\n"
     await eventually(no_pods_left(kube_api), what="the run pod's deletion")
 
 
 @pytest.mark.asyncio
 async def test_run_without_a_command_is_one_sentence(runtime: KubernetesRuntime) -> None:
-    with pytest.raises(RuntimeError_, match=r"^The command could not run: run needs a command after --"):
-        await runtime.run(release(2), [], Lines())
+    with pytest.raises(RuntimeFailure, match=r"^The command could not run: run needs a command after --"):
+        await runtime.run(release(2), [], BytesInput(), MemoryOutput())
 
 
 def test_make_runtime_picks_kubernetes_from_the_settings(kube_api: KubeAPI, tmp_path: Path) -> None:

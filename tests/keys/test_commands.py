@@ -12,7 +12,9 @@ from controller.controller import Controller
 from core.commands import Actor, execute
 from core.config import Settings
 from core.db import Database
-from core.registry import load_commands
+from server.registry import load_commands
+from controller.platform import Platform
+from controller.runtime.base import Runtime
 from core.services import Services
 from core.storage import storage_for
 from tests.fixtures.teresa import BytesInput, MemoryOutput, Result
@@ -24,8 +26,9 @@ class Commands:
         self.db = Database(url)
         self.db.upgrade()
         settings = Settings.from_env({"TERESA_DATA_DIR": str(tmp_path)})
-        self.services = Services(settings=settings, db=self.db, storage=storage_for(settings.storage))
-        self.services.controller = Controller(self.services)  # no runtime: as `teresa` without a running server
+        self.base = Services(settings=settings, db=self.db, storage=storage_for(settings.storage))
+        self.runtime: Runtime | None = None  # no runtime: as `teresa` without a running server
+        self.services = Platform.assemble(self.base, Controller(self.base, self.runtime))
         self.loop = asyncio.new_event_loop()
 
     def __call__(self, line: str, actor: Actor | None = None, stdin: bytes = b"") -> Result:

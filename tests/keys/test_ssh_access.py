@@ -127,9 +127,12 @@ def test_interactive_login_prints_usage_and_grants_nothing(teresa: TeresaServer,
     forward = subprocess.run(argv, capture_output=True, timeout=30, input=b"")
     assert forward.returncode != 0
 
-    argv = ["ssh", *ssh.options(ssh_keys["alice"]), "-tt", "git@127.0.0.1", "whoami"]
+    # A terminal is allowed (for `run -- bash`), but it still gives no shell: the usage, then the session ends.
+    argv = ["ssh", *ssh.options(ssh_keys["alice"]), "-tt", "git@127.0.0.1"]
     pty = subprocess.run(argv, capture_output=True, timeout=30)
-    assert b"PTY allocation request failed" in pty.stderr and pty.stdout == b""
+    assert pty.returncode == 0 and b"gives no shell.\r\n" in pty.stdout
+    pty = subprocess.run([*argv, "whoami"], capture_output=True, timeout=30)
+    assert (pty.returncode, pty.stdout) == (0, b"alice@example.com\r\n")
 
 
 def test_hostile_input_is_one_line_and_changes_nothing(teresa: TeresaServer, ssh: SSHClient,

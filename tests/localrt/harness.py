@@ -24,7 +24,8 @@ from core.config import Settings, StorageSettings
 APPS = Path(__file__).parent / "apps"
 PYTHON = shlex.quote(sys.executable)
 WEB = f"{PYTHON} -u webapp.py"
-FAST = Timings(backoff_initial=0.1, backoff_cap=0.4, backoff_reset_after=60, port_poll=0.05, min_stop_grace=1)
+FAST = Timings(backoff_initial=0.1, backoff_cap=0.4, backoff_reset_after=60, port_poll=0.05, min_stop_grace=1,
+               min_ready=0.3, port_scan=0.2, wrong_port_grace=1.0, progress_interval=1.0)
 
 
 def slugrunner() -> list[str] | None:
@@ -138,12 +139,13 @@ class Harness:
 
 
 @contextlib.asynccontextmanager
-async def harness(tmp: Path, rollout_timeout: int = 30, start: bool = True) -> AsyncIterator[Harness]:
+async def harness(tmp: Path, rollout_timeout: int = 30, start: bool = True,
+                  timings: Timings = FAST) -> AsyncIterator[Harness]:
     settings = Settings(
         data_dir=tmp / "data", router_addr=("127.0.0.1", 0), rollout_timeout=rollout_timeout,
         storage=StorageSettings(root=tmp / "storage"),
     )
-    runtime = LocalRuntime(settings, slugrunner=slugrunner(), timings=FAST)
+    runtime = LocalRuntime(settings, slugrunner=slugrunner(), timings=timings)
     h = Harness(tmp, runtime, settings)
     if start:
         await runtime.start()

@@ -6,9 +6,13 @@ import asyncio
 import hashlib
 import json
 import os
+import re
+import uuid
 
 import aiohttp
 
+from controller.runtime.base import LOG_TIMESTAMP, split_log_timestamp
+from core.config import trusted_proxies
 from tests.localrt.harness import PYTHON, async_test, harness, until
 
 
@@ -43,7 +47,7 @@ async def test_adds_forwarded_headers(tmp_path):
         status, body = await h.get("fwd", "/headers", headers={"X-Forwarded-For": "10.1.2.3"})
         seen = {k.lower(): v for k, v in json.loads(body).items()}
         assert status == 200
-        assert seen["x-forwarded-for"] == "10.1.2.3, 127.0.0.1"
+        assert seen["x-forwarded-for"] == "127.0.0.1"  # no proxy is trusted by default
         assert seen["x-forwarded-proto"] == "http"
         assert seen["x-forwarded-host"] == "fwd.localhost:8080"
         assert seen["host"] == "fwd.localhost:8080"
@@ -102,3 +106,41 @@ async def test_retries_another_replica_when_one_refuses_connections(tmp_path):
         assert sorted(h.rt.supervisor("retry").serving_ports()) == sorted([first.port, second.port])
         statuses = [(await h.get("retry"))[0] for _ in range(4)]
         assert statuses == [200] * 4
+
+
+@async_test
+async def test_forwarded_headers_are_kept_only_from_trusted_proxies_and_a_request_id_is_set(tmp_path):
+    async with harness(tmp_path) as h:
+        await h.rt.deploy(h.release("fwd", 1), None, h.out)
+        spoofed = {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https"}
+        seen = {k.lower(): v for k, v in json.loads((await h.get("fwd", "/headers", headers=spoofed))[1]).items()}
+        assert (seen["x-forwarded-for"], seen["x-forwarded-proto"]) == ("127.0.0.1", "http")
+        generated = seen["x-request-id"]
+        assert uuid.UUID(generated)
+
+        h.rt.router.trusted_proxies = trusted_proxies({"TERESA_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.0/8"})
+        chosen = {**spoofed, "X-Request-Id": "client-chosen-id-0123456789"}
+        seen = {k.lower(): v for k, v in json.loads((await h.get("fwd", "/headers", headers=chosen))[1]).items()}
+        assert (seen["x-forwarded-for"], seen["x-forwarded-proto"]) == ("6.6.6.6, 127.0.0.1", "https")
+        assert seen["x-request-id"] == "client-chosen-id-0123456789"
+        bogus = {"X-Request-Id": "short\tid"}
+        seen = {k.lower(): v for k, v in json.loads((await h.get("fwd", "/headers", headers=bogus))[1]).items()}
+        assert seen["x-request-id"] != bogus["X-Request-Id"] and uuid.UUID(seen["x-request-id"])
+
+
+@async_test
+async def test_each_request_writes_one_access_line_into_the_apps_logs(tmp_path):
+    async with harness(tmp_path) as h:
+        await h.rt.deploy(h.release("acc", 1), None, h.out)
+        assert (await h.get("acc", "/missing?x=1", headers={"X-Request-Id": "abcdefghij0123456789"}))[0] == 404
+        assert (await h.get("acc", "/"))[0] == 200
+        lines = [line async for line in h.rt.logs("acc", 100, False, "router")]
+        assert len(lines) == 2
+        stamp, text = split_log_timestamp(lines[0])
+        assert LOG_TIMESTAMP.fullmatch(stamp)
+        assert re.fullmatch(r'router \| method=GET path="/missing\?x=1" status=404 service=\d+ms '
+                            r'request_id=abcdefghij0123456789 fwd="127.0.0.1"', text), text
+        assert 'path="/" status=200' in lines[1]
+        await h.rt.deploy(h.release("acc", 2, formation={"web": 0}), None, h.out)
+        assert (await h.get("acc"))[0] == 503
+        assert 'status=503' in [line async for line in h.rt.logs("acc", 1, False, "router")][0]

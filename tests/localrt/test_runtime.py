@@ -12,8 +12,10 @@ import sys
 
 import pytest
 
-from controller.runtime.base import BuildFailed, BuildRequest, ReleasePhaseFailed, RuntimeError_
+from builder.job import BuildRequest
+from controller.runtime.base import BuildFailed, ReleasePhaseFailed, RuntimeFailure
 from controller.runtime.local import LocalRuntime
+from tests.fixtures.teresa import BytesInput, MemoryOutput
 from tests.localrt.harness import FAST, WEB, async_test, harness, slugrunner, until
 
 FAKE_BUILDER = """
@@ -75,8 +77,8 @@ async def test_slug_is_fetched_from_storage_and_unpacked_once(tmp_path):
         unpacked = h.settings.data_dir / "apps/fetched/releases/v1"
         assert (unpacked / "Procfile").exists()
         assert await h.rt.slugs.ensure(release) == unpacked
-        with pytest.raises(RuntimeError_, match="could not be fetched"):
-            await h.rt.run(dataclasses.replace(release, version=2, slug_key="missing"), ["true"], h.out)
+        with pytest.raises(RuntimeFailure, match="could not be fetched"):
+            await h.rt.run(dataclasses.replace(release, version=2, slug_key="missing"), ["true"], BytesInput(), MemoryOutput())
 
 
 @async_test
@@ -97,7 +99,7 @@ async def test_new_runtime_on_the_same_data_dir_brings_the_app_back(tmp_path):
         await h.rt.wait_restored()
         await until(lambda: len(h.rt.supervisor("phoenix").serving_ports()) == 2, what="both replicas ready")
         history = [line async for line in h.rt.logs("phoenix", 1000, False, "web")]
-        assert sum(line.startswith("web.") and "listening on" in line for line in history) >= 4
+        assert sum(line.split(" ", 1)[1].startswith("web.") and "listening on" in line for line in history) >= 4
         assert (await h.get("phoenix"))[1].startswith("back from web.")
         assert (await h.get("phoenix", headers={"Host": "www.ph.test"}))[0] == 200
         assert h.rt.current("phoenix") == dataclasses.replace(release, domains=("ph.test", "www.ph.test"))
@@ -128,3 +130,16 @@ async def test_start_stops_processes_left_behind_by_a_dead_server(tmp_path):
         assert bystander.returncode is None
         bystander.kill()
         await bystander.wait()
+
+
+def test_the_local_runtime_says_which_release_features_it_does_not_run() -> None:
+    from controller.runtime.local.runtime import not_run_locally
+    from controller.spec import Autoscale, ReleaseSpec
+
+    plain = ReleaseSpec(app="a", version=1, build_id="b", slug_key="k", config={}, processes={"web": "x"},
+                        formation={})
+    assert not_run_locally(plain) == ""
+    full = ReleaseSpec(app="a", version=1, build_id="b", slug_key="k", config={},
+                       processes={"web": "x", "cron-nightly": "y"}, formation={},
+                       limits={"web": {"cpu": "1"}}, autoscale=Autoscale(1, 3, 70))
+    assert not_run_locally(full) == "cron process types (cron-nightly), CPU and memory limits, autoscaling"

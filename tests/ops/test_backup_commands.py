@@ -13,10 +13,11 @@ import pytest
 import sqlalchemy as sa
 
 from controller.controller import Controller
+from controller.platform import Platform
+from core.layout import BuildKeys
 from core.backup import list_backups
 from core.backup_commands import backup_loop
 from core.models import Base, Build
-from core.storage import storage_for
 from tests.fixtures.databases import BACKENDS, fresh_database
 from tests.keys.test_commands import Commands
 
@@ -29,7 +30,7 @@ class AcceptingRuntime:
     async def create_app(self, app: str) -> None:
         pass
 
-    async def deploy(self, release: object, previous: object, out: object) -> None:
+    async def deploy(self, release: object, previous: object, out: object, *, restart: bool = False) -> None:
         pass
 
     async def set_domains(self, app: str, hosts: list[str]) -> None:
@@ -41,9 +42,7 @@ class Teresa(Commands):
 
     def __init__(self, url: str, data_dir: Path):
         super().__init__(url, data_dir)
-        self.services.storage = storage_for(self.services.settings.storage)
-        self.services.runtime = AcceptingRuntime()
-        self.services.controller = Controller(self.services)
+        self.services = Platform.assemble(self.base, Controller(self.base, AcceptingRuntime()))
 
     def ok(self, line: str, stdin: bytes = b"") -> str:
         result = self(line, stdin=stdin)
@@ -63,8 +62,8 @@ class Teresa(Commands):
                               commit=commit, status="succeeded", reason=""))
 
         self.db.transaction(record)
-        release = self.services.controller.release_build(app, build_id, slug_key, "", self.actor("alice@example.com"),
-                                                         self.quiet)
+        release = self.services.controller.release_build(app, BuildKeys(app, build_id), "",
+                                                         self.actor("alice@example.com"), self.quiet)
         self.loop.run_until_complete(release)
 
     @staticmethod
@@ -216,7 +215,6 @@ def test_the_backup_loop_backs_up_at_once_then_keeps_going(server_services: Tere
 def test_the_backup_loop_returns_at_once_when_the_interval_is_zero(server_services: Teresa) -> None:
     from dataclasses import replace
 
-    services = server_services.services
-    services.settings = replace(services.settings, backup_interval=0)
+    services = replace(server_services.services, settings=replace(server_services.services.settings, backup_interval=0))
     server_services.loop.run_until_complete(asyncio.wait_for(backup_loop(services), timeout=5))
     assert list_backups(services.storage) == []

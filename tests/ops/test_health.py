@@ -84,8 +84,8 @@ def test_readyz_runs_checks_concurrently() -> None:
 
 def test_metrics_exposes_teresa_series_in_prometheus_text_format() -> None:
     metrics.pushes_total.labels(outcome="success").inc()
-    metrics.builds_total.labels(outcome="failure").inc()
-    metrics.releases_total.labels(outcome="success").inc()
+    metrics.builds_total.labels(app="shop", outcome="failure").inc()
+    metrics.releases_total.labels(app="shop", outcome="success").inc()
     metrics.build_duration_seconds.observe(42)
     metrics.rollout_duration_seconds.observe(7)
     metrics.ssh_sessions_total.inc()

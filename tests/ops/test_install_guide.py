@@ -10,7 +10,7 @@ from pathlib import Path
 
 from core.commands import parse
 from core.config import Settings
-from core.registry import load_commands
+from server.registry import load_commands
 from tests.ops.test_manifests import DEPLOY, ROOT, container, find, pod_environment, render
 
 GUIDE = ROOT / "docs" / "install-kubernetes.md"

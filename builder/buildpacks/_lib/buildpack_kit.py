@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterable, Mapping, NoReturn
+from typing import IO, Iterable, Mapping, NoReturn
 
 INDENT = "       "
 # Config vars that would break the build tools if exported into the build (as on Heroku).
@@ -45,19 +45,45 @@ def build_env(env_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run(argv: list[str], env: Mapping[str, str], cwd: Path) -> int:
-    """Run a tool, relaying its output indented, line by line as it comes."""
+def run(argv: list[str], env: Mapping[str, str], cwd: Path, stdout: IO[bytes] | int | None = None) -> int:
+    """Run a tool, relaying its output indented, line by line as it comes (or only its stderr, with `stdout`)."""
     try:
         proc = subprocess.Popen(argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+                                stdout=subprocess.PIPE if stdout is None else stdout,
+                                stderr=subprocess.STDOUT if stdout is None else subprocess.PIPE)  # fmt: skip
     except FileNotFoundError:
         fail(f"{argv[0]} is not installed on this stack.")
-    assert proc.stdout is not None
-    with proc.stdout:
-        for raw in proc.stdout:
+    relayed = proc.stdout if stdout is None else proc.stderr
+    assert relayed is not None
+    with relayed:
+        for raw in relayed:
             line = raw.decode(errors="replace").rstrip()
             print(f"{INDENT}{line}" if line else "", flush=True)
     return proc.wait()
+
+
+def run_hook(build: Path, name: str, env: Mapping[str, str]) -> None:
+    """Run the app's `bin/NAME` (e.g. pre_compile) if it has one; its failure fails the build."""
+    script = build / "bin" / name
+    if not script.is_file():
+        return
+    step(f"Running bin/{name} hook")
+    argv = [str(script)] if script.read_bytes()[:2] == b"#!" else ["bash", str(script)]
+    script.chmod(script.stat().st_mode | 0o111)
+    if run(argv, env, build) != 0:
+        fail(f"bin/{name} failed (see its output above); fix it or remove it.")
+
+
+def write_environment(build: Path, name: str, lines: Iterable[str]) -> None:
+    """Shell `lines` using $HOME for the app directory: into .profile.d/NAME.sh (run time) and into
+    the buildpack's `export` file (with the build directory instead), for buildpacks that run after it."""
+    lines = list(lines)
+    write_profile(build, f"{name}.sh", lines)
+    export = Path(sys.argv[0]).resolve().parents[1] / "export"
+    try:
+        export.write_text("\n".join(line.replace("$HOME", str(build)) for line in lines) + "\n")
+    except OSError:
+        info("(Could not write this buildpack's export file; buildpacks after it will not see its tools.)")
 
 
 def digest(paths: Iterable[Path], *extra: str) -> str:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import kubernetes.client
 import kubernetes.config
@@ -21,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from urllib3.exceptions import HTTPError
 
+from controller.runtime.kubernetes.objects import LiveObject, Manifest
 from core.config import KubernetesSettings
 
 FIELD_MANAGER = "teresa"
@@ -148,10 +148,10 @@ class KubeClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _call(self, method: str, path: str, what: str, body: Any = None,
-              query: list[tuple[str, str]] | None = None, content_type: str = "application/json") -> Any:
+    def _call(self, method: str, path: str, what: str, body: object = None,
+              query: list[tuple[str, str]] | None = None, content_type: str = "application/json") -> LiveObject:
         try:
-            return self._api.call_api(
+            result: LiveObject = self._api.call_api(
                 path, method,
                 query_params=query or [],
                 header_params={"Accept": "application/json", "Content-Type": content_type},
@@ -162,11 +162,15 @@ class KubeClient:
             )
         except (ApiException, HTTPError) as exc:
             raise _error(exc, what) from None
+        return result
 
-    async def request(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(self._call, method, path, what, **kwargs)
+    async def request(self, method: str, path: str, what: str, *, body: object = None,
+                      query: list[tuple[str, str]] | None = None,
+                      content_type: str = "application/json") -> LiveObject:
+        """The JSON object the API server answers with (every path Teresa calls answers with an object)."""
+        return await asyncio.to_thread(self._call, method, path, what, body, query, content_type)
 
-    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+    async def apply(self, obj: Manifest) -> LiveObject:
         """Create `obj` or bring Teresa's fields of the live object to exactly what it says."""
         kind = kind_of(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
@@ -175,12 +179,12 @@ class KubeClient:
             body=obj, query=[("fieldManager", self._field_manager), ("force", "true")], content_type=APPLY_PATCH,
         )
 
-    async def apply_all(self, objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def apply_all(self, objects: Iterable[Manifest]) -> list[LiveObject]:
         """Apply in order (namespace first): later objects may depend on earlier ones."""
         return [await self.apply(obj) for obj in objects]
 
     async def patch(self, api_version: str, kind: str, name: str, namespace: str | None,
-                    changes: dict[str, Any]) -> dict[str, Any]:
+                    changes: Mapping[str, object]) -> LiveObject:
         """A JSON merge patch: change only the fields `changes` names (e.g. one annotation)."""
         found = kind_of(api_version, kind)
         return await self.request("PATCH", found.path(namespace, name), f"change {kind} {name}",
@@ -189,23 +193,24 @@ class KubeClient:
     def open_log(self, namespace: str, pod: str, container: str, *, follow: bool,
                  tail_lines: int | None = None, previous: bool = False) -> urllib3.BaseHTTPResponse:
         """Blocking, for a worker thread: the container's log with timestamps as an open HTTP response."""
-        options: dict[str, Any] = {"container": container, "follow": follow, "timestamps": True,
-                                   "previous": previous, "_preload_content": False,
-                                   "_request_timeout": LOG_TIMEOUTS}
+        options: dict[str, object] = {"container": container, "follow": follow, "timestamps": True,
+                                      "previous": previous, "_preload_content": False,
+                                      "_request_timeout": LOG_TIMEOUTS}
         if tail_lines is not None:
             options["tail_lines"] = tail_lines
         try:
-            return self._core.read_namespaced_pod_log(pod, namespace, **options)
+            response: urllib3.BaseHTTPResponse = self._core.read_namespaced_pod_log(pod, namespace, **options)
         except (ApiException, HTTPError) as exc:
             raise _error(exc, f"read the log of pod {pod}") from None
+        return response
 
-    async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, obj: Manifest) -> LiveObject:
         kind = kind_of(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
         return await self.request("POST", kind.path(meta.get("namespace")), f"create {kind.kind} {meta['name']}",
                                   body=obj, query=[("fieldManager", self._field_manager)])
 
-    async def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+    async def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> LiveObject | None:
         found = kind_of(api_version, kind)
         try:
             return await self.request("GET", found.path(namespace, name), f"read {kind} {name}")
@@ -213,11 +218,12 @@ class KubeClient:
             return None
 
     async def list(self, api_version: str, kind: str, namespace: str | None = None,
-                   labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+                   labels: dict[str, str] | None = None) -> list[LiveObject]:
         found = kind_of(api_version, kind)
         query = [("labelSelector", ",".join(f"{k}={v}" for k, v in labels.items()))] if labels else []
         result = await self.request("GET", found.path(namespace), f"list {found.plural}", query=query)
-        return result.get("items") or []
+        items: list[LiveObject] = result.get("items") or []
+        return items
 
     async def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         """Delete with background propagation; False if it was already gone."""

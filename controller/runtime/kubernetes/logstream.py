@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from urllib3 import BaseHTTPResponse
 from urllib3.exceptions import HTTPError
 
+from controller.runtime.base import log_timestamp
 from controller.runtime.kubernetes.client import KubeClient, KubeError
 
 READ_SIZE = 64 * 1024
@@ -29,6 +31,17 @@ def timestamp_key(stamp: str) -> tuple[str, int]:
     whole, _, rest = stamp.rstrip("Z").partition(".")
     digits = rest[:9] if rest.isdigit() else "0"
     return whole, int(digits.ljust(9, "0"))
+
+
+def shown_timestamp(key: tuple[str, int] | None) -> str:
+    """The kubelet's timestamp (a `timestamp_key`) as `logs` shows every line's (`log_timestamp`)."""
+    if key is None:
+        return log_timestamp()
+    try:
+        moment = datetime.datetime.fromisoformat(key[0]).replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return log_timestamp()
+    return log_timestamp(moment.replace(microsecond=key[1] // 1000))
 
 
 def split_timestamp(raw: str) -> tuple[tuple[str, int] | None, str]:
@@ -71,23 +84,29 @@ class StreamEnd:
     error: str = ""
 
 
+# What a reader thread hands to the loop: a line, then how the stream ended.
+StreamItem = str | StreamEnd
+
+
 class _Reader(threading.Thread):
     def __init__(self, kube: KubeClient, namespace: str, pod: str, container: str, follow: bool,
-                 tail_lines: int | None, previous: bool, emit: Callable[[Any], None]) -> None:
+                 tail_lines: int | None, previous: bool, emit: Callable[[StreamItem], None]) -> None:
         super().__init__(name=f"log-{pod}", daemon=True)
-        self._open = lambda: kube.open_log(namespace, pod, container, follow=follow,
-                                           tail_lines=tail_lines, previous=previous)
+
+        def open_log() -> BaseHTTPResponse:
+            return kube.open_log(namespace, pod, container, follow=follow, tail_lines=tail_lines, previous=previous)
+        self._open = open_log
         self._emit = emit
-        self._response: Any = None
+        self._response: BaseHTTPResponse | None = None
         self._stopped = threading.Event()
 
     def run(self) -> None:
         try:
-            self._response = self._open()
+            self._response = response = self._open()
             if self._stopped.is_set():
-                self._response.release_conn()
+                response.release_conn()
                 return
-            self._pump(self._response)
+            self._pump(response)
         except KubeError as exc:
             self._emit(StreamEnd(False, str(exc)))
         except (HTTPError, OSError, ValueError) as exc:
@@ -95,7 +114,7 @@ class _Reader(threading.Thread):
         else:
             self._emit(StreamEnd(True))
 
-    def _pump(self, response: Any) -> None:
+    def _pump(self, response: BaseHTTPResponse) -> None:
         pending = b""
         try:
             while chunk := response.read1(READ_SIZE):
@@ -121,9 +140,9 @@ async def stream_once(kube: KubeClient, namespace: str, pod: str, container: str
                       previous: bool = False) -> StreamEnd:
     """Relay one log stream line by line (with timestamps) until it ends or drops."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Any] = asyncio.Queue()
+    queue: asyncio.Queue[StreamItem] = asyncio.Queue()
 
-    def emit(item: Any) -> None:
+    def emit(item: StreamItem) -> None:
         try:
             loop.call_soon_threadsafe(queue.put_nowait, item)
         except RuntimeError:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
-from typing import Any
 
 import yaml
 
+from controller import teresa_yaml
 from controller.runtime.kubernetes.meta import (
     CHANGE_CAUSE,
     LIMIT_RANGE,
@@ -27,6 +27,23 @@ from controller.runtime.kubernetes.meta import (
     secret,
     selector,
 )
+from controller.runtime.kubernetes.objects import (
+    Container,
+    CronJob,
+    Deployment,
+    HorizontalPodAutoscaler,
+    Ingress,
+    IngressBackend,
+    IngressSpec,
+    LimitRange,
+    Manifest,
+    Namespace,
+    PodTemplate,
+    Probe,
+    Secret,
+    Service,
+    ServiceAccount,
+)
 from controller.runtime.kubernetes.pods import (
     CONTAINER_PORT,
     PORT_NAME,
@@ -39,7 +56,6 @@ from controller.runtime.kubernetes.pods import (
     start_command,
 )
 from controller.spec import Autoscale, ReleaseSpec
-from controller.teresa_yaml import Probe
 from core.config import Settings
 
 __all__ = [
@@ -53,14 +69,14 @@ MASK = "********"
 SHUTDOWN_MARGIN_SECONDS = 30
 
 
-def namespace(settings: Settings, app: str) -> dict[str, Any]:
+def namespace(settings: Settings, app: str) -> Namespace:
     ns_labels = labels(app)
     if not settings.kubernetes.allow_priv_containers:
         ns_labels["pod-security.kubernetes.io/enforce"] = "restricted"
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata(app, None, ns_labels)}
 
 
-def service_account(app: str) -> dict[str, Any]:
+def service_account(app: str) -> ServiceAccount:
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
@@ -69,7 +85,7 @@ def service_account(app: str) -> dict[str, Any]:
     }
 
 
-def limit_range(settings: Settings, app: str) -> dict[str, Any]:
+def limit_range(settings: Settings, app: str) -> LimitRange:
     k8s = settings.kubernetes
     return {
         "apiVersion": "v1",
@@ -83,22 +99,22 @@ def limit_range(settings: Settings, app: str) -> dict[str, Any]:
     }
 
 
-def storage_secret(settings: Settings, app: str) -> dict[str, Any]:
+def storage_secret(settings: Settings, app: str) -> Secret:
     """Storage settings for the slugbuilder and the slug-fetching init containers (local storage: env only)."""
     return secret(STORAGE_SECRET, app, labels(app), settings.storage.to_env())
 
 
-def config_secret(release: ReleaseSpec) -> dict[str, Any]:
+def config_secret(release: ReleaseSpec) -> Secret:
     return secret(config_secret_name(release.config), release.app,
                   labels(release.app, release=release.version), release.config)
 
 
-def app_objects(settings: Settings, app: str) -> list[dict[str, Any]]:
+def app_objects(settings: Settings, app: str) -> list[Manifest]:
     """What `apps:create` applies: the namespace and what every later pod in it relies on."""
     return [namespace(settings, app), service_account(app), limit_range(settings, app), storage_secret(settings, app)]
 
 
-def _probe(probe: Probe) -> dict[str, Any]:
+def _probe(probe: teresa_yaml.Probe) -> Probe:
     return {
         "httpGet": {"path": probe.path, "port": PORT_NAME},
         "initialDelaySeconds": probe.initial_delay_seconds,
@@ -109,7 +125,7 @@ def _probe(probe: Probe) -> dict[str, Any]:
     }
 
 
-def _process_container(settings: Settings, release: ReleaseSpec, process_type: str, drain: int) -> dict[str, Any]:
+def _process_container(settings: Settings, release: ReleaseSpec, process_type: str, drain: int) -> Container:
     container = slug_container(settings, release, object_name(process_type), start_command(process_type),
                                release.limits.get(process_type))
     if drain:
@@ -123,7 +139,7 @@ def _process_container(settings: Settings, release: ReleaseSpec, process_type: s
     return container
 
 
-def _template(settings: Settings, release: ReleaseSpec, process_type: str, restart_policy: str) -> dict[str, Any]:
+def _template(settings: Settings, release: ReleaseSpec, process_type: str, restart_policy: str) -> PodTemplate:
     # Draining (a preStop sleep while endpoints drop the pod) matters to long-running processes, not cron runs.
     drain = release.spec.drain_timeout_seconds if restart_policy == "Always" else 0
     container = _process_container(settings, release, process_type, drain)
@@ -133,7 +149,7 @@ def _template(settings: Settings, release: ReleaseSpec, process_type: str, resta
 
 
 def deployment(settings: Settings, release: ReleaseSpec, process_type: str,
-               autoscale: Autoscale | None = None) -> dict[str, Any]:
+               autoscale: Autoscale | None = None) -> Deployment:
     replicas = release.replicas(process_type)
     if autoscale and autoscale.process_type == process_type:
         replicas = autoscale.clamp(replicas)
@@ -159,7 +175,7 @@ def deployment(settings: Settings, release: ReleaseSpec, process_type: str,
     }
 
 
-def service(app: str) -> dict[str, Any]:
+def service(app: str) -> Service:
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -176,9 +192,9 @@ def hosts(settings: Settings, release: ReleaseSpec) -> list[str]:
     return list(dict.fromkeys([f"{release.app}.{settings.domain}", *release.domains]))
 
 
-def ingress(settings: Settings, release: ReleaseSpec) -> dict[str, Any]:
-    backend = {"service": {"name": WEB, "port": {"number": 80}}}
-    spec: dict[str, Any] = {}
+def ingress(settings: Settings, release: ReleaseSpec) -> Ingress:
+    backend: IngressBackend = {"service": {"name": WEB, "port": {"number": 80}}}
+    spec: IngressSpec = {}
     if settings.kubernetes.ingress_class:
         spec["ingressClassName"] = settings.kubernetes.ingress_class
     spec["rules"] = [
@@ -197,7 +213,7 @@ def cron_types(release: ReleaseSpec) -> list[str]:
     return sorted(t for t in release.processes if t.startswith("cron"))
 
 
-def cron_job(settings: Settings, release: ReleaseSpec, process_type: str) -> dict[str, Any]:
+def cron_job(settings: Settings, release: ReleaseSpec, process_type: str) -> CronJob:
     schedule = release.spec.schedule_for(process_type)
     if not schedule:
         raise ManifestError(
@@ -226,7 +242,7 @@ def cron_job(settings: Settings, release: ReleaseSpec, process_type: str) -> dic
     }
 
 
-def autoscaler(release: ReleaseSpec, autoscale: Autoscale) -> dict[str, Any]:
+def autoscaler(release: ReleaseSpec, autoscale: Autoscale) -> HorizontalPodAutoscaler:
     process_type = autoscale.process_type
     if process_type not in release.long_running_types:
         raise ManifestError(
@@ -262,7 +278,7 @@ def _check_unique_names(types: Iterable[str]) -> None:
         seen[name] = process_type
 
 
-def render_release(settings: Settings, release: ReleaseSpec, autoscale: Autoscale | None = None) -> list[dict[str, Any]]:
+def render_release(settings: Settings, release: ReleaseSpec, autoscale: Autoscale | None = None) -> list[Manifest]:
     """The app's whole desired state for `release`, in apply order.
 
     One-off pods (slugbuilder, release phase, run) are not part of it.
@@ -280,17 +296,18 @@ def render_release(settings: Settings, release: ReleaseSpec, autoscale: Autoscal
     return objects
 
 
-def mask_secrets(obj: dict[str, Any]) -> dict[str, Any]:
+def mask_secrets(obj: Manifest) -> Manifest:
     """A copy of `obj` with every Secret value replaced by a mask; other objects are returned as they are."""
-    if obj.get("kind") != "Secret":
+    if obj["kind"] != "Secret":
         return obj
     masked = copy.deepcopy(obj)
-    for field in ("data", "stringData"):
-        if field in masked:
-            masked[field] = {key: MASK for key in masked[field]}
+    if "data" in masked:
+        masked["data"] = {key: MASK for key in masked["data"]}
+    if "stringData" in masked:
+        masked["stringData"] = {key: MASK for key in masked["stringData"]}
     return masked
 
 
-def to_yaml(objects: Iterable[dict[str, Any]], mask: bool = True) -> str:
+def to_yaml(objects: Iterable[Manifest], mask: bool = True) -> str:
     shown = [mask_secrets(o) if mask else o for o in objects]
     return yaml.safe_dump_all(shown, sort_keys=False, default_flow_style=False)

@@ -7,7 +7,9 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+
+from controller.runtime.kubernetes.objects import ObjectMeta, Secret
+from core import names
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 APP_LABEL = "teresa.io/app"
@@ -25,20 +27,20 @@ WEB = "web"
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 # A CronJob's name must leave room for the 11 characters its Jobs append.
-MAX_NAME = 52
 
 
 class ManifestError(ValueError):
     """The release cannot be rendered as Kubernetes objects; the message says what to change."""
 
 
-def labels(app: str, process_type: str | None = None, release: int | None = None, **extra: str) -> dict[str, str]:
+def labels(app: str, process_type: str | None = None, release: int | None = None, *,
+           extra: Mapping[str, str] | None = None) -> dict[str, str]:
     result = {MANAGED_BY: "teresa", APP_LABEL: app}
     if process_type is not None:
         result[PROCESS_TYPE_LABEL] = process_type
     if release is not None:
         result[RELEASE_LABEL] = f"v{release}"
-    result.update(extra)
+    result.update(extra or {})
     return result
 
 
@@ -47,8 +49,8 @@ def selector(app: str, process_type: str) -> dict[str, str]:
     return {APP_LABEL: app, PROCESS_TYPE_LABEL: process_type}
 
 
-def metadata(name: str, namespace: str | None, object_labels: dict[str, str], **annotations: str) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name}
+def metadata(name: str, namespace: str | None, object_labels: dict[str, str], **annotations: str) -> ObjectMeta:
+    meta: ObjectMeta = {"name": name}
     if namespace is not None:
         meta["namespace"] = namespace
     meta["labels"] = object_labels
@@ -58,14 +60,11 @@ def metadata(name: str, namespace: str | None, object_labels: dict[str, str], **
 
 
 def object_name(process_type: str) -> str:
-    """The Kubernetes name for a Procfile process type (lowercase, `_` becomes `-`)."""
-    name = process_type.lower().replace("_", "-")
-    if not DNS_LABEL.match(name) or len(name) > MAX_NAME or not LABEL_VALUE.match(process_type):
-        raise ManifestError(
-            f"Process type {process_type!r} cannot name a Kubernetes object; rename it in the Procfile "
-            f"to start with a letter and use only letters, digits, '-' or '_' (at most {MAX_NAME})."
-        )
-    return name
+    """The Kubernetes name for a Procfile process type (core.names' grammar, `_` spelt `-`)."""
+    if not names.PROCESS_TYPE.match(process_type):
+        raise ManifestError(f"Process type {process_type[:40]!r} cannot name a Kubernetes object; rename it in the "
+                            f"Procfile: {names.PROCESS_TYPE_RULE}.")
+    return names.kubernetes_name(process_type)
 
 
 def config_secret_name(config: Mapping[str, str]) -> str:
@@ -77,7 +76,7 @@ def config_secret_name(config: Mapping[str, str]) -> str:
     return f"config-{digest[:12]}"
 
 
-def secret(name: str, namespace: str, object_labels: dict[str, str], values: dict[str, str]) -> dict[str, Any]:
+def secret(name: str, namespace: str, object_labels: dict[str, str], values: Mapping[str, str]) -> Secret:
     """An Opaque Secret with base64 `data`, the form the API server returns it in."""
     return {
         "apiVersion": "v1",

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from controller.runtime.kubernetes import podstate
 from controller.runtime.kubernetes.client import KubeClient, KubeError
 from controller.runtime.kubernetes.logstream import LogCursor, follow_lines, tail
+from controller.runtime.kubernetes.objects import LiveObject, Manifest, Pod
 from core import log
 
 logger = log.get("runtime.kubernetes")
@@ -28,10 +28,10 @@ class PodFailed(Exception):
 @dataclass
 class OneOffPod:
     kube: KubeClient
-    pod: dict[str, Any]
+    pod: Pod
     container: str
     poll_interval: float = 1.0
-    extra: list[dict[str, Any]] = field(default_factory=list)  # created first, deleted with the pod
+    extra: list[Manifest] = field(default_factory=list)  # created first, deleted with the pod
     last_lines: list[str] = field(default_factory=list)
 
     @property
@@ -61,7 +61,7 @@ class OneOffPod:
             except KubeError as exc:
                 logger.warning("one-off object not deleted", kind=obj["kind"], name=meta["name"], error=str(exc))
 
-    async def _read(self) -> dict[str, Any]:
+    async def _read(self) -> LiveObject:
         pod = await self.kube.get("v1", "Pod", self.name, self.namespace)
         if pod is None:
             raise PodFailed("its pod was deleted by someone else")

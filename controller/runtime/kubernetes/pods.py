@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
-from typing import Any
 
-from controller.runtime.base import BuildRequest
+from builder import job
+from builder.job import BuildRequest
 from controller.runtime.kubernetes.meta import (
     BUILD_LABEL,
     RUN_LABEL,
@@ -19,6 +18,16 @@ from controller.runtime.kubernetes.meta import (
     metadata,
     secret,
 )
+from controller.runtime.kubernetes.objects import (
+    Container,
+    EnvVar,
+    Pod,
+    PodSecurityContext,
+    PodSpec,
+    ResourceRequirements,
+    Secret,
+    SecurityContext,
+)
 from controller.spec import ReleaseSpec
 from core.config import KubernetesSettings, Settings
 
@@ -26,11 +35,11 @@ APP_DIR = "/app"
 APP_VOLUME = "app"
 CONTAINER_PORT = 5000
 PORT_NAME = "http"
-BUILD_CONFIG_KEY = "TERESA_BUILD_CONFIG"
+BUILD_CONFIG_KEY = job.CONFIG
 BUILD_DEADLINE_MARGIN = 60
 
 
-def pod_security(k8s: KubernetesSettings) -> dict[str, Any]:
+def pod_security(k8s: KubernetesSettings) -> PodSecurityContext:
     if k8s.allow_priv_containers:
         return {}
     return {
@@ -42,7 +51,7 @@ def pod_security(k8s: KubernetesSettings) -> dict[str, Any]:
     }
 
 
-def container_security(k8s: KubernetesSettings) -> dict[str, Any]:
+def container_security(k8s: KubernetesSettings) -> SecurityContext:
     if k8s.allow_priv_containers:
         return {}
     return {
@@ -55,19 +64,19 @@ def container_security(k8s: KubernetesSettings) -> dict[str, Any]:
     }
 
 
-def _secured(container: dict[str, Any], k8s: KubernetesSettings) -> dict[str, Any]:
+def _secured(container: Container, k8s: KubernetesSettings) -> Container:
     if context := container_security(k8s):
         container["securityContext"] = context
     return container
 
 
-def _env(**values: str) -> list[dict[str, str]]:
+def _env(**values: str) -> list[EnvVar]:
     return [{"name": name, "value": value} for name, value in values.items()]
 
 
-def base_pod_spec(k8s: KubernetesSettings, restart_policy: str) -> dict[str, Any]:
+def base_pod_spec(k8s: KubernetesSettings, restart_policy: str) -> PodSpec:
     """What every Teresa pod has: the app's service account without a token, no service links."""
-    spec: dict[str, Any] = {
+    spec: PodSpec = {
         "restartPolicy": restart_policy,
         "serviceAccountName": SERVICE_ACCOUNT,
         "automountServiceAccountToken": False,
@@ -78,12 +87,12 @@ def base_pod_spec(k8s: KubernetesSettings, restart_policy: str) -> dict[str, Any
     return spec
 
 
-def resources(limits: dict[str, str] | None) -> dict[str, Any]:
+def resources(limits: dict[str, str] | None) -> ResourceRequirements:
     chosen = {k: str(v) for k, v in (limits or {}).items() if k in ("cpu", "memory")}
     return {"limits": chosen} if chosen else {}
 
 
-def fetch_container(settings: Settings, release: ReleaseSpec) -> dict[str, Any]:
+def fetch_container(settings: Settings, release: ReleaseSpec) -> Container:
     """The init container: downloads and unpacks the slug into the shared emptyDir. Only it sees storage credentials."""
     return _secured({
         "name": "fetch-slug",
@@ -96,9 +105,9 @@ def fetch_container(settings: Settings, release: ReleaseSpec) -> dict[str, Any]:
 
 
 def slug_container(settings: Settings, release: ReleaseSpec, name: str, command: list[str],
-                   limits: dict[str, str] | None = None) -> dict[str, Any]:
+                   limits: dict[str, str] | None = None) -> Container:
     """A container running from the unpacked slug with the release's config vars (no storage credentials)."""
-    container: dict[str, Any] = {
+    container: Container = {
         "name": name,
         "image": settings.kubernetes.slugrunner_image,
         "command": command,
@@ -113,8 +122,8 @@ def slug_container(settings: Settings, release: ReleaseSpec, name: str, command:
     return _secured(container, settings.kubernetes)
 
 
-def slug_pod_spec(settings: Settings, release: ReleaseSpec, container: dict[str, Any],
-                  restart_policy: str) -> dict[str, Any]:
+def slug_pod_spec(settings: Settings, release: ReleaseSpec, container: Container,
+                  restart_policy: str) -> PodSpec:
     spec = base_pod_spec(settings.kubernetes, restart_policy)
     spec["initContainers"] = [fetch_container(settings, release)]
     spec["containers"] = [container]
@@ -126,7 +135,7 @@ def start_command(process_type: str) -> list[str]:
     return ["teresa-slugrunner", "start", process_type]
 
 
-def release_pod(settings: Settings, release: ReleaseSpec) -> dict[str, Any]:
+def release_pod(settings: Settings, release: ReleaseSpec) -> Pod:
     """The release phase: runs the Procfile's `release` command once; a non-zero exit aborts the release."""
     if "release" not in release.processes:
         raise ManifestError(f"{release.app} has no release process type in its Procfile; there is no release phase to run.")
@@ -139,7 +148,7 @@ def release_pod(settings: Settings, release: ReleaseSpec) -> dict[str, Any]:
     }
 
 
-def run_pod(settings: Settings, release: ReleaseSpec, argv: list[str], name: str | None = None) -> dict[str, Any]:
+def run_pod(settings: Settings, release: ReleaseSpec, argv: list[str], name: str | None = None) -> Pod:
     """A one-off process for `run APP -- CMD`; it carries no process-type label, so no Deployment adopts it."""
     if not argv:
         raise ManifestError("run needs a command after --, like: run myapp -- bash.")
@@ -149,7 +158,7 @@ def run_pod(settings: Settings, release: ReleaseSpec, argv: list[str], name: str
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": metadata(name, release.app, labels(release.app, release=release.version, **{RUN_LABEL: name})),
+        "metadata": metadata(name, release.app, labels(release.app, release=release.version, extra={RUN_LABEL: name})),
         "spec": slug_pod_spec(settings, release, container, "Never"),
     }
 
@@ -159,29 +168,22 @@ def build_pod_name(build_id: str) -> str:
     return f"slugbuilder-{suffix}"
 
 
-def build_secret(request: BuildRequest) -> dict[str, Any]:
+def build_secret(request: BuildRequest) -> Secret:
     """The build's config vars for TERESA_BUILD_CONFIG, named like its pod; delete it with the pod."""
     name = build_pod_name(request.build_id)
-    return secret(name, request.app, labels(request.app, **{BUILD_LABEL: _build_label(request.build_id)}),
-                  {BUILD_CONFIG_KEY: json.dumps(dict(request.config), sort_keys=True)})
+    return secret(name, request.app, labels(request.app, extra={BUILD_LABEL: _build_label(request.build_id)}),
+                  {BUILD_CONFIG_KEY: request.config_json()})
 
 
 def _build_label(build_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", build_id)[:63].strip("-_.")
 
 
-def slugbuilder_pod(settings: Settings, request: BuildRequest) -> dict[str, Any]:
+def slugbuilder_pod(settings: Settings, request: BuildRequest) -> Pod:
     """The build pod: `teresa-slugbuilder` configured by environment, storage credentials from a Secret."""
     k8s = settings.kubernetes
     name = build_pod_name(request.build_id)
-    env = _env(
-        TERESA_SOURCE_KEY=request.source_key,
-        TERESA_SLUG_KEY=request.slug_key,
-        TERESA_CACHE_KEY=request.cache_key,
-        TERESA_BUILD_TIMEOUT=str(request.timeout_seconds),
-    )
-    if request.buildpack_url:
-        env += _env(BUILDPACK_URL=request.buildpack_url)
+    env = _env(**request.to_env(with_config=False))
     env.append({"name": BUILD_CONFIG_KEY, "valueFrom": {"secretKeyRef": {"name": name, "key": BUILD_CONFIG_KEY}}})
     container = _secured({
         "name": "slugbuilder",
@@ -198,6 +200,6 @@ def slugbuilder_pod(settings: Settings, request: BuildRequest) -> dict[str, Any]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": metadata(name, request.app, labels(request.app, **{BUILD_LABEL: _build_label(request.build_id)})),
+        "metadata": metadata(name, request.app, labels(request.app, extra={BUILD_LABEL: _build_label(request.build_id)})),
         "spec": spec,
     }

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from controller.runtime.kubernetes.objects import LiveObject
 
 # Waiting reasons after which a container will not start without someone changing something.
 IMAGE_FAILURES = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
 CONFIG_FAILURES = ("CreateContainerConfigError", "CreateContainerError")
 
 
-def statuses(pod: dict[str, Any], init: bool = False) -> list[dict[str, Any]]:
+def statuses(pod: LiveObject, init: bool = False) -> list[LiveObject]:
     return (pod.get("status") or {}).get("initContainerStatuses" if init else "containerStatuses") or []
 
 
-def container_status(pod: dict[str, Any], name: str) -> dict[str, Any]:
+def container_status(pod: LiveObject, name: str) -> LiveObject:
     for status in statuses(pod) + statuses(pod, init=True):
         if status.get("name") == name:
             return status
     return {}
 
 
-def state_of(status: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def state_of(status: LiveObject) -> tuple[str, LiveObject]:
     """("running" | "waiting" | "terminated" | "", details)."""
     for name, details in (status.get("state") or {}).items():
         if details is not None:
@@ -28,24 +28,25 @@ def state_of(status: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return "", {}
 
 
-def terminated(pod: dict[str, Any], container: str) -> dict[str, Any] | None:
+def terminated(pod: LiveObject, container: str) -> LiveObject | None:
     state, details = state_of(container_status(pod, container))
     return details if state == "terminated" else None
 
 
-def started(pod: dict[str, Any], container: str) -> bool:
+def started(pod: LiveObject, container: str) -> bool:
     return state_of(container_status(pod, container))[0] in ("running", "terminated")
 
 
-def image_of(pod: dict[str, Any], container: str) -> str:
+def image_of(pod: LiveObject, container: str) -> str:
     spec = pod.get("spec") or {}
     for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
         if c.get("name") == container:
-            return c.get("image", "")
+            image: str = c.get("image", "")
+            return image
     return ""
 
 
-def waiting_problem(pod: dict[str, Any], status: dict[str, Any]) -> str | None:
+def waiting_problem(pod: LiveObject, status: LiveObject) -> str | None:
     """Why a waiting container will not start, as a phrase; None while it may still start."""
     state, details = state_of(status)
     reason = details.get("reason", "")
@@ -60,7 +61,7 @@ def waiting_problem(pod: dict[str, Any], status: dict[str, Any]) -> str | None:
     return None
 
 
-def start_problem(pod: dict[str, Any]) -> str | None:
+def start_problem(pod: LiveObject) -> str | None:
     """Why the pod will not start as it is, as a phrase; None while it still may."""
     for condition in (pod.get("status") or {}).get("conditions") or []:
         if (condition.get("type"), condition.get("status"), condition.get("reason")) == (
@@ -75,7 +76,7 @@ def start_problem(pod: dict[str, Any]) -> str | None:
     return None
 
 
-def failed_init(pod: dict[str, Any]) -> tuple[str, int] | None:
+def failed_init(pod: LiveObject) -> tuple[str, int] | None:
     """(container, exit code) of an init container that exited non-zero."""
     for status in statuses(pod, init=True):
         ended = terminated(pod, status["name"])
@@ -84,10 +85,10 @@ def failed_init(pod: dict[str, Any]) -> tuple[str, int] | None:
     return None
 
 
-def is_ready(pod: dict[str, Any]) -> bool:
+def is_ready(pod: LiveObject) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in (pod.get("status") or {}).get("conditions") or [])
 
 
-def restarts(pod: dict[str, Any]) -> int:
+def restarts(pod: LiveObject) -> int:
     return sum(s.get("restartCount", 0) for s in statuses(pod))

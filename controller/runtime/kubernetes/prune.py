@@ -7,9 +7,8 @@ config Secret; the runtime lists each kind below and deletes what `stale` names.
 
 from __future__ import annotations
 
-from typing import Any
-
 from controller.runtime.kubernetes.meta import APP_LABEL, MANAGED_BY, RELEASE_LABEL
+from controller.runtime.kubernetes.objects import LiveObject, Manifest
 
 # (apiVersion, kind) Teresa prunes; the namespace, its service account, limits
 # and storage Secret live as long as the app, and one-off pods are deleted by whoever ran them.
@@ -23,12 +22,12 @@ PRUNABLE_KINDS = (
 )
 
 
-def _release(obj: dict[str, Any]) -> int | None:
+def _release(obj: Manifest | LiveObject) -> int | None:
     label = obj["metadata"].get("labels", {}).get(RELEASE_LABEL, "")
     return int(label[1:]) if label.startswith("v") and label[1:].isdigit() else None
 
 
-def stale(desired: list[dict[str, Any]], api_version: str, kind: str, live: list[dict[str, Any]],
+def stale(desired: list[Manifest], api_version: str, kind: str, live: list[LiveObject],
           keep_releases: int) -> list[str]:
     """Names of `live` objects of one kind (as a list call returns them) that Teresa made and no longer wants.
 
@@ -39,7 +38,7 @@ def stale(desired: list[dict[str, Any]], api_version: str, kind: str, live: list
         return []
     wanted = {o["metadata"]["name"] for o in desired if (o["apiVersion"], o["kind"]) == (api_version, kind)}
     apps = {o["metadata"]["labels"][APP_LABEL] for o in desired}
-    versions = [_release(o) for o in desired if o["kind"] == "Secret" and _release(o) is not None]
+    versions = [version for o in desired if o["kind"] == "Secret" and (version := _release(o)) is not None]
     oldest_kept = max(versions, default=0) - keep_releases + 1
     names = []
     for obj in live:

@@ -6,11 +6,11 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from controller.runtime.kubernetes import podstate
 from controller.runtime.kubernetes.client import KubeClient
 from controller.runtime.kubernetes.logstream import tail
+from controller.runtime.kubernetes.objects import LiveObject
 
 TAIL_LINES = 5
 
@@ -29,7 +29,7 @@ class Progress:
         return f"       {self.name}: {self.updated} of {self.replicas} updated, {self.available} available"
 
 
-def progress(deployment: dict[str, Any]) -> Progress:
+def progress(deployment: LiveObject) -> Progress:
     spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
     replicas = spec.get("replicas", 1)
     updated, available = status.get("updatedReplicas", 0), status.get("availableReplicas", 0)
@@ -81,14 +81,14 @@ async def watch(kube: KubeClient, namespace: str, names: list[str], out: Callabl
             await asyncio.sleep(poll_interval)
 
 
-async def _pods(kube: KubeClient, namespace: str, deployment: dict[str, Any]) -> list[dict[str, Any]]:
+async def _pods(kube: KubeClient, namespace: str, deployment: LiveObject) -> list[LiveObject]:
     labels = (deployment["spec"].get("selector") or {}).get("matchLabels") or {}
     if not labels:
         return []
     return await kube.list("v1", "Pod", namespace, labels=labels)
 
 
-async def _start_problem(kube: KubeClient, namespace: str, deployment: dict[str, Any]) -> str | None:
+async def _start_problem(kube: KubeClient, namespace: str, deployment: LiveObject) -> str | None:
     """Pods whose image cannot be pulled or container not created will not recover by waiting: fail fast."""
     for pod in await _pods(kube, namespace, deployment):
         for status in podstate.statuses(pod, init=True) + podstate.statuses(pod):
@@ -129,7 +129,7 @@ async def diagnose(kube: KubeClient, namespace: str, deployment_name: str) -> st
     return said + (f"; last output: {' / '.join(lines)}" if lines else "")
 
 
-def _readiness_path(pod: dict[str, Any], container: str) -> str:
+def _readiness_path(pod: LiveObject, container: str) -> str:
     for c in (pod.get("spec") or {}).get("containers") or []:
         if c.get("name") == container and (probe := c.get("readinessProbe")):
             return f" (GET {probe.get('httpGet', {}).get('path', '/')})"

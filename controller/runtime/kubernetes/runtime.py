@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
 
+from builder.job import BuildRequest
 from controller.runtime.base import (
-    BuildFailed, BuildRequest, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeError_,
+    BuildFailed, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeFailure,
 )
 from controller.runtime.kubernetes import manifests, podstate
 from controller.runtime.kubernetes.client import KubeClient, KubeError
-from controller.runtime.kubernetes.logstream import LogCursor, follow_lines, stream_once
+from controller.runtime.kubernetes.logstream import LogCursor, follow_lines, shown_timestamp, stream_once
 from controller.runtime.kubernetes.meta import (
     APP_LABEL, MANAGED_BY, PROCESS_TYPE_LABEL, RELEASE_LABEL, WEB, ManifestError, selector,
 )
+from controller.runtime.kubernetes.objects import LiveObject, Manifest, Pod
 from controller.runtime.kubernetes.oneoff import OneOffPod, PodFailed
 from controller.runtime.kubernetes.prune import PRUNABLE_KINDS, stale
 from controller.runtime.kubernetes.rollout import Stalled, diagnose, watch
 from controller.runtime.kubernetes.templates import applicable, keep_template, restart_patch
 from controller.spec import ReleaseSpec
 from core import log
+from core.commands import Input, Output
 from core.config import ConfigError, Settings
 
 logger = log.get("runtime.kubernetes")
@@ -75,7 +77,7 @@ class KubernetesRuntime:
     async def destroy_app(self, app: str) -> None:
         await self.kube.delete("v1", "Namespace", app)
 
-    async def set_domains(self, app: str, domains: list[str] | tuple[str, ...]) -> None:
+    async def set_domains(self, app: str, domains: Sequence[str]) -> None:
         """Route the app's custom domains now (its Ingress), without a new release; no Ingress yet: nothing to do."""
         if await self.kube.get("networking.k8s.io/v1", "Ingress", WEB, app) is None:
             return
@@ -85,7 +87,7 @@ class KubernetesRuntime:
 
     # -- one-off pods
 
-    def _one_off(self, pod: dict[str, Any], container: str, extra: list[dict[str, Any]] | None = None) -> OneOffPod:
+    def _one_off(self, pod: Pod, container: str, extra: list[Manifest] | None = None) -> OneOffPod:
         return OneOffPod(self.kube, pod, container, self.poll_interval, extra or [])
 
     async def build(self, request: BuildRequest, out: LineSink) -> None:
@@ -126,18 +128,23 @@ class KubernetesRuntime:
             raise ReleasePhaseFailed(f"The release command of {release.label} failed with exit status {status}"
                                      f"{output}; {release.label} was not released.")
 
-    async def run(self, release: ReleaseSpec, argv: list[str], out: LineSink) -> int:
+    async def run(self, release: ReleaseSpec, argv: list[str], stdin: Input, out: Output) -> int:
+        """Output only, line by line, for now: stdin and a terminal need an attached pod (issue 11)."""
+        async def lines(line: str) -> None:
+            await out.write(line + "\n")
+
         try:
             await self.kube.apply(manifests.config_secret(release))
-            return await self._one_off(manifests.run_pod(self.settings, release, argv), "run").run(out)
+            return await self._one_off(manifests.run_pod(self.settings, release, argv), "run").run(lines)
         except (PodFailed, KubeError, ManifestError) as exc:
-            raise RuntimeError_(f"The command could not run: {exc}") from None
+            raise RuntimeFailure(f"The command could not run: {exc}") from None
 
     # -- releases
 
-    async def deploy(self, release: ReleaseSpec, previous: ReleaseSpec | None, out: LineSink) -> None:
+    async def deploy(self, release: ReleaseSpec, previous: ReleaseSpec | None, out: LineSink, *,
+                     restart: bool = False) -> None:
         try:
-            objects, before = await self._desired(release, restart=release.reason == "restart")
+            objects, before = await self._desired(release, restart=restart)
         except (ManifestError, KubeError) as exc:
             raise RolloutFailed(f"{release.label} could not be rendered: {exc}") from None
         formation = " ".join(f"{t}={release.replicas(t)}" for t in release.long_running_types)
@@ -160,10 +167,11 @@ class KubernetesRuntime:
         await self._prune(objects)
 
     async def _desired(self, release: ReleaseSpec,
-                       restart: bool) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any] | None]]:
+                       restart: bool) -> tuple[list[Manifest], dict[str, LiveObject | None]]:
         """The objects to apply, and each Deployment among them as it is live now (None: new)."""
         objects = manifests.render_release(self.settings, release, release.autoscale)
-        kept, live_deployments = [], {}
+        kept: list[Manifest] = []
+        live_deployments: dict[str, LiveObject | None] = {}
         for obj in objects:
             if obj["kind"] == "Deployment":
                 name = obj["metadata"]["name"]
@@ -173,7 +181,7 @@ class KubernetesRuntime:
         return kept, live_deployments
 
     async def _undo(self, release: ReleaseSpec, previous: ReleaseSpec | None,
-                    before: dict[str, dict[str, Any] | None], out: LineSink | None) -> None:
+                    before: dict[str, LiveObject | None], out: LineSink | None) -> None:
         """Put the Deployments back as they were and the rest as `previous` had it."""
         if out is not None:
             await out(f"-----> Undoing {release.label}" + (f": back to {previous.label}" if previous else ""))
@@ -195,7 +203,7 @@ class KubernetesRuntime:
             if out is not None:
                 await out(f"       The undo failed too: {exc}")
 
-    async def _prune(self, desired: list[dict[str, Any]]) -> None:
+    async def _prune(self, desired: list[Manifest]) -> None:
         app = desired[0]["metadata"]["name"]
         for api_version, kind in PRUNABLE_KINDS:
             live = await self.kube.list(api_version, kind, app, labels={MANAGED_BY: "teresa", APP_LABEL: app})
@@ -209,13 +217,13 @@ class KubernetesRuntime:
         deployments = await self.kube.list(*DEPLOYMENT, app, labels=labels)
         if not deployments:
             which = f"no process type {process_type!r}" if process_type else "no running processes"
-            raise RuntimeError_(f"{app} has {which}; push or scale it up first.")
+            raise RuntimeFailure(f"{app} has {which}; push or scale it up first.")
         for deployment in deployments:
             await self.kube.patch(*DEPLOYMENT, deployment["metadata"]["name"], app, restart_patch())
 
     # -- status and logs
 
-    async def _app_pods(self, app: str, process_type: str | None = None) -> list[dict[str, Any]]:
+    async def _app_pods(self, app: str, process_type: str | None = None) -> list[LiveObject]:
         labels = selector(app, process_type) if process_type else {APP_LABEL: app}
         pods = await self.kube.list("v1", "Pod", app, labels=labels)
         return sorted((p for p in pods if (p["metadata"].get("labels") or {}).get(PROCESS_TYPE_LABEL)
@@ -238,7 +246,7 @@ class KubernetesRuntime:
 
             async def keep(raw: str, prefix: str = _prefix(pod), cursor: LogCursor = cursor) -> None:
                 if (line := cursor.accept(raw)) is not None:
-                    backlog.append((cursor.last or ("", 0), f"{prefix} | {line}"))
+                    backlog.append((cursor.last or ("", 0), f"{shown_timestamp(cursor.last)} {prefix} | {line}"))
             if lines:
                 await stream_once(self.kube, app, pod["metadata"]["name"], _main_container(pod), keep,
                                   follow=False, tail_lines=lines)
@@ -250,22 +258,22 @@ class KubernetesRuntime:
             async for line in self._follow_logs(app, process_type, pods, cursors):
                 yield line
 
-    async def _follow_logs(self, app: str, process_type: str | None, known: list[dict[str, Any]],
+    async def _follow_logs(self, app: str, process_type: str | None, known: list[LiveObject],
                            cursors: dict[str, LogCursor]) -> AsyncIterator[str]:
         """New lines of every pod of the app, including pods that start later, until cancelled."""
         queue: asyncio.Queue[str] = asyncio.Queue()
         tasks: dict[str, asyncio.Task[None]] = {}
 
-        async def follow(pod: dict[str, Any], cursor: LogCursor) -> None:
+        async def follow(pod: LiveObject, cursor: LogCursor) -> None:
             async def put(line: str) -> None:
-                queue.put_nowait(f"{_prefix(pod)} | {line}")
+                queue.put_nowait(f"{shown_timestamp(cursor.last)} {_prefix(pod)} | {line}")
             while True:
                 end = await follow_lines(self.kube, app, pod["metadata"]["name"], _main_container(pod), cursor, put)
                 if end.clean and await self.kube.get("v1", "Pod", pod["metadata"]["name"], app) is None:
                     return
                 await asyncio.sleep(self.poll_interval)
 
-        def watch_pod(pod: dict[str, Any]) -> None:
+        def watch_pod(pod: LiveObject) -> None:
             name = pod["metadata"]["name"]
             tasks[name] = asyncio.create_task(follow(pod, cursors.get(name) or LogCursor()))
 
@@ -292,16 +300,17 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _main_container(pod: dict[str, Any]) -> str:
-    return pod["spec"]["containers"][0]["name"]
+def _main_container(pod: LiveObject) -> str:
+    name: str = pod["spec"]["containers"][0]["name"]
+    return name
 
 
-def _prefix(pod: dict[str, Any]) -> str:
+def _prefix(pod: LiveObject) -> str:
     name = pod["metadata"]["name"]
     return f"{pod['metadata']['labels'].get(PROCESS_TYPE_LABEL, 'run')}.{name.rsplit('-', 1)[-1]}"
 
 
-def _state(pod: dict[str, Any]) -> str:
+def _state(pod: LiveObject) -> str:
     if pod["metadata"].get("deletionTimestamp"):
         return "stopping"
     phase = (pod.get("status") or {}).get("phase", "Pending")
@@ -314,7 +323,7 @@ def _state(pod: dict[str, Any]) -> str:
     return {"Succeeded": "exited"}.get(phase, "starting")
 
 
-def _uptime(pod: dict[str, Any]) -> float | None:
+def _uptime(pod: LiveObject) -> float | None:
     stamp = (pod.get("status") or {}).get("startTime")
     if not stamp:
         return None
@@ -322,7 +331,7 @@ def _uptime(pod: dict[str, Any]) -> float | None:
     return max(0.0, (datetime.datetime.now(datetime.UTC) - started).total_seconds())
 
 
-def _process_status(pod: dict[str, Any]) -> ProcessStatus:
+def _process_status(pod: LiveObject) -> ProcessStatus:
     labels = pod["metadata"].get("labels") or {}
     release = labels.get(RELEASE_LABEL, "v0")[1:]
     return ProcessStatus(type=labels.get(PROCESS_TYPE_LABEL, ""), replica=pod["metadata"]["name"],

@@ -14,15 +14,15 @@ import copy
 import datetime
 import hashlib
 import json
-from typing import Any
 
 from controller.runtime.kubernetes.meta import RELEASE_LABEL
+from controller.runtime.kubernetes.objects import Deployment, DeploymentPatch, LiveObject, ObjectMeta, PodTemplate
 
 TEMPLATE_HASH = "teresa.io/template-hash"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 
-def template_hash(template: dict[str, Any]) -> str:
+def template_hash(template: PodTemplate) -> str:
     bare = copy.deepcopy(template)
     meta = bare.setdefault("metadata", {})
     meta.get("labels", {}).pop(RELEASE_LABEL, None)
@@ -34,7 +34,7 @@ def now_stamp() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def keep_template(new: dict[str, Any], live: dict[str, Any] | None, restart: bool) -> dict[str, Any]:
+def keep_template(new: Deployment, live: LiveObject | None, restart: bool) -> Deployment:
     """`new` Deployment with its template hash annotated, the live template's identity kept when unchanged.
 
     `restart` stamps the template, which rolls the pods even when nothing else changed.
@@ -55,14 +55,20 @@ def keep_template(new: dict[str, Any], live: dict[str, Any] | None, restart: boo
     return result
 
 
-def restart_patch() -> dict[str, Any]:
+def restart_patch() -> DeploymentPatch:
     """A merge patch that rolls a Deployment's pods (what `kubectl rollout restart` does)."""
     return {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now_stamp()}}}}}
 
 
-def applicable(live: dict[str, Any]) -> dict[str, Any]:
-    """A live object reduced to what one applies (for undoing to it): no status or server-set metadata."""
+def applicable(live: LiveObject) -> Deployment:
+    """A live Deployment reduced to what one applies (for undoing to it): no status or server-set metadata."""
     meta = live["metadata"]
-    kept = {k: meta[k] for k in ("name", "namespace", "labels", "annotations") if k in meta}
+    kept: ObjectMeta = {"name": meta["name"]}
+    if "namespace" in meta:
+        kept["namespace"] = meta["namespace"]
+    if "labels" in meta:
+        kept["labels"] = meta["labels"]
+    if "annotations" in meta:
+        kept["annotations"] = meta["annotations"]
     return {"apiVersion": live.get("apiVersion", "apps/v1"), "kind": live.get("kind", "Deployment"),
             "metadata": kept, "spec": copy.deepcopy(live["spec"])}

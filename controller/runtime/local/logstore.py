@@ -1,4 +1,7 @@
-"""An app's process output: a ring buffer per process type, a log file, and live followers."""
+"""An app's process output: a ring buffer per process type, a log file, and live followers.
+
+Each line is shown as `<timestamp> <source> | <text>`, the timestamp as `log_timestamp` writes it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,9 @@ import collections
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, TextIO
+
+from controller.runtime.base import log_timestamp, split_log_timestamp
 
 RING_LINES = 2000
 FILE_LIMIT = 10 * 1024 * 1024
@@ -19,6 +24,11 @@ class LogLine:
     seq: int
     process_type: str
     text: str          # already prefixed, e.g. "web.1 | listening on 5000"
+    at: str = ""       # when it was written, e.g. "2025-01-31T12:00:00.123Z"
+
+    @property
+    def shown(self) -> str:
+        return f"{self.at} {self.text}" if self.at else self.text
 
 
 class LogStore:
@@ -28,7 +38,7 @@ class LogStore:
         self._ring_lines = ring_lines
         self._seq = itertools.count()
         self._followers: set[tuple[asyncio.Queue[LogLine | None], str | None]] = set()
-        self._file = None
+        self._file: TextIO | None = None
         self._file_size = 0
 
     @property
@@ -42,16 +52,17 @@ class LogStore:
                 history = collections.deque(handle, maxlen=self._ring_lines)
         except FileNotFoundError:
             return
-        for text in history:
+        for raw in history:
+            at, text = split_log_timestamp(raw.rstrip("\n"))
             source = text.partition(" | ")[0].removeprefix("teresa[").removesuffix("]")
             process_type = source.rpartition(".")[0] or source
-            entry = LogLine(next(self._seq), process_type, text.rstrip("\n"))
+            entry = LogLine(next(self._seq), process_type, text, at)
             self._rings.setdefault(process_type, collections.deque(maxlen=self._ring_lines)).append(entry)
 
     def append(self, process_type: str, source: str, line: str) -> None:
-        entry = LogLine(next(self._seq), process_type, f"{source} | {line}")
+        entry = LogLine(next(self._seq), process_type, f"{source} | {line}", log_timestamp())
         self._rings.setdefault(process_type, collections.deque(maxlen=self._ring_lines)).append(entry)
-        self._write(entry.text)
+        self._write(entry.shown)
         for queue, wanted in list(self._followers):
             if wanted in (None, process_type):
                 if queue.full():  # a follower that cannot keep up loses its oldest lines
@@ -61,13 +72,7 @@ class LogStore:
     def tail(self, lines: int, process_type: str | None = None) -> list[str]:
         rings = [self._rings.get(process_type, ())] if process_type else list(self._rings.values())
         merged = sorted((entry for ring in rings for entry in ring), key=lambda e: e.seq)
-        return [entry.text for entry in merged[-lines:]] if lines > 0 else []
-
-    def last_lines(self, source: str, lines: int) -> list[str]:
-        """The last output lines of one process (e.g. "web.2"), without their prefix."""
-        prefix = f"{source} | "
-        found = [e.text[len(prefix):] for ring in self._rings.values() for e in ring if e.text.startswith(prefix)]
-        return found[-lines:]
+        return [entry.shown for entry in merged[-lines:]] if lines > 0 else []
 
     async def read(self, lines: int, follow: bool, process_type: str | None = None) -> AsyncIterator[str]:
         queue: asyncio.Queue[LogLine | None] = asyncio.Queue(FOLLOW_QUEUE)
@@ -81,7 +86,7 @@ class LogStore:
                 entry = await queue.get()
                 if entry is None:
                     return
-                yield entry.text
+                yield entry.shown
         finally:
             self._followers.discard(key)
 

@@ -1,4 +1,4 @@
-"""Health checks against a replica's port: HTTP GET (200-399 is healthy) or a TCP connect."""
+"""Health checks against a replica's port: HTTP GET (200-399 is healthy), any HTTP answer, or a TCP connect."""
 
 from __future__ import annotations
 
@@ -34,6 +34,20 @@ async def http_check(session: aiohttp.ClientSession, port: int, probe: Probe) ->
         return CheckResult(False, f"{what} found nothing listening on port {port}")
     except aiohttp.ClientError as exc:
         return CheckResult(False, f"{what} failed: {type(exc).__name__}")
+
+
+async def http_answers(session: aiohttp.ClientSession, port: int, timeout: float) -> CheckResult:
+    """GET / on `port`: any HTTP response proves the app loaded (even 404 or 500); refused or reset does not."""
+    try:
+        async with session.get(f"http://{HOST}:{port}/", allow_redirects=False,
+                               timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            return CheckResult(True, f"GET / returned HTTP {response.status}")
+    except asyncio.TimeoutError:
+        return CheckResult(False, f"GET / got no answer within {timeout:g}s")
+    except aiohttp.ClientConnectorError:
+        return CheckResult(False, f"GET / found nothing listening on port {port}")
+    except aiohttp.ClientError as exc:
+        return CheckResult(False, f"GET / got no HTTP answer ({type(exc).__name__})")
 
 
 async def tcp_check(port: int, timeout: float = 1.0) -> CheckResult:

@@ -9,6 +9,8 @@ import signal
 from pathlib import Path
 from typing import AsyncIterator, Mapping, Sequence
 
+import psutil
+
 from controller.runtime.base import LineSink
 
 CHUNK = 64 * 1024
@@ -35,6 +37,23 @@ async def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: Path | None = 
         stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def listening_ports(pid: int) -> set[int]:
+    """TCP ports that process `pid` or any of its descendants listens on (blocking: run it in a thread)."""
+    try:
+        leader = psutil.Process(pid)
+        family = [leader, *leader.children(recursive=True)]
+    except psutil.Error:
+        return set()
+    ports: set[int] = set()
+    for process in family:
+        try:
+            connections = process.net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        ports.update(c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN and c.laddr)
+    return ports
 
 
 def signal_group(proc: asyncio.subprocess.Process, sig: int) -> None:

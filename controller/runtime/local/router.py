@@ -1,12 +1,22 @@
-"""The HTTP router: Host header -> app -> one of its ready web replicas, streamed both ways."""
+"""The HTTP router: Host header -> app -> one of its ready web replicas, streamed both ways.
+
+Like Heroku's router it tells the app who asked: X-Forwarded-For/-Proto/-Host
+(an incoming X-Forwarded-For or -Proto is kept only from TERESA_TRUSTED_PROXIES,
+else replaced) and an X-Request-Id (kept when the client sent a sane one, else
+made), and it writes one access line per request into the app's logs.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import html
+import ipaddress
 import itertools
+import re
 import socket
-from typing import Callable
+import time
+import uuid
+from typing import Callable, Sequence
 
 import aiohttp
 from aiohttp import web
@@ -14,7 +24,7 @@ from multidict import CIMultiDict
 
 from controller.runtime.local.probes import HOST
 from core import log
-from core.config import ConfigError
+from core.config import ConfigError, Network
 
 logger = log.get("router")
 
@@ -27,6 +37,11 @@ NOT_FORWARDED = HOP_BY_HOP | {"expect"}
 IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}
 CHUNK = 64 * 1024
 STARTED = "teresa.response_started"
+# Either end of a proxied WebSocket: the client's (server side) or the app's (client side).
+WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+REQUEST_ID = "teresa.request_id"
+# What a client may choose as its request id (Heroku accepts 20 to 200 of these characters).
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9+/=_.:-]{20,200}")
 
 UNAVAILABLE_PAGE = """<!doctype html>
 <html><head><title>{app} is not available</title></head>
@@ -40,15 +55,23 @@ UNKNOWN_PAGE = """<!doctype html>
 """
 
 Backends = Callable[[str], list[int]]
+AccessLog = Callable[[str, str], None]  # (app, line)
+
+
+def _no_access_log(app: str, line: str) -> None:
+    pass
 
 
 class Router:
-    def __init__(self, domain: str, backends: Backends) -> None:
+    def __init__(self, domain: str, backends: Backends, *, trusted_proxies: Sequence[Network] = (),
+                 access_log: AccessLog = _no_access_log) -> None:
         self.domain = domain.lower().strip(".")
         self.backends = backends
+        self.trusted_proxies = tuple(trusted_proxies)
+        self.access_log = access_log
         self.apps: set[str] = set()
         self.custom_domains: dict[str, str] = {}
-        self._turn: dict[str, itertools.count] = {}
+        self._turn: dict[str, itertools.count[int]] = {}
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.port: int | None = None
@@ -111,11 +134,39 @@ class Router:
         if self._session:
             await self._session.close()
 
+    def trusted(self, peer: str | None) -> bool:
+        try:
+            address = ipaddress.ip_address(peer or "")
+        except ValueError:
+            return False
+        return any(address in network for network in self.trusted_proxies)
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         app = self.app_for_host(request.host)
         if app is None:
             return web.Response(status=404, text=UNKNOWN_PAGE.format(host=html.escape(request.host)),
                                 content_type="text/html")
+        given = request.headers.get("X-Request-Id", "")
+        request[REQUEST_ID] = given if SANE_REQUEST_ID.fullmatch(given) else str(uuid.uuid4())
+        started = time.monotonic()
+        status = 499  # the client went away first (nginx's number for it)
+        try:
+            response = await self._route(request, app)
+            status = response.status
+            return response
+        except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError):
+            status = 502
+            raise
+        finally:
+            self._log_access(request, app, status, time.monotonic() - started)
+
+    def _log_access(self, request: web.Request, app: str, status: int, seconds: float) -> None:
+        path = request.raw_path if len(request.raw_path) <= 500 else request.raw_path[:500] + "..."
+        self.access_log(app, f"method={request.method} path=\"{path}\" status={status} "
+                             f"service={seconds * 1000:.0f}ms request_id={request[REQUEST_ID]} "
+                             f"fwd=\"{request.remote or ''}\"")
+
+    async def _route(self, request: web.Request, app: str) -> web.StreamResponse:
         ports = self.pick(app)
         if not ports:
             return _unavailable(app)
@@ -141,7 +192,7 @@ class Router:
 
     async def _forward(self, request: web.Request, port: int) -> web.StreamResponse:
         assert self._session is not None
-        headers = _forward_headers(request)
+        headers = self._forward_headers(request)
         async with self._session.request(
             request.method, f"http://{HOST}:{port}{request.raw_path}", headers=headers,
             data=request.content if request.body_exists else None, allow_redirects=False,
@@ -161,7 +212,7 @@ class Router:
     async def _websocket(self, request: web.Request, port: int) -> web.StreamResponse:
         assert self._session is not None
         protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-        headers = {k: v for k, v in _forward_headers(request).items()
+        headers = {k: v for k, v in self._forward_headers(request).items()
                    if not k.lower().startswith("sec-websocket") and k.lower() not in ("content-length",)}
         try:
             upstream = await self._session.ws_connect(
@@ -179,6 +230,21 @@ class Router:
             await _relay_both(client, upstream)
         return client
 
+    def _forward_headers(self, request: web.Request) -> CIMultiDict[str]:
+        headers: CIMultiDict[str] = CIMultiDict()
+        for name, value in request.headers.items():
+            if name.lower() not in NOT_FORWARDED:
+                headers.add(name, value)
+        peer = request.remote or ""
+        trusted = self.trusted(peer)
+        previous = ", ".join(request.headers.getall("X-Forwarded-For", [])) if trusted else ""
+        headers["X-Forwarded-For"] = f"{previous}, {peer}" if previous else peer
+        proto = request.headers.get("X-Forwarded-Proto", "") if trusted else ""
+        headers["X-Forwarded-Proto"] = proto if proto in ("http", "https") else request.scheme
+        headers["X-Forwarded-Host"] = request.host
+        headers["X-Request-Id"] = request[REQUEST_ID]
+        return headers
+
 
 async def _relay_both(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
     tasks = [asyncio.create_task(_relay(client, upstream)), asyncio.create_task(_relay(upstream, client))]
@@ -193,7 +259,7 @@ async def _relay_both(client: web.WebSocketResponse, upstream: aiohttp.ClientWeb
                 await ws.close()
 
 
-async def _relay(source, target) -> None:  # type: ignore[no-untyped-def]
+async def _relay(source: WebSocket, target: WebSocket) -> None:
     async for message in source:
         if message.type == aiohttp.WSMsgType.TEXT:
             await target.send_str(message.data)
@@ -208,19 +274,6 @@ async def _relay(source, target) -> None:  # type: ignore[no-untyped-def]
             return
         else:
             return
-
-
-def _forward_headers(request: web.Request) -> CIMultiDict[str]:
-    headers: CIMultiDict[str] = CIMultiDict()
-    for name, value in request.headers.items():
-        if name.lower() not in NOT_FORWARDED:
-            headers.add(name, value)
-    peer = request.remote or ""
-    previous = request.headers.get("X-Forwarded-For")
-    headers["X-Forwarded-For"] = f"{previous}, {peer}" if previous else peer
-    headers["X-Forwarded-Proto"] = request.scheme
-    headers["X-Forwarded-Host"] = request.host
-    return headers
 
 
 def _strip_port(host: str) -> str:

@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-import json
 import shutil
 import sys
+import uuid
 from pathlib import Path
 from typing import AsyncIterator, Sequence
 
 import aiohttp
 
+from builder.job import STACK_SETTINGS, BuildRequest
 from controller.runtime.base import (
-    BuildFailed, BuildRequest, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeError_,
+    BuildFailed, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeFailure,
 )
+from controller.runtime.local.oneoff import run_oneoff
 from controller.runtime.local.orphans import reap_orphans
 from controller.runtime.local.processes import base_env, run_streaming
 from controller.runtime.local.rollout import Rollout
@@ -25,9 +27,11 @@ from controller.runtime.local.state import load_current, save_current
 from controller.runtime.local.supervisor import AppSupervisor, Timings
 from controller.spec import ReleaseSpec
 from core import log
+from core.commands import Input, Output
 from core.config import Settings
 
 logger = log.get("runtime.local")
+ONEOFFS = "oneoffs"  # apps/<app>/oneoffs/<dyno>.<id>: the fresh copy of the slug each one-off runs in
 
 
 def installed_tool(name: str) -> str:
@@ -40,6 +44,18 @@ async def _discard(_line: str) -> None:
     pass
 
 
+def not_run_locally(release: ReleaseSpec) -> str:
+    """The release's features this runtime ignores, said plainly ("" when there are none)."""
+    ignored = []
+    if cron := [t for t in release.processes if t.startswith("cron")]:
+        ignored.append(f"cron process types ({', '.join(sorted(cron))})")
+    if release.limits:
+        ignored.append("CPU and memory limits")
+    if release.autoscale:
+        ignored.append("autoscaling")
+    return ", ".join(ignored)
+
+
 class LocalRuntime:
     def __init__(self, settings: Settings, *, slugrunner: Sequence[str] | None = None,
                  slugbuilder: Sequence[str] | None = None, timings: Timings = Timings(),
@@ -49,13 +65,14 @@ class LocalRuntime:
         self.slugrunner = list(slugrunner or [installed_tool("teresa-slugrunner")])
         self.slugbuilder = list(slugbuilder or [installed_tool("teresa-slugbuilder")])
         self.timings = timings
-        self.router = Router(settings.domain, self._serving_ports)
+        self.router = Router(settings.domain, self._serving_ports, trusted_proxies=settings.trusted_proxies,
+                             access_log=self._access_line)
         self.slugs = SlugCache(self.apps_dir, self.slugrunner, settings.storage.to_env())
         self._serve_router = serve_router
         self._supervisors: dict[str, AppSupervisor] = {}
         self._current: dict[str, ReleaseSpec] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._restoring: list[asyncio.Task] = []
+        self._restoring: list[asyncio.Task[None]] = []
         self._run_ids = itertools.count(1)
         self._http: aiohttp.ClientSession | None = None
 
@@ -71,6 +88,7 @@ class LocalRuntime:
         if reaped := await asyncio.to_thread(reap_orphans, self.apps_dir):
             logger.warning("stopped processes left behind by an earlier server", count=len(reaped))
         for app_root in await asyncio.to_thread(self._app_roots):
+            await asyncio.to_thread(shutil.rmtree, app_root / ONEOFFS, True)  # left by a server that died
             self.router.add_app(app_root.name)
             await asyncio.to_thread(self.supervisor(app_root.name).logs.load_history)
             release = await asyncio.to_thread(load_current, app_root)
@@ -78,6 +96,11 @@ class LocalRuntime:
                 self._current[release.app] = release
                 self.router.set_domains(release.app, release.domains)
                 self._restoring.append(asyncio.create_task(self._restore(release)))
+
+    async def health(self) -> None:
+        """A readiness check for /readyz: the router takes requests (when this runtime serves it)."""
+        if self._serve_router and self.router.port is None:
+            raise RuntimeError("the local router is not listening")
 
     async def wait_restored(self) -> None:
         await asyncio.gather(*self._restoring, return_exceptions=True)
@@ -120,6 +143,10 @@ class LocalRuntime:
     def _lock(self, app: str) -> asyncio.Lock:
         return self._locks.setdefault(app, asyncio.Lock())
 
+    def _access_line(self, app: str, line: str) -> None:
+        if self._http is not None:
+            self.supervisor(app).logs.append("router", "router", line)
+
     def _serving_ports(self, app: str) -> list[int]:
         supervisor = self._supervisors.get(app)
         return supervisor.serving_ports("web") if supervisor else []
@@ -155,15 +182,8 @@ class LocalRuntime:
     # -- releases
 
     async def build(self, request: BuildRequest, out: LineSink) -> None:
-        env = base_env({
-            **self.settings.storage.to_env(),
-            "TERESA_SOURCE_KEY": request.source_key,
-            "TERESA_SLUG_KEY": request.slug_key,
-            "TERESA_CACHE_KEY": request.cache_key,
-            "TERESA_BUILD_CONFIG": json.dumps(dict(request.config)),
-            "TERESA_BUILD_TIMEOUT": str(request.timeout_seconds),
-            **({"BUILDPACK_URL": request.buildpack_url} if request.buildpack_url else {}),
-        })
+        stack = {k: v for k, v in self.settings.env.items() if k.startswith(STACK_SETTINGS)}  # the stack's runtimes
+        env = base_env({**stack, **self.settings.storage.to_env(), **request.to_env()})
         try:
             status = await run_streaming(self.slugbuilder, env, out, timeout=request.timeout_seconds)
         except asyncio.TimeoutError:
@@ -203,12 +223,15 @@ class LocalRuntime:
             raise ReleasePhaseFailed(f"The release command of {release.label} failed with exit status {status}"
                                      f"{output}; {release.label} was not released.")
 
-    async def deploy(self, release: ReleaseSpec, previous: ReleaseSpec | None, out: LineSink) -> None:
+    async def deploy(self, release: ReleaseSpec, previous: ReleaseSpec | None, out: LineSink, *,
+                     restart: bool = False) -> None:
         """Roll `release` out. What runs now is known here, so `previous` is only informative."""
-        restart = release.long_running_types if release.reason == "restart" else ()
+        restart_types = release.long_running_types if restart else ()
+        if unsupported := not_run_locally(release):
+            await out(f"-----> The local runtime does not run {unsupported}; they apply on Kubernetes.")
         async with self._lock(release.app):
             self.router.add_app(release.app)
-            await self._roll(release, out, restart)
+            await self._roll(release, out, restart_types)
             self.router.set_domains(release.app, release.domains)
 
     async def _roll(self, release: ReleaseSpec, out: LineSink, restart: Sequence[str]) -> None:
@@ -229,12 +252,12 @@ class LocalRuntime:
         async with self._lock(app):
             current = self._current.get(app)
             if current is None:
-                raise RuntimeError_(f"{app} has no running release; push to deploy it first.")
+                raise RuntimeFailure(f"{app} has no running release; push to deploy it first.")
             types = [process_type] if process_type else current.long_running_types
             unknown = [t for t in types if t not in current.long_running_types]
             if unknown:
                 known = ", ".join(current.long_running_types) or "none"
-                raise RuntimeError_(f"{app} has no process type {unknown[0]!r}; its types are {known}.")
+                raise RuntimeFailure(f"{app} has no process type {unknown[0]!r}; its types are {known}.")
             await self._roll(current, _discard, types)
 
     def current(self, app: str) -> ReleaseSpec | None:
@@ -248,11 +271,17 @@ class LocalRuntime:
         async for line in self.supervisor(app).logs.read(lines, follow, process_type):
             yield line
 
-    async def run(self, release: ReleaseSpec, argv: list[str], out: LineSink) -> int:
+    async def run(self, release: ReleaseSpec, argv: list[str], stdin: Input, out: Output) -> int:
         try:
             app_dir = await self.slugs.ensure(release)
         except SlugUnavailable as exc:
-            raise RuntimeError_(str(exc)) from None
-        env = base_env({**release.config, "TERESA_APP_DIR": str(app_dir), "DYNO": f"run.{next(self._run_ids)}"})
-        status = await run_streaming([*self.slugrunner, "exec", "--", *argv], env, out, cwd=app_dir)
-        return status if status >= 0 else 128 - status
+            raise RuntimeFailure(str(exc)) from None
+        dyno = f"run.{next(self._run_ids)}"
+        # A copy of its own, as on Heroku: what a one-off writes never reaches a running process's files.
+        copy = self.apps_dir / release.app / ONEOFFS / f"{dyno}.{uuid.uuid4().hex[:8]}"
+        try:
+            await asyncio.to_thread(shutil.copytree, app_dir, copy, symlinks=True)
+            env = base_env({**release.config, "TERESA_APP_DIR": str(copy), "DYNO": dyno})
+            return await run_oneoff([*self.slugrunner, "exec", "--", *argv], env, copy, stdin, out)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, copy, True)

@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from controller.runtime.base import RuntimeError_
+from controller.runtime.base import RuntimeFailure
 from controller.runtime.local.processes import base_env, run_streaming
 from controller.spec import ReleaseSpec
 
@@ -17,7 +17,7 @@ KEEP_RELEASES = 3
 RELEASE_DIR = re.compile(r"^v(\d+)$")
 
 
-class SlugUnavailable(RuntimeError_):
+class SlugUnavailable(RuntimeFailure):
     pass
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import socket
 import time
@@ -14,8 +15,8 @@ import aiohttp
 
 from controller.runtime.base import ProcessStatus
 from controller.runtime.local.logstore import LogStore
-from controller.runtime.local.probes import HOST, http_check, tcp_check
-from controller.runtime.local.processes import base_env, iter_lines, spawn, stop_group
+from controller.runtime.local.probes import HOST, http_answers, http_check, tcp_check
+from controller.runtime.local.processes import base_env, iter_lines, listening_ports, spawn, stop_group
 from controller.spec import ReleaseSpec
 from controller.teresa_yaml import Probe
 
@@ -27,12 +28,25 @@ class Timings:
     backoff_reset_after: float = 60.0   # a process up this long has its backoff reset
     port_poll: float = 0.2              # how often a web process without readiness check is tried
     min_stop_grace: float = 1.0         # SIGTERM to SIGKILL, when the drain timeout is shorter
+    min_ready: float = 3.0              # a new replica must stay up this long after it is ready (minReadySeconds)
+    port_scan: float = 1.0              # how often a web process that does not answer on $PORT is looked at
+    wrong_port_grace: float = 5.0       # listening on other ports, never on $PORT, this long fails a rollout
+    progress_interval: float = 10.0     # a rollout that waits says what it waits for this often
+    default_check_timeout: float = 5.0  # the default readiness check: GET / on $PORT, any answer will do
+
+
+TAIL_LINES = 20  # a replica's last output lines, kept for the sentence that says why it failed
+
+
+def lowest_free(used: set[int]) -> int:
+    return next(i for i in range(1, len(used) + 2) if i not in used)
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]  # (host, port) for IPv4
+        return port
 
 
 @dataclass(eq=False)
@@ -50,7 +64,14 @@ class Replica:
     last_check: str = "no health check has run yet"
     last_exit: int | None = None
     started_at: float | None = None
-    _task: asyncio.Task | None = field(default=None, repr=False)
+    ready_at: float | None = None      # when it last became ready; None while it is not
+    ever_ready: bool = False
+    listened: bool = False             # something accepted a connection on $PORT at least once
+    other_ports: tuple[int, ...] = ()  # listening there, not on $PORT, since `wrong_port_since`
+    wrong_port_since: float | None = None
+    unhealthy: bool = False            # its last exit was the liveness check's doing
+    tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES), repr=False)
+    _task: asyncio.Task[None] | None = field(default=None, repr=False)
     _proc: asyncio.subprocess.Process | None = field(default=None, repr=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
@@ -59,9 +80,21 @@ class Replica:
         return f"{self.process_type}.{self.index}"
 
     @property
-    def available(self) -> bool:
-        """Ready and in rotation: what counts for traffic and for maxUnavailable."""
+    def serving(self) -> bool:
+        """Ready and in rotation: the router sends it requests."""
         return self.ready and self.in_rotation and self.state == "up"
+
+    @property
+    def available(self) -> bool:
+        """Serving for the stability window already: what counts for a rollout and for maxUnavailable."""
+        return self.serving and self.ready_for() >= self.supervisor.timings.min_ready
+
+    def ready_for(self) -> float:
+        return time.monotonic() - self.ready_at if self.ready_at is not None else 0.0
+
+    def on_wrong_port_for(self) -> float:
+        """How long it has listened on other ports and never on $PORT (0: it has not)."""
+        return time.monotonic() - self.wrong_port_since if self.wrong_port_since is not None else 0.0
 
     def status(self) -> ProcessStatus:
         uptime = time.monotonic() - self.started_at if self.started_at and self.state in ("up", "starting") else None
@@ -75,7 +108,7 @@ class Replica:
 
     async def stop(self, grace: float) -> None:
         self._stop.set()
-        self._set(state="stopping", ready=False)
+        self._set(state="stopping", ready=False, ready_at=None)
         if self._proc and self._proc.returncode is None:
             await stop_group(self._proc, grace)
         if self._task:
@@ -108,7 +141,7 @@ class Replica:
                 return
             if loop.time() - began >= timings.backoff_reset_after:
                 backoff = timings.backoff_initial
-            self._set(state="crashed", ready=False, last_exit=status, restarts=self.restarts + 1)
+            self._set(state="crashed", ready=False, ready_at=None, last_exit=status, restarts=self.restarts + 1)
             self._say(f"process exited with status {status}; restarting in {backoff:g}s")
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), backoff)
@@ -127,7 +160,7 @@ class Replica:
         if self._stop.is_set():
             await stop_group(proc, 0)
         else:
-            self._set(state="starting", ready=False, started_at=time.monotonic())
+            self._set(state="starting", ready=False, ready_at=None, started_at=time.monotonic(), unhealthy=False)
         pump = asyncio.create_task(self._pump(proc))
         checks = [asyncio.create_task(self._readiness()), asyncio.create_task(self._liveness(proc))]
         try:
@@ -143,6 +176,7 @@ class Replica:
     async def _pump(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
         async for line in iter_lines(proc.stdout):
+            self.tail.append(line)
             self.supervisor.logs.append(self.process_type, self.name, line)
 
     def _mark_ready(self, ready: bool) -> None:
@@ -150,23 +184,52 @@ class Replica:
             return
         state = "up" if ready else "starting"
         if (ready, state) != (self.ready, self.state):
-            self._set(ready=ready, state=state)
+            ready_at = time.monotonic() if ready else None
+            self._set(ready=ready, state=state, ready_at=ready_at, ever_ready=self.ever_ready or ready)
 
     async def _readiness(self) -> None:
         probe = self.release.spec.readiness
         if probe is not None:
             await self._readiness_probe(probe)
         elif self.process_type == "web":
-            await self._port_open()
+            await self._answers_http()
             self._mark_ready(True)
         else:
             self._mark_ready(True)
 
+    async def _answers_http(self) -> None:
+        """The default readiness check of a web process: any HTTP response to GET / on $PORT."""
+        timings = self.supervisor.timings
+        while True:
+            await self._port_open()
+            result = await http_answers(self.supervisor.http, self.port, timings.default_check_timeout)
+            self.last_check = result.detail
+            if result.ok:
+                return
+            await asyncio.sleep(timings.port_poll)
+
     async def _port_open(self) -> None:
+        timings = self.supervisor.timings
+        loop = asyncio.get_running_loop()
+        next_scan = loop.time() + timings.port_scan
         while not (result := await tcp_check(self.port)).ok:
             self.last_check = result.detail
-            await asyncio.sleep(self.supervisor.timings.port_poll)
+            if loop.time() >= next_scan and self._proc is not None:
+                self._note_other_ports(await asyncio.to_thread(listening_ports, self._proc.pid))
+                next_scan = loop.time() + timings.port_scan
+            await asyncio.sleep(timings.port_poll)
         self.last_check = result.detail
+        if not self.listened or self.other_ports:
+            self._set(listened=True, other_ports=(), wrong_port_since=None)
+
+    def _note_other_ports(self, ports: set[int]) -> None:
+        others = tuple(sorted(ports - {self.port}))
+        if others and self.port not in ports:
+            if self.wrong_port_since is None:
+                self._say(f"listens on port {', '.join(map(str, others))}, not on $PORT ({self.port})")
+            self._set(other_ports=others, wrong_port_since=self.wrong_port_since or time.monotonic())
+        elif self.other_ports:
+            self._set(other_ports=(), wrong_port_since=None)
 
     async def _readiness_probe(self, probe: Probe) -> None:
         await asyncio.sleep(probe.initial_delay_seconds)
@@ -195,7 +258,8 @@ class Replica:
             failures = 0 if result.ok else failures + 1
             if failures >= probe.failure_threshold:
                 self._say(f"liveness check failed {failures} times ({result.detail}); restarting")
-                self.last_check = f"liveness check: {result.detail}"
+                self.last_check = result.detail
+                self.unhealthy = True
                 await stop_group(proc, self.supervisor.stop_grace(self.release))
                 return
             await asyncio.sleep(probe.period_seconds)
@@ -212,7 +276,7 @@ class AppSupervisor:
         self.slugrunner = list(slugrunner)
         self.logs = LogStore(app_root / "logs")
         self.replicas: list[Replica] = []       # live: not being drained or stopped
-        self.retiring: dict[Replica, asyncio.Task] = {}
+        self.retiring: dict[Replica, asyncio.Task[None]] = {}
         self._hurry = asyncio.Event()  # set when everything must stop now, draining or not
         self.observers: list[Callable[["AppSupervisor"], None]] = []
         self._changed = asyncio.Event()
@@ -243,18 +307,19 @@ class AppSupervisor:
         return [r for r in self.replicas if process_type in (None, r.process_type)]
 
     def serving_ports(self, process_type: str = "web") -> list[int]:
-        return [r.port for r in self.replicas if r.process_type == process_type and r.available]
+        return [r.port for r in self.replicas if r.process_type == process_type and r.serving]
 
-    def add(self, release: ReleaseSpec, process_type: str, app_dir: Path) -> Replica:
-        used = {r.index for r in self.replicas + list(self.retiring) if r.process_type == process_type}
-        index = next(i for i in range(1, len(used) + 2) if i not in used)
+    def add(self, release: ReleaseSpec, process_type: str, app_dir: Path, index: int | None = None) -> Replica:
+        """Start a replica; `index` names it (web.1, ...), by default the lowest one no live replica has."""
+        if index is None:
+            index = lowest_free({r.index for r in self.live(process_type)})
         replica = Replica(process_type, index, release, app_dir, self)
         self.replicas.append(replica)
         replica.start()
         self.notify()
         return replica
 
-    def retire(self, replica: Replica, drain: bool = True) -> asyncio.Task:
+    def retire(self, replica: Replica, drain: bool = True) -> asyncio.Task[None]:
         """Take `replica` out of rotation now; stop it after the drain timeout."""
         self.replicas.remove(replica)
         replica.in_rotation = False

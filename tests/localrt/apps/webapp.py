@@ -3,6 +3,8 @@
 import json
 import os
 import sys
+import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,7 +20,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         if url.path == "/":
-            self.reply(200, f"{os.environ.get('MESSAGE', 'hello')} from {os.environ.get('DYNO')}\n")
+            self.reply(int(os.environ.get("ROOT_STATUS", "200")), f"{os.environ.get('MESSAGE', 'hello')} from {os.environ.get('DYNO')}\n")
         elif url.path == "/headers":
             self.reply(200, json.dumps(dict(self.headers.items())))
         elif url.path == "/ready":
@@ -64,6 +66,10 @@ if __name__ == "__main__":
     if flag("CRASH_FILE"):
         print("crashing on purpose", flush=True)
         sys.exit(4)
-    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
-    print(f"listening on {os.environ['PORT']}", flush=True)
+    time.sleep(float(os.environ.get("START_DELAY", "0")))
+    port = int(os.environ.get("LISTEN_PORT") or os.environ["PORT"])  # LISTEN_PORT: a fixed port, wrongly
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    print(f"listening on {port}", flush=True)
+    if os.environ.get("EXIT_AFTER"):  # up and answering, then gone
+        threading.Timer(float(os.environ["EXIT_AFTER"]), lambda: os._exit(5)).start()
     server.serve_forever()

@@ -1,4 +1,8 @@
-"""Teresa's static web server: serves the app directory on $PORT (hidden files are never served)."""
+"""Teresa's static web server: serves the app directory on $PORT.
+
+Hidden files and the Procfile are never served, and directories are never listed: a directory
+without an index.html is a 404.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,10 @@ class StaticHandler(SimpleHTTPRequestHandler):
             self.send_error(404, "File not found")
             return None
         return super().send_head()
+
+    def list_directory(self, path):  # type: ignore[override]
+        self.send_error(404, "File not found")
+        return None
 
     def log_message(self, format: str, *args: object) -> None:
         sys.stdout.write(f"{self.address_string()} {format % args}\n")

@@ -1,0 +1,76 @@
+"""The runtimes a stack carries (Python interpreters, Node.js versions): an explicit list, never a PATH search.
+
+A runtime is listed by a setting (e.g. `TERESA_STACK_PYTHONS="3.12=/opt/python/3.12/bin/python3,..."`,
+entries separated by commas, whitespace or newlines; a `VERSION=` label is optional and only for
+the reader) and found in the stack's install directories (glob patterns). Each candidate is run
+once to learn its exact version; shims (pyenv, nodenv, asdf) are skipped, since they pick a
+version by reading the app's own files.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+SHIM_DIRS = re.compile(r"/(shims|\.asdf/shims|\.nodenv/shims|\.pyenv/shims)/")
+VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+
+
+@dataclass(frozen=True, order=True)
+class Runtime:
+    version: tuple[int, int, int]
+    path: str
+
+    @property
+    def dotted(self) -> str:
+        return ".".join(map(str, self.version))
+
+
+def setting_paths(value: str) -> list[str]:
+    """Paths from a setting like `3.11=/usr/bin/python3.11, /opt/python/3.12/bin/python3`."""
+    return [entry.split("=", 1)[-1] for entry in re.split(r"[,\s]+", value.strip()) if entry]
+
+
+def discover(setting: str, patterns: Iterable[str], version_argv: Sequence[str], name: str = r".*") -> list[Runtime]:
+    """Every runtime listed or found, newest first, one per real executable.
+
+    `version_argv` is appended to the executable to print its version (e.g. `--version`); found
+    files whose name does not match the regular expression `name` are skipped (`python3.11-config`)."""
+    candidates = setting_paths(setting)
+    for pattern in patterns:
+        found_here = sorted(glob.glob(os.path.expanduser(pattern)))
+        candidates.extend(path for path in found_here if re.fullmatch(name, os.path.basename(path)))
+    found: dict[str, Runtime] = {}
+    for candidate in candidates:
+        if SHIM_DIRS.search(candidate) or not os.access(candidate, os.X_OK) or os.path.isdir(candidate):
+            continue
+        real = os.path.realpath(candidate)
+        if real in found:
+            continue
+        version = probe(candidate, version_argv)
+        if version:
+            found[real] = Runtime(version, candidate)
+    return sorted(found.values(), reverse=True)
+
+
+def probe(executable: str, version_argv: Sequence[str]) -> tuple[int, int, int] | None:
+    try:
+        result = subprocess.run([executable, *version_argv], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = VERSION.search(result.stdout + result.stderr) if result.returncode == 0 else None
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+def listing(runtimes: Sequence[Runtime]) -> str:
+    """`3.13.0, 3.12.1 and 3.11.7` for an error sentence."""
+    names = [runtime.dotted for runtime in runtimes]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def newest_matching(runtimes: Sequence[Runtime], accepts: Callable[[tuple[int, int, int]], bool]) -> Runtime | None:
+    return next((runtime for runtime in runtimes if accepts(runtime.version)), None)

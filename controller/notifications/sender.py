@@ -1,0 +1,106 @@
+"""Sending one notification: a signed JSON POST, or an e-mail through the operator's SMTP server.
+
+The signature scheme (documented in README.md, "Notifications"): the header
+`X-Teresa-Signature: sha256=HEX`, where HEX is the HMAC-SHA256 of the raw
+request body keyed with the target's secret. The body carries `when`, so a
+receiver can also refuse old replays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.message
+import hashlib
+import hmac
+import json
+import smtplib
+import ssl
+from dataclasses import dataclass
+
+import aiohttp
+
+from controller.notifications.queue import Claimed
+from controller.notifications.targets import EMAIL_PREFIX, SMTPServer, check_url_host, is_email
+
+SIGNATURE_HEADER = "X-Teresa-Signature"
+USER_AGENT = "Teresa-Notifications/1"
+
+
+def signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify(secret: str, body: bytes, header: str) -> bool:
+    """What a receiver does (tests use it too): compare in constant time."""
+    return hmac.compare_digest(signature(secret, body), header)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    result: str  # "HTTP 204", "connection refused", ...
+    retry: bool = True  # False: trying again cannot help (a refused address)
+
+
+async def send(delivery: Claimed, *, http: aiohttp.ClientSession, smtp: SMTPServer | None, timeout: float,
+               allow_private: bool) -> Outcome:
+    if is_email(delivery.url):
+        if smtp is None:
+            return Outcome(False, "e-mail is not set up (TERESA_SMTP_URL)", retry=False)
+        return await _mail(delivery, smtp, timeout)
+    return await _post(delivery, http, timeout, allow_private)
+
+
+async def _post(delivery: Claimed, http: aiohttp.ClientSession, timeout: float, allow_private: bool) -> Outcome:
+    body = delivery.payload.encode()
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-Teresa-Event": delivery.event,
+               "X-Teresa-Delivery": str(delivery.id), SIGNATURE_HEADER: signature(delivery.secret, body)}
+    try:
+        check_url_host(delivery.url, allow_private)
+        async with http.post(delivery.url, data=body, headers=headers, allow_redirects=False,
+                             timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            await response.read()
+            return Outcome(200 <= response.status < 300, f"HTTP {response.status}")
+    except asyncio.TimeoutError:
+        return Outcome(False, f"no answer within {timeout:g}s")
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return Outcome(False, "connection refused")
+        return Outcome(False, _first_line(exc.os_error) or "connection failed")
+    except (aiohttp.ClientError, OSError) as exc:  # includes PrivateAddress raised before connecting
+        return Outcome(False, _first_line(exc) or type(exc).__name__)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = (getattr(exc, "strerror", None) or str(exc)).strip().splitlines()
+    return text[0] if text else ""
+
+
+async def _mail(delivery: Claimed, smtp: SMTPServer, timeout: float) -> Outcome:
+    event = json.loads(delivery.payload)
+    message = email.message.EmailMessage()
+    message["From"] = smtp.sender
+    message["To"] = delivery.url.removeprefix(EMAIL_PREFIX)
+    release = f" {event['release']}" if event.get("release") else ""
+    message["Subject"] = f"[teresa] {event['app']}{release}: {event['event']}"
+    message.set_content("".join(f"{key}: {event.get(key)}\n" for key in ("app", "event", "release", "who", "when",
+                                                                          "reason")))
+    try:
+        await asyncio.to_thread(_smtp_send, smtp, message, timeout)
+    except (smtplib.SMTPException, OSError) as exc:
+        return Outcome(False, f"SMTP: {_first_line(exc) or type(exc).__name__}")
+    return Outcome(True, "sent by e-mail")
+
+
+def _smtp_send(smtp: SMTPServer, message: email.message.EmailMessage, timeout: float) -> None:
+    client: smtplib.SMTP
+    if smtp.security == "ssl":
+        client = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=timeout, context=ssl.create_default_context())
+    else:
+        client = smtplib.SMTP(smtp.host, smtp.port, timeout=timeout)
+    with client:
+        if smtp.security == "starttls":
+            client.starttls(context=ssl.create_default_context())
+        if smtp.username:
+            client.login(smtp.username, smtp.password)
+        client.send_message(message)

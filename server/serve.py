@@ -1,0 +1,95 @@
+"""`teresa serve`: every listener and background task of one Teresa process."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from aiohttp import web
+
+from controller import watchers
+from controller.controller import Controller
+from controller.platform import Platform
+from controller.runtime import make_runtime
+from controller.runtime.base import Runtime
+from core import health
+from core import log as logging
+from core.backup_commands import backup_loop
+from core.config import Settings
+from core.services import Services
+from gitreceiver.git_service import GitService
+from gitreceiver.ssh_server import SSHFrontDoor
+from server.control import serve_control
+
+log = logging.get(__name__)
+
+
+async def build_platform(settings: Settings, runtime: Runtime | None = None) -> tuple[Platform, Runtime]:
+    """Everything a server needs, built complete: migrated database, storage, runtime, controller."""
+    services = Services.open(settings)
+    await asyncio.to_thread(services.db.upgrade)
+    runtime = runtime or make_runtime(settings)
+    return Platform.assemble(services, Controller(services, runtime)), runtime
+
+
+class Server:
+    """The SSH front door, the runtime (with the local router), and the health listener."""
+
+    def __init__(self, platform: Platform, runtime: Runtime):
+        self.services = platform
+        self.runtime = runtime
+        self.ssh = SSHFrontDoor(platform, git=GitService(platform, platform.controller))
+        self.health: web.AppRunner | None = None
+        self.control: asyncio.AbstractServer | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()  # what did start (runtime, router, listeners) must not outlive a failed start
+            raise
+
+    async def _start(self) -> None:
+        settings = self.services.settings
+        await self.runtime.start()
+        await self.ssh.start()
+        checks = {"database": health.database_check(self.services.db.engine),
+                  "storage": health.storage_check(self.services.storage),
+                  "runtime": self.runtime.health}
+        self.health = await health.start_health_server(health.health_app(checks), settings.http_addr)
+        self.control = await serve_control(self.services)
+        self.tasks.append(asyncio.create_task(backup_loop(self.services)))
+        self.tasks += [asyncio.create_task(job) for job in watchers.background(self.services, self.services.controller)]
+
+    @property
+    def http_port(self) -> int:
+        assert self.health is not None
+        return health.bound_port(self.health)
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.ssh.server is not None:
+            await self.ssh.stop()
+        if self.control is not None:
+            self.control.close()
+        if self.health is not None:
+            await self.health.cleanup()
+        await self.runtime.stop()
+
+
+async def serve(settings: Settings) -> None:
+    platform, runtime = await build_platform(settings)
+    server = Server(platform, runtime)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    log.info("teresa_started", data_dir=str(settings.data_dir), runtime=settings.runtime,
+             router=f"{settings.router_addr[0]}:{settings.router_addr[1]}" if settings.runtime == "local" else None)
+    await stop.wait()
+    log.info("teresa_stopping")
+    await server.stop()
+    platform.db.dispose()

@@ -1,0 +1,1 @@
+"""Installed as a module by setup.py."""
