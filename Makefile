@@ -27,6 +27,10 @@ run: $(STAMP)
 services:
 	hack/services
 
+cluster:
+	hack/cluster/build
+	hack/cluster/images
+
 test: $(TEST_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
