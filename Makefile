@@ -1,5 +1,6 @@
 # Teresa: `make run` starts the server on its embedded defaults, `make test` runs the suite,
 # `make services` installs and starts MariaDB and PostgreSQL on 127.0.0.1 for the tests that use them,
+# `make cluster` builds the single-node Kubernetes of tests/cluster/ (hack/cluster/build, hack/cluster/images; cached),
 # `make bench` runs bench/push.py and bench/redeploy.py (BENCH_ARGS="--skip-big" passes options to push.py).
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test services docs bench clean
+.PHONY: run test services cluster docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,10 @@ run: $(STAMP)
 
 services:
 	hack/services
+
+cluster:
+	hack/cluster/build
+	hack/cluster/images
 
 test: $(TEST_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -1,0 +1,3 @@
+module teresa.local/pause
+
+go 1.26

@@ -1,0 +1,103 @@
+"""The `kube_cluster` fixture: one real single-node Kubernetes cluster per test session.
+
+Without the binaries (built by `make cluster`) the tests that use it skip; with
+TERESA_TEST_REQUIRE_SERVICES=1 the binaries and images are built (or taken from
+the cache) before the first cluster test runs, and a cluster that cannot start
+fails those tests. TERESA_CLUSTER_KEEP=1 keeps the cluster's directory (logs,
+certificates, kubeconfig) after the session. See tests/cluster/kubecluster.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.cluster import kubecluster
+from tests.conftest import require_services, skip_or_fail
+
+# The first test that uses the cluster pays its start (about a minute), on top of its own timeout.
+CLUSTER_START_BUDGET = 300
+
+_prepare_error: str | None = None
+TIMINGS: dict[str, float] = {}  # printed at the end of the session: "cluster start", "smoke test", ...
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if TIMINGS:
+        terminalreporter.write_sep("-", "kube_cluster")
+        for what, seconds in TIMINGS.items():
+            terminalreporter.write_line(f"{what}: {seconds:.1f}s")
+
+
+def _uses_cluster(item: pytest.Item) -> bool:
+    return "kube_cluster" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Build before the tests (outside any test's timeout) when CI requires the cluster; budget the start."""
+    global _prepare_error
+    cluster_items = [item for item in items if _uses_cluster(item)]
+    if not cluster_items:
+        return
+    first = cluster_items[0]
+    marker = first.get_closest_marker("timeout")
+    own = marker.args[0] if marker and marker.args else config.getini("timeout") or 0
+    first.add_marker(pytest.mark.timeout(float(own) + CLUSTER_START_BUDGET), append=False)
+    if not require_services():
+        return
+    problems = kubecluster.host_problems()
+    if problems:
+        _prepare_error = "; ".join(problems)
+        return
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+    def log(line: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"kube_cluster: {line}")
+        else:
+            print(f"kube_cluster: {line}", file=sys.stderr)
+
+    log("building the cluster's binaries and images (hack/cluster/build, hack/cluster/images; cached)")
+    try:
+        kubecluster.build(log)
+    except Exception as error:  # noqa: BLE001 - reported by every cluster test
+        _prepare_error = str(error)
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(request: pytest.FixtureRequest) -> Iterator[kubecluster.KubeCluster]:
+    if _prepare_error:
+        skip_or_fail(f"the test cluster could not be built: {_prepare_error}")
+    problems = kubecluster.host_problems()
+    if problems:
+        skip_or_fail(f"the test cluster cannot run here: {'; '.join(problems)}")
+    missing = kubecluster.missing_binaries()
+    if missing:
+        skip_or_fail(
+            f"the test cluster's binaries are not built (no {', '.join(missing[:3])}"
+            f"{', …' if len(missing) > 3 else ''} in {kubecluster.bin_dir()}): run `{kubecluster.MAKE_TARGET}`"
+        )
+    names = kubecluster.image_names()
+    if not kubecluster.images_built(names) and not require_services():
+        if not shutil.which("mmdebstrap"):
+            skip_or_fail(f"the test cluster's images are not built: run `{kubecluster.MAKE_TARGET}`")
+    # (images that are missing but buildable are built on import, by hack/cluster/images)
+    keep = os.environ.get("TERESA_CLUSTER_KEEP") == "1"
+    started = time.monotonic()
+    try:
+        cluster = kubecluster.start_cluster(keep_workdir=keep)
+    except kubecluster.ClusterError as error:
+        pytest.fail(f"the test cluster did not start: {error}", pytrace=False)
+    TIMINGS["cluster start (fixture)"] = time.monotonic() - started
+    print(f"kube_cluster: node {cluster.node_name} at {cluster.node_ip}, API {cluster.server}, dir {cluster.workdir}")
+    try:
+        yield cluster
+    finally:
+        stopped = time.monotonic()
+        cluster.stop()
+        TIMINGS["cluster stop"] = time.monotonic() - stopped
