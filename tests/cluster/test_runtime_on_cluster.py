@@ -156,6 +156,30 @@ async def test_python_hello_builds_serves_and_a_crashing_release_is_rejected(
         status, body = await asyncio.to_thread(get, f"http://{pod.status.pod_ip}:5000/")
         assert status == 200 and body.startswith("Howdy from web")
         assert [p.metadata.name for p in await asyncio.to_thread(web_pods, core, app, 1)] == [pod.metadata.name]
+
+        # An init container that fails (the slug is not in storage): its own log is shown, not the main one's.
+        v3 = ReleaseSpec(app=app, version=3, build_id="b3", slug_key=f"apps/{app}/builds/b3/slug.tgz",
+                         config={"GREETING": "Howdy"}, processes={"web": "python app.py"}, formation={"web": 1},
+                         spec=spec, reason="push")
+        with pytest.raises(RolloutFailed) as failed:
+            await runtime.deploy(v3, v1, Lines())
+        message = str(failed.value)
+        assert "web has a replica that exited (pod web-" in message and "container fetch-slug)" in message, message
+        assert "its init container fetch-slug" in message and "last output: " in message, message
+        assert message.endswith("v1 is still running."), message
+
+        # Pods the API refuses to create (a quota): the ReplicaFailure condition's message, at once.
+        await asyncio.to_thread(core.create_namespaced_resource_quota, app, {
+            "metadata": {"name": "no-more-pods"}, "spec": {"hard": {"pods": "1"}}})
+        v4 = ReleaseSpec(app=app, version=4, build_id="b1", slug_key=slug, config={"GREETING": "Bye"},
+                         processes={"web": "python app.py"}, formation={"web": 1}, spec=spec, reason="config")
+        with pytest.raises(RolloutFailed) as failed:
+            await runtime.deploy(v4, v1, Lines())
+        message = str(failed.value)
+        assert message.startswith("v4 did not become ready: web cannot create its pods ("), message
+        assert "exceeded quota: no-more-pods" in message and message.endswith("v1 is still running."), message
+        status, body = await asyncio.to_thread(get, f"http://{pod.status.pod_ip}:5000/")
+        assert status == 200 and body.startswith("Howdy from web")
     finally:
         await runtime.destroy_app(app)
         await runtime.stop()
