@@ -171,6 +171,11 @@ async def test_python_hello_builds_serves_and_a_crashing_release_is_rejected(
         # Pods the API refuses to create (a quota): the ReplicaFailure condition's message, at once.
         await asyncio.to_thread(core.create_namespaced_resource_quota, app, {
             "metadata": {"name": "no-more-pods"}, "spec": {"hard": {"pods": "1"}}})
+        for _ in range(60):  # until the quota controller has counted the pods (admission relies on it)
+            quota = await asyncio.to_thread(core.read_namespaced_resource_quota, "no-more-pods", app)
+            if (quota.status.used or {}).get("pods") == "1":
+                break
+            await asyncio.sleep(0.5)
         v4 = ReleaseSpec(app=app, version=4, build_id="b1", slug_key=slug, config={"GREETING": "Bye"},
                          processes={"web": "python app.py"}, formation={"web": 1}, spec=spec, reason="config")
         with pytest.raises(RolloutFailed) as failed:
