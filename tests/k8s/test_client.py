@@ -56,7 +56,9 @@ async def test_applying_again_makes_the_live_object_what_the_manifest_says(kube_
         await kube.apply_all(manifests.render_release(settings, samples.release("", version=5, processes={"web": "x"})))
         second = await kube.get("apps/v1", "Deployment", "web", "shop")
     container = second["spec"]["template"]["spec"]["containers"][0]
-    assert "livenessProbe" not in container and "readinessProbe" not in container
+    # teresa.yaml's probes are gone; only the default readiness (a TCP connection to $PORT) is left
+    assert "livenessProbe" not in container and "httpGet" not in container["readinessProbe"]
+    assert container["readinessProbe"]["tcpSocket"] == {"port": "http"}
     assert second["metadata"]["annotations"]["kubernetes.io/change-cause"] == "v5: config"
     assert second["metadata"]["uid"] == first["metadata"]["uid"]
     assert second["metadata"]["generation"] == first["metadata"]["generation"] + 1

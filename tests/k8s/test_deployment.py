@@ -41,9 +41,14 @@ def test_probes_match_teresa_yaml() -> None:
     assert env_of(container)["PORT"] == "5000"
 
 
-def test_no_probes_without_health_checks() -> None:
-    container = main_container(web_deployment(""))
-    assert "livenessProbe" not in container and "readinessProbe" not in container
+def test_without_health_checks_web_is_ready_once_it_accepts_connections_on_its_port() -> None:
+    """No httpGet default: a k8s httpGet probe needs 200-399, and `/` of a working app may well answer 404."""
+    deployment = web_deployment("")
+    container = main_container(deployment)
+    assert "livenessProbe" not in container
+    assert container["readinessProbe"] == {"tcpSocket": {"port": "http"}, "periodSeconds": 2, "timeoutSeconds": 2,
+                                           "failureThreshold": 3}
+    assert deployment["spec"]["minReadySeconds"] == manifests.MIN_READY_SECONDS > 0
 
 
 def test_only_web_gets_a_port_and_probes() -> None:

@@ -64,6 +64,6 @@ def test_a_stalled_rollout_rejects_the_push_and_keeps_the_previous_release(
     kube_deploy.git.commit({**WEB_APP, "index.html": "version two\n"})
     push = kube_deploy.git.push("shop")
     assert push.returncode != 0
-    assert "v2 did not become ready: web made no progress within its deadline" in push.stderr
+    assert "v2 did not become ready: web has a replica that exited" in push.stderr
     assert "Address already in use" in push.stderr and "v1 is still running" in push.stderr
     assert kube_api.stored("apps/v1/deployments", "shop", "web")["spec"] == before

@@ -67,6 +67,19 @@ __all__ = [
 MASK = "********"
 # After the preStop drain, the app still gets the usual 30 s to exit on SIGTERM.
 SHUTDOWN_MARGIN_SECONDS = 30
+# A new replica counts as available only after staying ready this long: one that exits right after it
+# became ready is seen (as a restart) while the rollout still waits, and fails it.
+MIN_READY_SECONDS = 5
+
+
+def default_readiness() -> Probe:
+    """A web process's readiness when teresa.yaml names none: a TCP connection to $PORT is accepted.
+
+    Issue 11 asks for "any HTTP response counts"; a Kubernetes httpGet probe passes on 200-399 only (a 404
+    or 500 from `/` would hold the rollout forever), and an exec probe would need an HTTP client in every
+    image. A tcpSocket probe is the honest default: the app listens on $PORT or it is not ready.
+    """
+    return {"tcpSocket": {"port": PORT_NAME}, "periodSeconds": 2, "timeoutSeconds": 2, "failureThreshold": 3}
 
 
 def namespace(settings: Settings, app: str) -> Namespace:
@@ -136,6 +149,8 @@ def _process_container(settings: Settings, release: ReleaseSpec, process_type: s
             container["livenessProbe"] = _probe(release.spec.liveness)
         if release.spec.readiness:
             container["readinessProbe"] = _probe(release.spec.readiness)
+        else:
+            container["readinessProbe"] = default_readiness()
     return container
 
 
@@ -165,6 +180,7 @@ def deployment(settings: Settings, release: ReleaseSpec, process_type: str,
             "replicas": replicas,
             "revisionHistoryLimit": settings.revision_history_limit,
             "progressDeadlineSeconds": settings.rollout_timeout,
+            "minReadySeconds": MIN_READY_SECONDS,
             "selector": {"matchLabels": selector(release.app, process_type)},
             "strategy": {
                 "type": "RollingUpdate",

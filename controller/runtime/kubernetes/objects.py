@@ -117,8 +117,13 @@ class HTTPGetAction(TypedDict):
     port: int | str
 
 
+class TCPSocketAction(TypedDict):
+    port: int | str
+
+
 class Probe(TypedDict, total=False):
     httpGet: HTTPGetAction
+    tcpSocket: TCPSocketAction
     initialDelaySeconds: int
     timeoutSeconds: int
     periodSeconds: int
@@ -236,6 +241,7 @@ class DeploymentSpec(TypedDict):
     replicas: int
     revisionHistoryLimit: int
     progressDeadlineSeconds: int
+    minReadySeconds: int
     selector: LabelSelector
     strategy: DeploymentStrategy
     template: PodTemplate

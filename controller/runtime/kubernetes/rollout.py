@@ -13,6 +13,8 @@ from controller.runtime.kubernetes.logstream import tail
 from controller.runtime.kubernetes.objects import LiveObject
 
 TAIL_LINES = 5
+POD_TEMPLATE_HASH = "pod-template-hash"
+REVISION = "deployment.kubernetes.io/revision"
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,8 @@ class Progress:
     available: int
     complete: bool
     deadline_exceeded: bool
+    observed: bool = True  # the controller has seen the current generation: the status is about it
+    replica_failure: str = ""  # a ReplicaFailure condition's message (pods cannot even be created)
 
     @property
     def line(self) -> str:
@@ -33,16 +37,22 @@ def progress(deployment: LiveObject) -> Progress:
     spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
     replicas = spec.get("replicas", 1)
     updated, available = status.get("updatedReplicas", 0), status.get("availableReplicas", 0)
+    # Like `kubectl rollout status`: nothing in the status counts until it describes the current generation.
+    observed = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+    conditions = (status.get("conditions") or []) if observed else []
     complete = (
-        status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+        observed
         and updated == replicas and available == replicas
         and status.get("replicas", 0) == replicas and not status.get("unavailableReplicas", 0)
     )
     stalled = any(
         (c.get("type"), c.get("status"), c.get("reason")) == ("Progressing", "False", "ProgressDeadlineExceeded")
-        for c in status.get("conditions") or []
+        for c in conditions
     )
-    return Progress(deployment["metadata"]["name"], replicas, updated, available, complete, stalled)
+    failure = next((c.get("message") or c.get("reason") or "ReplicaFailure" for c in conditions
+                    if (c.get("type"), c.get("status")) == ("ReplicaFailure", "True")), "")
+    return Progress(deployment["metadata"]["name"], replicas, updated, available, complete, stalled,
+                    observed, failure)
 
 
 class Stalled(Exception):
@@ -71,10 +81,16 @@ async def watch(kube: KubeClient, namespace: str, names: list[str], out: Callabl
                 await out(state.line)
             if state.complete:
                 pending.remove(name)
+            elif not state.observed:
+                pass  # the controller has not seen this generation yet: its status and pods are the old ones
+            elif state.replica_failure:
+                raise Stalled(name, f"cannot create its pods ({state.replica_failure})", needs_diagnosis=False)
             elif state.deadline_exceeded:
                 raise Stalled(name, "made no progress within its deadline")
             elif problem := await _start_problem(kube, namespace, deployment):
                 raise Stalled(name, f"cannot start its pods ({problem})", needs_diagnosis=False)
+            elif crashed := await _crashed(kube, namespace, deployment):
+                raise Stalled(name, f"has a replica that exited ({crashed})")
         if pending and time.monotonic() > deadline:
             raise Stalled(pending[0], f"was not ready after {timeout:g} seconds")
         if pending:
@@ -82,10 +98,32 @@ async def watch(kube: KubeClient, namespace: str, names: list[str], out: Callabl
 
 
 async def _pods(kube: KubeClient, namespace: str, deployment: LiveObject) -> list[LiveObject]:
-    labels = (deployment["spec"].get("selector") or {}).get("matchLabels") or {}
+    """The pods of the Deployment's current (new) ReplicaSet only: the old ones' troubles are not this rollout's."""
+    labels = dict((deployment["spec"].get("selector") or {}).get("matchLabels") or {})
     if not labels:
         return []
+    template_hash = await _new_template_hash(kube, namespace, deployment, labels)
+    if template_hash:
+        labels[POD_TEMPLATE_HASH] = template_hash
+    else:  # no ReplicaSet to go by (an API without the controller): the pods carrying the template's labels
+        labels.update(((deployment["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {})
     return await kube.list("v1", "Pod", namespace, labels=labels)
+
+
+async def _new_template_hash(kube: KubeClient, namespace: str, deployment: LiveObject,
+                             labels: dict[str, str]) -> str:
+    """The pod-template-hash of the ReplicaSet the controller made for the Deployment's current revision."""
+    revision = (deployment["metadata"].get("annotations") or {}).get(REVISION)
+    uid = deployment["metadata"].get("uid")
+    if not revision or not uid:
+        return ""
+    for replica_set in await kube.list("apps/v1", "ReplicaSet", namespace, labels=labels):
+        meta = replica_set["metadata"]
+        owned = any(ref.get("uid") == uid for ref in meta.get("ownerReferences") or [])
+        if owned and (meta.get("annotations") or {}).get(REVISION) == revision:
+            template_hash: str = (meta.get("labels") or {}).get(POD_TEMPLATE_HASH, "")
+            return template_hash
+    return ""
 
 
 async def _start_problem(kube: KubeClient, namespace: str, deployment: LiveObject) -> str | None:
@@ -97,31 +135,67 @@ async def _start_problem(kube: KubeClient, namespace: str, deployment: LiveObjec
     return None
 
 
+def _failed(status: LiveObject, init: bool) -> bool:
+    """A container that stopped when it should not have: a long-running one that stopped at all (restarted,
+    terminated, backing off), an init container that exited non-zero or had to be restarted."""
+    state, details = podstate.state_of(status)
+    if status.get("restartCount", 0) > 0 or details.get("reason") == "CrashLoopBackOff":
+        return True
+    return state == "terminated" and (not init or details.get("exitCode", 0) != 0)
+
+
+def _failing_container(pod: LiveObject) -> tuple[str, LiveObject] | None:
+    """(name, status) of the pod's first failing container, init containers first (they run first)."""
+    for init in (True, False):
+        for status in podstate.statuses(pod, init=init):
+            if _failed(status, init):
+                return status["name"], status
+    return None
+
+
+async def _crashed(kube: KubeClient, namespace: str, deployment: LiveObject) -> str | None:
+    """A new replica whose container (or init container) exited: the rollout fails at once, not at its deadline."""
+    for pod in await _pods(kube, namespace, deployment):
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
+        if failing := _failing_container(pod):
+            return f"pod {pod['metadata']['name']}, container {failing[0]}"
+    return None
+
+
 async def diagnose(kube: KubeClient, namespace: str, deployment_name: str) -> str:
-    """Why the Deployment's pods are not ready, with the last log lines of one failing pod."""
+    """Why the Deployment's new pods are not ready, with the last log lines of the failing container."""
     deployment = await kube.get("apps/v1", "Deployment", deployment_name, namespace)
     if deployment is None:
         return ""
     failing = [p for p in await _pods(kube, namespace, deployment)
                if not podstate.is_ready(p) and not p["metadata"].get("deletionTimestamp")]
-    if not failing:
+    crashed = [p for p in failing if _failing_container(p)]
+    if not (crashed or failing):
         return ""
-    pod = failing[0]
+    pod = (crashed or failing)[0]
     reasons, previous = [], False
     container = (pod.get("spec") or {}).get("containers", [{}])[0].get("name", "")
-    for status in podstate.statuses(pod, init=True) + podstate.statuses(pod):
-        state, details = podstate.state_of(status)
-        last = (status.get("lastState") or {}).get("terminated") or {}
-        if problem := podstate.waiting_problem(pod, status):
-            reasons.append(problem)
-        elif details.get("reason") == "CrashLoopBackOff" or status.get("restartCount", 0) > 0:
-            code = last.get("exitCode", details.get("exitCode"))
-            reasons.append(f"it keeps crashing (CrashLoopBackOff, exit status {code}, "
-                           f"{status.get('restartCount', 0)} restarts)")
-            previous = state != "running"
-        elif state == "running" and not status.get("ready"):
-            probe = _readiness_path(pod, status["name"])
-            reasons.append(f"its readiness check{probe} never passed")
+    if found := _failing_container(pod):
+        container = found[0]  # an init container's failure is in its own log, not the main container's
+    for init in (True, False):
+        for status in podstate.statuses(pod, init=init):
+            state, details = podstate.state_of(status)
+            last = (status.get("lastState") or {}).get("terminated") or {}
+            if problem := podstate.waiting_problem(pod, status):
+                reasons.append(problem)
+            elif _failed(status, init):
+                code = last.get("exitCode", details.get("exitCode"))
+                restarts = status.get("restartCount", 0)
+                how = "keeps crashing" if restarts else "exited"
+                what = f"its init container {status['name']}" if init else "it"
+                reasons.append(f"{what} {how} ({details.get('reason') or state}, exit status {code}, "
+                               f"{restarts} restart{'' if restarts == 1 else 's'})")
+                if status["name"] == container:
+                    previous = state != "terminated" and bool(last)
+            elif not init and state == "running" and not status.get("ready"):
+                probe = _readiness_check(pod, status["name"])
+                reasons.append(f"its readiness check{probe} never passed")
     lines = await tail(kube, namespace, pod["metadata"]["name"], container, TAIL_LINES, previous=previous)
     if not lines and previous:
         lines = await tail(kube, namespace, pod["metadata"]["name"], container, TAIL_LINES)
@@ -129,9 +203,11 @@ async def diagnose(kube: KubeClient, namespace: str, deployment_name: str) -> st
     return said + (f"; last output: {' / '.join(lines)}" if lines else "")
 
 
-def _readiness_path(pod: LiveObject, container: str) -> str:
+def _readiness_check(pod: LiveObject, container: str) -> str:
     for c in (pod.get("spec") or {}).get("containers") or []:
         if c.get("name") == container and (probe := c.get("readinessProbe")):
+            if "tcpSocket" in probe:
+                return " (a connection to $PORT)"
             return f" (GET {probe.get('httpGet', {}).get('path', '/')})"
     return ""
 
