@@ -7,6 +7,7 @@ TERESAK8S_*, TERESADEPLOY_*); newer settings use the TERESA_ prefix.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -181,6 +182,9 @@ class Settings:
     revision_history_limit: int = 5
     login_timeout: int = 30
     backup_interval: int = 60 * 60  # seconds between backups of the database; 0: none
+    deploy_lease_seconds: int = 30  # a dead replica's deploy lock (and periodic jobs) expire after this
+    replica_name: str = "teresa"  # this process in lease rows and logs (the pod's name on Kubernetes)
+    login_budget_replicas: int = 1  # the failed-login budget is split evenly over this many replicas
     log_format: str = "console"
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -209,6 +213,9 @@ class Settings:
             revision_history_limit=_int(env, "TERESADEPLOY_REVISION_HISTORY_LIMIT", 5),
             login_timeout=_int(env, "TERESA_LOGIN_TIMEOUT", 30),
             backup_interval=_backup_interval(env),
+            deploy_lease_seconds=_positive(env, "TERESA_DEPLOY_LEASE_SECONDS", 30),
+            replica_name=_replica_name(env),
+            login_budget_replicas=_positive(env, "TERESA_REPLICAS", 1),
             log_format=env.get("TERESA_LOG_FORMAT", "").strip().lower() or "console",
             env=env,
         )
@@ -219,6 +226,20 @@ def _backup_interval(env: Mapping[str, str]) -> int:
     if seconds < 0:
         raise ConfigError(f"TERESA_BACKUP_INTERVAL={seconds} is negative; give seconds between backups, or 0 for none.")
     return seconds
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value <= 0:
+        raise ConfigError(f"{name}={value} must be positive; set a number like {default}.")
+    return value
+
+
+def _replica_name(env: Mapping[str, str]) -> str:
+    """TERESA_REPLICA_NAME, else the host's name (a pod's name on Kubernetes), made unique by the process id."""
+    if name := env.get("TERESA_REPLICA_NAME", "").strip():
+        return name
+    return env.get("HOSTNAME", "").strip() or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _detect_runtime(env: Mapping[str, str]) -> str:
