@@ -31,12 +31,21 @@ class Pair:
     def remote(self, replica: Replica, app: str = "shop") -> str:
         return f"ssh://git@127.0.0.1:{replica.ssh_port}/{app}.git"
 
-    def push(self, replica: Replica, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.git.git("push", "--progress", *args, self.remote(replica), "main", check=False)
+    def env(self, replica: Replica) -> dict[str, str]:
+        """git's environment for reaching `replica` (ssh's -p wins over the URL's port, so one per replica)."""
+        ssh = SSHClient(replica, self.tmp)  # type: ignore[arg-type]
+        return {**ssh.env(None), "GIT_SSH_COMMAND": " ".join(["ssh", *ssh.options(self.key)])}
+
+    def run_git(self, replica: Replica, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], cwd=cwd or self.git.workdir, env=self.env(replica),
+                              capture_output=True, text=True, timeout=180)
+
+    def push(self, replica: Replica, *args: str, ref: str = "main") -> subprocess.CompletedProcess[str]:
+        return self.run_git(replica, "push", "--progress", *args, self.remote(replica), ref)
 
     def popen_push(self, replica: Replica) -> subprocess.Popen[str]:
         return subprocess.Popen(["git", "push", "--progress", self.remote(replica), "main"], cwd=self.git.workdir,
-                                env=self.git.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=self.env(replica), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 bufsize=1)
 
     def command(self, replica: Replica, line: str) -> tuple[int, str, str]:
@@ -45,8 +54,8 @@ class Pair:
 
     def clone(self, replica: Replica, name: str) -> Path:
         target = self.tmp / name
-        subprocess.run(["git", "clone", "-q", "--mirror", self.remote(replica), str(target)], env=self.git.env,
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(["git", "clone", "-q", "--mirror", self.remote(replica), str(target)],
+                       env=self.env(replica), check=True, capture_output=True, timeout=120)
         return target
 
     def gate(self) -> Path:
@@ -110,7 +119,7 @@ def test_a_push_through_b_after_one_through_a_sends_only_new_objects(pair: Pair)
     assert pushed.returncode == 0, pushed.stderr
     pair.git.git("branch", "feature")
     assert pair.push(pair.a).returncode == 0
-    assert pair.git.git("push", pair.remote(pair.a), "feature", check=False).returncode == 0
+    assert pair.push(pair.a, ref="feature").returncode == 0
 
     second = pair.git.commit({"index.html": "version two\n"})  # one blob, one tree, one commit
     through_b = pair.push(pair.b)
@@ -131,7 +140,7 @@ def test_a_stale_push_through_the_other_replica_is_not_a_fast_forward(pair: Pair
     assert pair.push(pair.a).returncode == 0
     other = GitClient(pair.git.ssh, pair.key, tmp_path / "other")
     other.commit({**WEB_APP, "index.html": "someone else's\n"})
-    refused = other.git("push", pair.remote(pair.b), "main", check=False)
+    refused = pair.run_git(pair.b, "push", pair.remote(pair.b), "main", cwd=other.workdir)
     assert refused.returncode != 0 and "rejected" in refused.stderr  # git itself: fetch first
     assert "non-fast-forward" in refused.stderr or "fetch first" in refused.stderr
 
@@ -198,7 +207,7 @@ def test_restarting_a_replica_mid_build_finishes_the_push_while_the_other_serves
     go_ahead.touch()
     assert push.wait(180) == 0, push.stderr.read()
     assert pair.a.process.wait(120) == 0
-    refs = pair.git.git("ls-remote", pair.remote(pair.b)).stdout
+    refs = pair.run_git(pair.b, "ls-remote", pair.remote(pair.b)).stdout
     assert f"{commit}\trefs/heads/main" in refs
     pair.a.start()  # the restarted replica serves what was pushed through its predecessor
     assert fsck_and_objects(pair.clone(pair.a, "after-a.git")) == fsck_and_objects(pair.clone(pair.b, "after-b.git"))
