@@ -18,6 +18,7 @@ from tests.fixtures.teresa import GitClient, SSHClient, wait_for
 from tests.gitreceiver.conftest import BUILDPACKS, WEB_APP
 
 LEASE_SECONDS = 3
+pytestmark = pytest.mark.timeout(600)  # several pushes, each built and released, on a shared machine
 
 
 @dataclass
@@ -200,7 +201,7 @@ def test_restarting_a_replica_mid_build_finishes_the_push_while_the_other_serves
     assert "draining" in pair.a.readyz()[1]
     wait_for(lambda: not pair.a.accepts_ssh())
     assert pair.b.readyz()[0] == 200
-    status, out, err = pair.command(pair.b, "apps")  # new sessions go to B meanwhile
+    status, out, err = pair.command(pair.b, "apps:list")  # new sessions go to B meanwhile
     assert status == 0 and "shop" in out, err
     assert pair.a.process is not None and pair.a.process.poll() is None  # A still finishes its push
 
