@@ -1,6 +1,6 @@
 # Teresa: `make run` starts the server on its embedded defaults, `make test` runs the suite,
 # `make services` installs and starts MariaDB and PostgreSQL on 127.0.0.1 for the tests that use them,
-# `make bench` runs bench/push.py and bench/redeploy.py (BENCH_ARGS="--skip-big" passes options to push.py).
+# `make bench` runs bench/push.py, bench/redeploy.py and bench/replicas.py (BENCH_ARGS="--skip-big" passes options to push.py).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -32,6 +32,7 @@ test: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/push.py $(BENCH_ARGS)
 	$(BIN)/python bench/redeploy.py
+	$(BIN)/python bench/replicas.py
 
 docs: $(STAMP)
 	$(BIN)/python -m server.docs > docs/commands.md

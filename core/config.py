@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Union
@@ -249,6 +250,9 @@ class Settings:
     dashboard_enabled: bool = True   # default: on with the local runtime, off on (or in) Kubernetes
     dashboard_addr: tuple[str, int] = ("127.0.0.1", 8082)
     dashboard_url: str = "http://127.0.0.1:8082"  # where browsers reach it; https:// makes cookies Secure
+    deploy_lease_seconds: int = 30  # a dead replica's deploy lock (and periodic jobs) expire after this
+    replica_name: str = "teresa"  # this process in lease rows and logs (the pod's name on Kubernetes)
+    login_budget_replicas: int = 1  # the failed-login budget is split evenly over this many replicas
     log_format: str = "console"
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -291,6 +295,9 @@ class Settings:
                                     default=runtime == "local" and not env.get("KUBERNETES_SERVICE_HOST")),
             dashboard_addr=parse_addr(env.get("TERESA_DASHBOARD_ADDR") or "127.0.0.1:8082", "TERESA_DASHBOARD_ADDR"),
             dashboard_url=_dashboard_url(env),
+            deploy_lease_seconds=_positive(env, "TERESA_DEPLOY_LEASE_SECONDS", 30),
+            replica_name=_replica_name(env),
+            login_budget_replicas=_positive(env, "TERESA_REPLICAS", 1),
             log_format=env.get("TERESA_LOG_FORMAT", "").strip().lower() or "console",
             env=env,
         )
@@ -327,6 +334,13 @@ def _dashboard_url(env: Mapping[str, str]) -> str:
     host, port = parse_addr(env.get("TERESA_DASHBOARD_ADDR") or "127.0.0.1:8082", "TERESA_DASHBOARD_ADDR")
     host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
+def _replica_name(env: Mapping[str, str]) -> str:
+    """TERESA_REPLICA_NAME, else the host's name (a pod's name on Kubernetes), made unique by the process id."""
+    if name := env.get("TERESA_REPLICA_NAME", "").strip():
+        return name
+    return env.get("HOSTNAME", "").strip() or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _detect_runtime(env: Mapping[str, str]) -> str:
