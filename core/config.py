@@ -6,6 +6,7 @@ TERESAK8S_*, TERESADEPLOY_*); newer settings use the TERESA_ prefix.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import socket
@@ -296,7 +297,7 @@ class Settings:
             dashboard_addr=parse_addr(env.get("TERESA_DASHBOARD_ADDR") or "127.0.0.1:8082", "TERESA_DASHBOARD_ADDR"),
             dashboard_url=_dashboard_url(env),
             deploy_lease_seconds=_positive(env, "TERESA_DEPLOY_LEASE_SECONDS", 30),
-            replica_name=_replica_name(env),
+            replica_name=_replica_name(env, data_dir),
             login_budget_replicas=_positive(env, "TERESA_REPLICAS", 1),
             log_format=env.get("TERESA_LOG_FORMAT", "").strip().lower() or "console",
             env=env,
@@ -336,11 +337,17 @@ def _dashboard_url(env: Mapping[str, str]) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
-def _replica_name(env: Mapping[str, str]) -> str:
-    """TERESA_REPLICA_NAME, else the host's name (a pod's name on Kubernetes), made unique by the process id."""
+def _replica_name(env: Mapping[str, str], data_dir: Path) -> str:
+    """TERESA_REPLICA_NAME, else the host's name (a pod's name on Kubernetes) and a digest of the data dir.
+
+    Unique among live replicas (two cannot share a data dir, their repository cache) and the same again
+    when a replica restarts: crash recovery (controller/recovery.py) treats leases held under its own
+    name as left by the process it replaces.
+    """
     if name := env.get("TERESA_REPLICA_NAME", "").strip():
         return name
-    return env.get("HOSTNAME", "").strip() or f"{socket.gethostname()}-{os.getpid()}"
+    host = env.get("HOSTNAME", "").strip() or socket.gethostname()
+    return f"{host}-{hashlib.sha256(str(data_dir).encode()).hexdigest()[:8]}"
 
 
 def _detect_runtime(env: Mapping[str, str]) -> str:

@@ -66,7 +66,8 @@ class Server:
     async def _start(self) -> None:
         settings = self.services.settings
         await self.runtime.start()
-        await recover(self.services.db, self.runtime)  # before any connection can start new work
+        # before any connection can start new work; other replicas' deploys are left alone
+        await recover(self.services.db, self.runtime, settings.replica_name)
         await self.ssh.start()
         checks = {"database": health.database_check(self.services.db.engine),
                   "storage": health.storage_check(self.services.storage),
