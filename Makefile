@@ -1,7 +1,7 @@
 # Teresa: `make run` starts the server on its embedded defaults, `make test` runs the suite,
 # `make services` installs and starts MariaDB and PostgreSQL on 127.0.0.1 for the tests that use them,
 # `make cluster` builds the single-node Kubernetes of tests/cluster/ (hack/cluster/build, hack/cluster/images; cached),
-# `make bench` runs bench/push.py and bench/redeploy.py (BENCH_ARGS="--skip-big" passes options to push.py).
+# `make bench` runs bench/push.py, bench/redeploy.py and bench/replicas.py (BENCH_ARGS="--skip-big" passes options to push.py).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -37,6 +37,7 @@ test: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/push.py $(BENCH_ARGS)
 	$(BIN)/python bench/redeploy.py
+	$(BIN)/python bench/replicas.py
 
 docs: $(STAMP)
 	$(BIN)/python -m server.docs > docs/commands.md

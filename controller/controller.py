@@ -48,7 +48,8 @@ class Controller:
     def __init__(self, services: Services, runtime: Runtime | None):
         self.services = services
         self._runtime = runtime
-        self.locks = DeployLocks()
+        settings = services.settings
+        self.locks = DeployLocks(services.db, settings.replica_name, settings.deploy_lease_seconds)
         self.build_slots = BuildSlots(services.settings.max_concurrent_builds)
         self.events = EventBus()  # release and build outcomes, crash loops: for metrics and notifications
         self.live_builds = LiveBuilds()  # running builds' lines, for the dashboard
@@ -74,11 +75,8 @@ class Controller:
     @contextlib.asynccontextmanager
     async def deploy_lock(self, app: str, actor: Actor) -> AsyncIterator[DeployLock]:
         """Held by every path that changes what runs; raises DeployInProgress naming the holder."""
-        lock = self.locks.acquire(app, actor.email)
-        try:
+        async with self.locks.hold(app, actor.email) as lock:
             yield lock
-        finally:
-            self.locks.release(lock)
 
     # --- app lifecycle (called by the apps:* commands) --------------------------------------
 

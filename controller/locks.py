@@ -1,22 +1,36 @@
-"""One deploy at a time per app: who holds each app's deploy, and since when.
+"""One deploy at a time per app, across every replica: who holds each app's deploy, and since when.
 
 Every path that changes what runs (push, config, scale, restart, rollback,
-destroy) goes through `Controller.deploy_lock`, which uses these.
+destroy) goes through `Controller.deploy_lock`, which uses these. The lock is a
+database lease (`core/leases.py`) named `deploy:<app>`, renewed while the deploy
+runs; a replica that dies mid-deploy leaves a lease that expires within
+TERESA_DEPLOY_LEASE_SECONDS, and the next deploy marks what it left behind as abandoned.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import AsyncIterator
 
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from core import leases
 from core.commands import CommandError
+from core.db import Database
+from core.models import App, Build, Release, utcnow
+
+ABANDONED = "abandoned"  # the status of a build whose replica stopped before it finished
+ABANDONED_REASON = "the replica running it stopped"
 
 
 @dataclass(frozen=True)
 class DeployLock:
     app: str
     user: str
-    since: datetime
+    since: datetime  # aware UTC
 
     def describe(self) -> str:
         return f"{self.user} started a deploy of {self.app} at {self.since:%Y-%m-%d %H:%M:%S} UTC"
@@ -30,24 +44,45 @@ class DeployInProgress(CommandError):
         self.holder = holder
 
 
+def lease_name(app: str) -> str:
+    return f"deploy:{app}"
+
+
 class DeployLocks:
-    """Only touched from the event loop thread, so no further locking is needed."""
+    """Deploy leases in the database; `holds` answers for this process's own."""
 
-    def __init__(self) -> None:
-        self.held: dict[str, DeployLock] = {}
+    def __init__(self, db: Database, replica: str, seconds: float) -> None:
+        self.db = db
+        self.replica = replica
+        self.seconds = seconds
+        self.held: set[str] = set()
 
-    def acquire(self, app: str, user: str) -> DeployLock:
-        """The new lock; raises DeployInProgress naming the holder when the app's lock is taken."""
-        holder = self.held.get(app)
-        if holder is not None:
-            raise DeployInProgress(holder)
-        lock = DeployLock(app, user, datetime.now(timezone.utc))
-        self.held[app] = lock
-        return lock
-
-    def release(self, lock: DeployLock) -> None:
-        if self.held.get(lock.app) is lock:
-            del self.held[lock.app]
+    @contextlib.asynccontextmanager
+    async def hold(self, app: str, user: str) -> AsyncIterator[DeployLock]:
+        """The app's lease for the block; raises DeployInProgress naming the holder when it is taken."""
+        try:
+            async with leases.held(self.db, lease_name(app), user, self.replica, self.seconds) as lease:
+                if lease.took_over:
+                    await self.db.run(lambda s: mark_abandoned(s, app))
+                self.held.add(app)
+                try:
+                    yield DeployLock(app, user, lease.since.replace(tzinfo=timezone.utc))
+                finally:
+                    self.held.discard(app)
+        except leases.LeaseTaken as exc:
+            holder = exc.holder
+            raise DeployInProgress(DeployLock(app, holder.holder, holder.since.replace(tzinfo=timezone.utc))) from None
 
     def holds(self, app: str) -> bool:
         return app in self.held
+
+
+def mark_abandoned(session: Session, app_name: str) -> None:
+    """Builds and releases left running by a replica whose lease expired: nobody will finish them."""
+    app_id = session.query(App.id).filter(App.name == app_name).scalar()
+    if app_id is None:
+        return
+    session.execute(update(Build).where(Build.app_id == app_id, Build.status == "running")
+                    .values(status=ABANDONED, reason=ABANDONED_REASON, finished_at=utcnow()))
+    session.execute(update(Release).where(Release.app_id == app_id, Release.status == "deploying")
+                    .values(status="failed", error=f"{ABANDONED}: {ABANDONED_REASON}"))

@@ -23,7 +23,7 @@ import re
 import tempfile
 import uuid
 from dataclasses import dataclass
-from typing import IO, Any, Awaitable, BinaryIO, Callable, Iterable, Iterator
+from typing import IO, Any, AsyncIterator, Awaitable, BinaryIO, Callable, Iterable, Iterator
 
 import sqlalchemy as sa
 import structlog
@@ -344,9 +344,12 @@ async def run_periodic_backups(
     *,
     clock: Callable[[], dt.datetime] = _utcnow,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    exclusive: Callable[[], contextlib.AbstractAsyncContextManager[bool]] | None = None,
 ) -> None:
     """Take a backup whenever the newest one is `interval` old, and prune after each; runs until cancelled.
 
+    With several replicas, `exclusive()` says (entered) whether this one may take the backup now: the
+    others skip, and the newest backup is looked up again inside it, so one interval gets one backup.
     A failed backup is logged and tried again after `interval`; it never stops the loop.
     """
     metrics.backup_interval.set(interval.total_seconds())
@@ -357,13 +360,30 @@ async def run_periodic_backups(
         now = clock()
         due = backups[-1].taken_at + interval if backups else now
         if now >= due:
-            try:
-                backup = await asyncio.to_thread(backup_to_storage, engine, metadata, storage, now)
-                gone = await asyncio.to_thread(prune_storage, storage, now)
-                metrics.backups_total.labels(outcome="succeeded").inc()
-                log.info("backup taken", backup=backup.name, pruned=len(gone))
-            except Exception as exc:  # keep serving; the next attempt may succeed
-                metrics.backups_total.labels(outcome="failed").inc()
-                log.error("backup failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            due = now + interval
+            async with exclusive() if exclusive else _always() as mine:
+                if mine:
+                    due = await _backup_if_due(engine, metadata, storage, interval, clock)
         await sleep(max((due - clock()).total_seconds(), 1.0))
+
+
+@contextlib.asynccontextmanager
+async def _always() -> AsyncIterator[bool]:
+    yield True
+
+
+async def _backup_if_due(engine: sa.Engine, metadata: sa.MetaData, storage: Storage, interval: dt.timedelta,
+                         clock: Callable[[], dt.datetime]) -> dt.datetime:
+    """Back up unless a backup younger than `interval` exists (another replica's); returns when the next is due."""
+    backups = await asyncio.to_thread(list_backups, storage)
+    now = clock()
+    if backups and backups[-1].taken_at + interval > now:
+        return backups[-1].taken_at + interval
+    try:
+        backup = await asyncio.to_thread(backup_to_storage, engine, metadata, storage, now)
+        gone = await asyncio.to_thread(prune_storage, storage, now)
+        metrics.backups_total.labels(outcome="succeeded").inc()
+        log.info("backup taken", backup=backup.name, pruned=len(gone))
+    except Exception as exc:  # keep serving; the next attempt may succeed
+        metrics.backups_total.labels(outcome="failed").inc()
+        log.error("backup failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return now + interval

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
-from typing import Any
+from typing import Any, AsyncIterator
 
-from core import backup
+from sqlalchemy.exc import SQLAlchemyError
+
+from core import backup, leases
+from core import log as logging
 from core.commands import LOCAL, CommandError, Invocation, arg, command
 from core.services import Services
 from core.models import Base
 from core.storage import Storage, storage_for
+
+
+BACKUP_LEASE = "periodic:backup"
+log = logging.get(__name__)
 
 
 def _storage(services: Any) -> Storage:
@@ -57,5 +65,20 @@ async def backup_loop(services: Any) -> None:
     seconds = services.settings.backup_interval
     if seconds <= 0:
         return
+    settings = services.settings
+
+    @contextlib.asynccontextmanager
+    async def exclusive() -> AsyncIterator[bool]:
+        """One replica at a time: whoever holds the `periodic:backup` lease; the others skip this round."""
+        try:
+            async with leases.held(services.db, BACKUP_LEASE, "backup", settings.replica_name,
+                                   settings.deploy_lease_seconds):
+                yield True
+        except leases.LeaseTaken:
+            yield False
+        except SQLAlchemyError as exc:  # the database is away: try again next round
+            log.warning("backup_lease_unavailable", error=type(exc).__name__)
+            yield False
+
     await backup.run_periodic_backups(services.db.engine, Base.metadata, _storage(services),
-                                      dt.timedelta(seconds=seconds))
+                                      dt.timedelta(seconds=seconds), exclusive=exclusive)

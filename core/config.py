@@ -6,8 +6,10 @@ TERESAK8S_*, TERESADEPLOY_*); newer settings use the TERESA_ prefix.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Union
@@ -249,6 +251,9 @@ class Settings:
     dashboard_enabled: bool = True   # default: on with the local runtime, off on (or in) Kubernetes
     dashboard_addr: tuple[str, int] = ("127.0.0.1", 8082)
     dashboard_url: str = "http://127.0.0.1:8082"  # where browsers reach it; https:// makes cookies Secure
+    deploy_lease_seconds: int = 30  # a dead replica's deploy lock (and periodic jobs) expire after this
+    replica_name: str = "teresa"  # this process in lease rows and logs (the pod's name on Kubernetes)
+    login_budget_replicas: int = 1  # the failed-login budget is split evenly over this many replicas
     log_format: str = "console"
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -291,6 +296,9 @@ class Settings:
                                     default=runtime == "local" and not env.get("KUBERNETES_SERVICE_HOST")),
             dashboard_addr=parse_addr(env.get("TERESA_DASHBOARD_ADDR") or "127.0.0.1:8082", "TERESA_DASHBOARD_ADDR"),
             dashboard_url=_dashboard_url(env),
+            deploy_lease_seconds=_positive(env, "TERESA_DEPLOY_LEASE_SECONDS", 30),
+            replica_name=_replica_name(env, data_dir),
+            login_budget_replicas=_positive(env, "TERESA_REPLICAS", 1),
             log_format=env.get("TERESA_LOG_FORMAT", "").strip().lower() or "console",
             env=env,
         )
@@ -327,6 +335,19 @@ def _dashboard_url(env: Mapping[str, str]) -> str:
     host, port = parse_addr(env.get("TERESA_DASHBOARD_ADDR") or "127.0.0.1:8082", "TERESA_DASHBOARD_ADDR")
     host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
+def _replica_name(env: Mapping[str, str], data_dir: Path) -> str:
+    """TERESA_REPLICA_NAME, else the host's name (a pod's name on Kubernetes) and a digest of the data dir.
+
+    Unique among live replicas (two cannot share a data dir, their repository cache) and the same again
+    when a replica restarts: crash recovery (controller/recovery.py) treats leases held under its own
+    name as left by the process it replaces.
+    """
+    if name := env.get("TERESA_REPLICA_NAME", "").strip():
+        return name
+    host = env.get("HOSTNAME", "").strip() or socket.gethostname()
+    return f"{host}-{hashlib.sha256(str(data_dir).encode()).hexdigest()[:8]}"
 
 
 def _detect_runtime(env: Mapping[str, str]) -> str:

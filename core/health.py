@@ -120,6 +120,20 @@ def storage_check(storage: _Exists, key: str = "health/probe") -> Check:
     return lambda: asyncio.to_thread(storage.exists, key)
 
 
+class Draining(Exception):
+    pass
+
+
+def draining_check(draining: asyncio.Event) -> Check:
+    """A readiness check that fails once the server is draining, so the Service sends new sessions elsewhere."""
+
+    async def check() -> None:
+        if draining.is_set():
+            raise Draining("this replica is shutting down; new sessions go to the others")
+
+    return check
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

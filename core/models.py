@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Column, DateTime, ForeignKey, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -213,3 +214,19 @@ class DashboardSession(Base):
     credential: Mapped[str] = mapped_column(String(100), default="")  # how the user proved who they are
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+# Microseconds on MySQL/MariaDB too (their DATETIME keeps whole seconds unless told otherwise).
+PreciseDateTime = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+class Lease(Base):
+    """Who holds a named piece of work (an app's deploy, a periodic job) until when; see core/leases.py."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(190), primary_key=True)  # deploy:<app>, periodic:<job>
+    holder: Mapped[str] = mapped_column(String(254))  # the user who started the deploy, or the job
+    replica: Mapped[str] = mapped_column(String(254))  # the Teresa process holding it
+    token: Mapped[str] = mapped_column(String(32))  # proves the holder in renewals and the release
+    since: Mapped[datetime] = mapped_column(PreciseDateTime)
+    expires_at: Mapped[datetime] = mapped_column(PreciseDateTime)

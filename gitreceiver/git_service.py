@@ -1,8 +1,14 @@
 """`git push` and `git fetch` over SSH, served by dulwich in a worker thread.
 
 The deploy decision is made in the update step, after the pack is stored and
-before a ref moves: a failed build leaves every ref where it was. The deploy
-lock is taken before the pack is read, so a second push is answered at once.
+before a ref moves: a failed build leaves every ref where it was. The app's
+deploy lock is taken before the pack of any push that moves a ref is read, so a
+second push is answered at once, through whichever replica it arrives.
+
+The repository served is this replica's cache of the copy in storage
+(core/repos.py): brought up to date before the refs are advertised, checked again
+once the lock is held (a ref another replica moved meanwhile is refused, "fetch
+first"), and published back to storage before the push is reported done.
 """
 
 from __future__ import annotations
@@ -79,7 +85,7 @@ class PushGate:
     """Runs in the handler's thread; talks to the controller on the event loop."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, controller: Controller, app: str, actor: Actor, repo: Path,
-                 settings: Settings, keepalive: float = KEEPALIVE_SECONDS):
+                 settings: Settings, keepalive: float = KEEPALIVE_SECONDS, services: Services | None = None):
         self.loop = loop
         self.settings = settings
         self.keepalive_seconds = keepalive
@@ -90,9 +96,13 @@ class PushGate:
         self.handler: "TeresaReceivePack | None" = None
         self.lock = contextlib.AsyncExitStack()  # holds the app's deploy lock once taken
         self.started = time.monotonic()
-        self.refusal: bytes | None = None
+        self.refusal: bytes | None = None  # why this push's deploy refs are refused
+        self.busy: bytes | None = None  # set when another push holds the app's lock: every ref is refused
         self.task: asyncio.Task[str | None] | None = None
         self.closed = False  # set on the loop when the session ends: no deploy may start after that
+        self.services = services  # with them, the repository is checked against and published to storage
+        self.locked = False
+        self.stale: set[bytes] = set()  # refs another replica moved since they were advertised
 
     def _on_loop(self, fn: Any, *args: Any) -> Any:
         async def call() -> Any:
@@ -120,12 +130,27 @@ class PushGate:
             self.handler.proto.write_pkt_line(bytes([SIDE_BAND_CHANNEL_DATA]))
 
     def before_pack(self, refs: list[RefUpdate]) -> None:
-        if not any(ref in DEPLOY_REFS and new != ZERO for _old, new, ref in refs):
+        """Every push that moves a ref takes the app's lock: the repository in storage has one writer."""
+        if not refs:
             return
         holder = asyncio.run_coroutine_threadsafe(self._take_lock(), self.loop).result()
         if holder is not None:
-            self.refusal = b"deploy in progress"
+            self.busy = b"deploy in progress"
             self.progress(f" !     {holder}; wait for it to finish, then push again.")
+            return
+        self.locked = True
+        if self.services is not None:
+            settings = self.services.settings
+            _path, manifest = repos.sync(self.services.storage, settings.data_dir, self.app)
+            self.stale = {ref for old, _new, ref in refs if manifest["refs"].get(ref.decode(), repos.ZERO) != old.decode()}
+
+    def publish(self, status: list[tuple[bytes, bytes]], refs: list[RefUpdate]) -> None:
+        """Write the refs that moved (and the packs they need) to storage, still under the app's lock."""
+        moved = {ref.decode(): new.decode() for _old, new, ref in refs if (ref, b"ok") in status}
+        if not moved or not self.locked or self.services is None:
+            return
+        settings = self.services.settings
+        repos.publish(self.services.storage, settings.data_dir, self.app, moved)
 
     def refuse_deploys(self, reason: bytes, sentence: str) -> None:
         """Every deploy ref of this push is rejected with `reason`; `sentence` tells the user why."""
@@ -135,6 +160,12 @@ class PushGate:
 
     def update(self, ref: bytes, old: bytes, new: bytes) -> bytes | None:
         branch = ref.decode("utf-8", "replace").removeprefix("refs/heads/")
+        if self.busy:  # another push holds the app's lock: no ref of this one moves
+            return self.busy
+        if ref in self.stale:
+            self.progress(f" !     {branch} was updated through another server since you fetched; "
+                          "fetch, then push again.")
+            return b"fetch first"
         if ref not in DEPLOY_REFS:
             if new != ZERO:
                 self.progress(f"-----> Stored {branch}; not deployed (only main or master deploy).")
@@ -225,6 +256,8 @@ class TeresaReceivePack(ReceivePackHandler):
             self.proto.read = read
             if recv is not None:
                 self.proto.recv = recv  # type: ignore[attr-defined]
+        if status and status[0] == (b"unpack", b"ok"):
+            self.gate.publish(status, refs)
         if status and status[0] != (b"unpack", b"ok"):  # no ref moved: say why, and reject each ref
             for partial in _temporary_packs(self.repo_path) - leftovers:  # dulwich leaves them on failure
                 partial.unlink(missing_ok=True)
@@ -263,6 +296,12 @@ class GitService:
         check_dulwich()
         self.services = services
         self.controller = controller
+        self.pushes: set[asyncio.Task[Any]] = set()  # sessions of git-receive-pack in flight (for draining)
+
+    async def drained(self) -> None:
+        """Return once no push is in flight (new ones are kept out by closing the listener first)."""
+        while self.pushes:
+            await asyncio.wait(set(self.pushes))
 
     async def __call__(self, process: asyncssh.SSHServerProcess[bytes], actor: Actor, argv: list[str]) -> int:
         try:
@@ -276,17 +315,24 @@ class GitService:
                                                                  reason="not a member of the app's team"))
             process.stderr.write(f"error: {exc}\n".encode())
             return 1
-        repo = await asyncio.to_thread(repos.open_or_create, self.services.settings.data_dir, app)
+        repo, _manifest = await asyncio.to_thread(repos.sync, self.services.storage, self.services.settings.data_dir,
+                                                  app)
         if argv[0] == "git-upload-pack":
             return await self._serve(process, repo, lambda backend, proto: UploadPackHandler(backend, ["/"], proto))
         keepalive = float(self.services.settings.env.get("TERESA_PUSH_KEEPALIVE_SECONDS") or KEEPALIVE_SECONDS)
         gate = PushGate(asyncio.get_running_loop(), self.controller, app, actor, repo, self.services.settings,
-                        keepalive)
+                        keepalive, self.services)
+        this = asyncio.current_task()
+        assert this is not None
+        self.pushes.add(this)
         try:
             return await self._serve(
                 process, repo, lambda backend, proto: TeresaReceivePack(backend, ["/"], proto, gate))
         finally:  # on every way out, the client's disconnect (cancellation) included
-            await asyncio.shield(gate.close())
+            try:
+                await asyncio.shield(gate.close())
+            finally:
+                self.pushes.discard(this)
 
     async def _serve(self, process: asyncssh.SSHServerProcess[bytes], repo: Path,
                      make_handler: Callable[[DictBackend, Protocol], ReceivePackHandler | UploadPackHandler]) -> int:

@@ -1,8 +1,15 @@
-"""`teresa serve`: every listener and background task of one Teresa process."""
+"""`teresa serve`: every listener and background task of one Teresa process.
+
+Several processes (replicas) may serve one database and one bucket: deploy locks
+and periodic jobs are database leases, repositories live in storage. On SIGTERM a
+replica drains: /readyz fails, the SSH listener closes (established sessions go on),
+pushes in flight finish (within the build and rollout timeouts), then it stops.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 from aiohttp import web
 
@@ -19,6 +26,7 @@ from core.config import Settings
 from core.services import Services
 from gitreceiver.git_service import GitService
 from gitreceiver.ssh_server import SSHFrontDoor
+from keys.ratelimit import LoginLimiter
 from server.audit_commands import prune_loop
 from server.control import serve_control
 from server.dashboard.app import start_dashboard
@@ -40,7 +48,9 @@ class Server:
     def __init__(self, platform: Platform, runtime: Runtime):
         self.services = platform
         self.runtime = runtime
-        self.ssh = SSHFrontDoor(platform, git=GitService(platform, platform.controller))
+        self.git = GitService(platform, platform.controller)
+        self.ssh = SSHFrontDoor(platform, limiter=login_limiter(platform.settings), git=self.git)
+        self.draining = asyncio.Event()
         self.health: web.AppRunner | None = None
         self.dashboard: web.AppRunner | None = None
         self.control: asyncio.AbstractServer | None = None
@@ -56,11 +66,13 @@ class Server:
     async def _start(self) -> None:
         settings = self.services.settings
         await self.runtime.start()
-        await recover(self.services.db, self.runtime)  # before any connection can start new work
+        # before any connection can start new work; other replicas' deploys are left alone
+        await recover(self.services.db, self.runtime, settings.replica_name)
         await self.ssh.start()
         checks = {"database": health.database_check(self.services.db.engine),
                   "storage": health.storage_check(self.services.storage),
-                  "runtime": self.runtime.health}
+                  "runtime": self.runtime.health,
+                  "draining": health.draining_check(self.draining)}
         self.health = await health.start_health_server(health.health_app(checks), settings.http_addr)
         self.control = await serve_control(self.services)
         if settings.dashboard_enabled:
@@ -78,6 +90,19 @@ class Server:
     def dashboard_port(self) -> int:
         assert self.dashboard is not None
         return health.bound_port(self.dashboard)
+
+    async def drain(self) -> None:
+        """Stop taking SSH connections and let the pushes in flight finish (within a build and a rollout)."""
+        self.draining.set()
+        if self.ssh.server is not None:
+            self.ssh.server.close()  # the listener only: established sessions carry on
+        settings = self.services.settings
+        limit = settings.build_timeout + settings.rollout_timeout + 60
+        log.info("teresa_draining", pushes=len(self.git.pushes), limit_seconds=limit)
+        try:
+            await asyncio.wait_for(self.git.drained(), limit)
+        except asyncio.TimeoutError:
+            log.warning("teresa_drain_timed_out", pushes=len(self.git.pushes))
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -106,5 +131,14 @@ async def serve(settings: Settings) -> None:
              router=f"{settings.router_addr[0]}:{settings.router_addr[1]}" if settings.runtime == "local" else None)
     await stop.wait()
     log.info("teresa_stopping")
+    await server.drain()
     await server.stop()
     platform.db.dispose()
+
+
+def login_limiter(settings: Settings) -> LoginLimiter:
+    """Each replica keeps its own count of failed logins with its share of the budget (see the README)."""
+    defaults = LoginLimiter()
+    share = settings.login_budget_replicas
+    return LoginLimiter(per_address=math.ceil(defaults.per_address / share),
+                        per_user=math.ceil(defaults.per_user / share))

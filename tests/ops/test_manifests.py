@@ -125,7 +125,7 @@ def test_dev_keeps_sqlite_and_storage_on_one_persistent_volume() -> None:
     assert data == {"name": "data", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}}
     mount = next(m for m in container(objects)["volumeMounts"] if m["name"] == "data")["mountPath"]
     settings = config(objects)
-    assert {e["name"]: e["value"] for e in container(objects)["env"]}["TERESA_DATA_DIR"] == mount
+    assert {e["name"]: e.get("value") for e in container(objects)["env"]}["TERESA_DATA_DIR"] == mount
     assert settings["TERESAFILESTORAGE_TYPE"] == "local"
     assert settings["TERESAFILESTORAGE_LOCAL_ROOT"].startswith(mount + "/")
     assert not any(key.startswith("TERESADB_") for key in settings)  # SQLite in the data dir
@@ -141,10 +141,41 @@ def test_prod_reads_mysql_and_s3_settings_from_secrets() -> None:
     settings = config(objects)
     assert settings["TERESAFILESTORAGE_TYPE"] == "s3" and settings["TERESA_RUNTIME"] == "kubernetes"
     assert not any(key.startswith("TERESADB_") or "AWS" in key for key in settings)
-    # The git repositories live on a volume that outlives the pod, in prod as in dev.
-    claim = find(objects, "PersistentVolumeClaim")
-    volumes = find(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
-    assert {"name": "data", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}} in volumes
+
+
+
+def test_prod_runs_two_replicas_that_upgrade_one_at_a_time_and_drain() -> None:
+    from core.config import Settings
+
+    objects = render("overlays/prod")
+    deployment = find(objects, "Deployment", "teresa")
+    spec, pod = deployment["spec"], deployment["spec"]["template"]["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    budget = find(objects, "PodDisruptionBudget", "teresa")
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels(objects).items()
+    # No ReadWriteOnce volume: the repositories are in the bucket, each pod caches them in an emptyDir.
+    assert not [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    data = next(v for v in pod["volumes"] if v["name"] == "data")
+    assert "emptyDir" in data
+    settings = Settings.from_env({**pod_environment(objects), "TERESADB_HOSTNAME": "db", "TERESAFILESTORAGE_AWS_BUCKET": "b"})
+    assert pod["terminationGracePeriodSeconds"] >= settings.build_timeout + settings.rollout_timeout
+    assert settings.login_budget_replicas == spec["replicas"]
+    names = {e["name"]: e for e in container(objects)["env"]}
+    assert names["TERESA_REPLICA_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+
+
+def test_dev_is_one_replica_without_a_disruption_budget() -> None:
+    objects = render("overlays/dev")
+    spec = find(objects, "Deployment", "teresa")["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    assert not [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+    assert config(objects)["TERESA_REPLICAS"] == "1"
+
+
+def pod_labels(objects: tuple[dict, ...]) -> dict[str, str]:
+    return find(objects, "Deployment", "teresa")["spec"]["template"]["metadata"]["labels"]
 
 
 def test_the_deploy_readme_documents_every_secret_the_manifests_reference() -> None:
