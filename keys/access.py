@@ -51,7 +51,8 @@ def app_for(session: Session, actor: Actor, name: str) -> App:
     """
     app = find_app(session, name)
     if not actor.is_admin and app.team_id not in member_team_ids(session, actor):
-        raise _no_such_app(name)
+        # The user's sentence is a missing app's; the audit log still records the refusal as denied.
+        raise PermissionDenied(str(_no_such_app(name)))
     return app
 
 
