@@ -122,6 +122,14 @@ class KubernetesSettings:
     allow_priv_containers: bool = False
     run_as_user: int = 1000
     ingress_class: str = ""
+    namespace: str = "teresa"                       # where Teresa itself runs: app pods may not reach it
+    cluster_cidrs: tuple[str, ...] = ()             # pod/service ranges that egress/ingress ipBlocks must skip
+    quota_cpu: str = "4"                            # per-app ResourceQuota: limits.cpu
+    quota_memory: str = "8Gi"                       # limits.memory
+    quota_pods: str = "20"                          # pods
+    max_limit_cpu: str = "2"                        # the most `limits:set --cpu` may ask for
+    max_limit_memory: str = "4Gi"                   # the most `limits:set --memory` may ask for
+    max_replicas: int = 10                          # the most `autoscale:set --max` may ask for
 
 
 def kubernetes_from_env(env: Mapping[str, str]) -> KubernetesSettings:
@@ -146,7 +154,22 @@ def kubernetes_from_env(env: Mapping[str, str]) -> KubernetesSettings:
         allow_priv_containers=_bool(env, "TERESA_ALLOW_PRIV_CONTAINERS"),
         run_as_user=run_as_user,
         ingress_class=env.get("TERESA_INGRESS_CLASS", "").strip(),
+        namespace=env.get("TERESA_NAMESPACE", "").strip() or defaults.namespace,
+        cluster_cidrs=tuple(c.strip() for c in env.get("TERESA_CLUSTER_CIDRS", "").split(",") if c.strip()),
+        quota_cpu=_quantity(env, "TERESA_APP_QUOTA_CPU", defaults.quota_cpu),
+        quota_memory=_quantity(env, "TERESA_APP_QUOTA_MEMORY", defaults.quota_memory),
+        quota_pods=_quantity(env, "TERESA_APP_QUOTA_PODS", defaults.quota_pods),
+        max_limit_cpu=_quantity(env, "TERESA_MAX_LIMIT_CPU", defaults.max_limit_cpu),
+        max_limit_memory=_quantity(env, "TERESA_MAX_LIMIT_MEMORY", defaults.max_limit_memory),
+        max_replicas=_positive(env, "TERESA_MAX_REPLICAS", defaults.max_replicas),
     )
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value <= 0:
+        raise ConfigError(f"{name}={value} must be a positive number; set it like {default}.")
+    return value
 
 
 def database_url(env: Mapping[str, str], data_dir: Path) -> str:
@@ -165,6 +188,8 @@ def database_url(env: Mapping[str, str], data_dir: Path) -> str:
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".teresa")
+    apps_dir: Path = Path(".teresa-apps")   # the local runtime's app directories (slugs, HOME, TMPDIR)
+    app_uid_base: int = 2_000_000           # as root, app N runs as uid (and gid) app_uid_base + N
     ssh_addr: tuple[str, int] = ("127.0.0.1", 2222)
     ssh_host_key: str = field(default="", repr=False)
     public_ssh_addr: tuple[str, int] = ("127.0.0.1", 2222)
@@ -193,6 +218,8 @@ class Settings:
             raise ConfigError(f"TERESA_RUNTIME={runtime!r} is not supported; use local or kubernetes.")
         return cls(
             data_dir=data_dir,
+            apps_dir=Path(env.get("TERESA_APPS_DIR") or f"{data_dir}-apps").absolute(),
+            app_uid_base=_positive(env, "TERESA_APP_UID_BASE", 2_000_000),
             ssh_addr=parse_addr(env.get("TERESA_SSH_ADDR") or "127.0.0.1:2222", "TERESA_SSH_ADDR"),
             ssh_host_key=env.get("TERESA_SSH_HOST_KEY", ""),
             public_ssh_addr=_public_ssh_addr(env),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from core.config import Settings
 from core.db import Database
+from core.private import private_dir
 from core.storage import Storage, storage_for
 
 
@@ -22,6 +23,7 @@ class Services:
     @classmethod
     def open(cls, settings: Settings) -> "Services":
         """Services for these settings; the database is not migrated (see `Database.upgrade`)."""
+        private_dir(settings.data_dir)
         return cls(settings=settings, db=Database(settings.database_url), storage=storage_for(settings.storage))
 
     def git_remote(self, app: str) -> str:

@@ -19,7 +19,9 @@ BUILD_LABEL = "teresa.io/build"
 RUN_LABEL = "teresa.io/run"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 
-STORAGE_SECRET = "teresa-storage"
+NETWORK_POLICY = "teresa-isolation"
+RESOURCE_QUOTA = "teresa-quota"
+METADATA_ADDRESS = "169.254.169.254/32"   # the cloud's instance metadata (and its credentials)
 SERVICE_ACCOUNT = "teresa-app"
 LIMIT_RANGE = "teresa-defaults"
 WEB = "web"
