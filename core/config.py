@@ -188,8 +188,9 @@ def database_url(env: Mapping[str, str], data_dir: Path) -> str:
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".teresa")
-    apps_dir: Path = Path(".teresa-apps")   # the local runtime's app directories (slugs, HOME, TMPDIR)
+    apps_dir: Path | None = None            # the local runtime's app directories (slugs, HOME, TMPDIR); see local_apps_dir
     app_uid_base: int = 2_000_000           # as root, app N runs as uid (and gid) app_uid_base + N
+    app_isolation: bool | None = None       # per-app users: None = when root; False = off (single-tenant)
     ssh_addr: tuple[str, int] = ("127.0.0.1", 2222)
     ssh_host_key: str = field(default="", repr=False)
     public_ssh_addr: tuple[str, int] = ("127.0.0.1", 2222)
@@ -218,8 +219,9 @@ class Settings:
             raise ConfigError(f"TERESA_RUNTIME={runtime!r} is not supported; use local or kubernetes.")
         return cls(
             data_dir=data_dir,
-            apps_dir=Path(env.get("TERESA_APPS_DIR") or f"{data_dir}-apps").absolute(),
+            apps_dir=Path(env["TERESA_APPS_DIR"]).absolute() if env.get("TERESA_APPS_DIR", "").strip() else None,
             app_uid_base=_positive(env, "TERESA_APP_UID_BASE", 2_000_000),
+            app_isolation=_isolation(env),
             ssh_addr=parse_addr(env.get("TERESA_SSH_ADDR") or "127.0.0.1:2222", "TERESA_SSH_ADDR"),
             ssh_host_key=env.get("TERESA_SSH_HOST_KEY", ""),
             public_ssh_addr=_public_ssh_addr(env),
@@ -239,6 +241,18 @@ class Settings:
             log_format=env.get("TERESA_LOG_FORMAT", "").strip().lower() or "console",
             env=env,
         )
+
+
+def _isolation(env: Mapping[str, str]) -> bool | None:
+    value = env.get("TERESA_APP_ISOLATION", "").strip().lower() or "auto"
+    if value not in ("auto", "off"):
+        raise ConfigError(f"TERESA_APP_ISOLATION={value!r} is not supported; use auto (per-app users when root) or off.")
+    return None if value == "auto" else False
+
+
+def local_apps_dir(settings: Settings) -> Path:
+    """TERESA_APPS_DIR, else a sibling of the data directory (`<data dir>-apps`): outside it, so app users can reach it."""
+    return settings.apps_dir or Path(f"{settings.data_dir.absolute()}-apps")
 
 
 def _backup_interval(env: Mapping[str, str]) -> int:

@@ -27,7 +27,7 @@ from controller.runtime.local.supervisor import AppSupervisor, Timings
 from controller.runtime.local.tenancy import SINGLE_TENANT, AppUser, Tenancy
 from controller.spec import ReleaseSpec
 from core import log
-from core.config import Settings
+from core.config import Settings, local_apps_dir
 from core.layout import procfile_key
 from core.private import private_dir
 from core.storage import StorageError, storage_for
@@ -63,7 +63,8 @@ class LocalRuntime:
                  serve_router: bool = True) -> None:
         self.settings = settings
         self.apps_dir = settings.data_dir / "apps"   # the server's own state per app: current.json, logs, uid
-        self.tenancy = Tenancy(self.apps_dir, settings.apps_dir, settings.app_uid_base)
+        self.tenancy = Tenancy(self.apps_dir, local_apps_dir(settings), settings.app_uid_base,
+                               isolate=settings.app_isolation)
         self.storage = storage_for(settings.storage)
         self.slugrunner = list(slugrunner or [installed_tool("teresa-slugrunner")])
         self.slugbuilder = list(slugbuilder or [installed_tool("teresa-slugbuilder")])
@@ -91,7 +92,7 @@ class LocalRuntime:
                                            cookie_jar=aiohttp.DummyCookieJar())
         if self._serve_router:
             await self.router.start(self.settings.router_addr)
-        if reaped := await asyncio.to_thread(reap_orphans, self.settings.apps_dir):
+        if reaped := await asyncio.to_thread(reap_orphans, self.tenancy.work_root):
             logger.warning("stopped processes left behind by an earlier server", count=len(reaped))
         for app_root in await asyncio.to_thread(self._app_roots):
             self.router.add_app(app_root.name)

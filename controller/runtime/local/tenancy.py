@@ -50,7 +50,8 @@ def multi_tenant() -> bool:
     return os.geteuid() == 0
 
 
-SINGLE_TENANT = ("the local runtime is single-tenant: Teresa is not running as root, so every app's builds and "
+SINGLE_TENANT = ("the local runtime is single-tenant: Teresa is not running as root (or TERESA_APP_ISOLATION=off), "
+                 "so every app's builds and "
                  "processes run as Teresa's own user and can read each other's files and the data directory; "
                  "run Teresa as root (each app then gets its own user) or use the Kubernetes runtime for several teams.")
 
@@ -60,7 +61,7 @@ class Tenancy:
         self.state_dir = state_dir        # root-only: data_dir/apps
         self.work_root = work_root
         self.uid_base = uid_base
-        self.isolate = multi_tenant() if isolate is None else isolate
+        self.isolate = multi_tenant() if isolate is None else (isolate and multi_tenant())
         self._lock = threading.Lock()
 
     # -- users
