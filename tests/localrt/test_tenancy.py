@@ -19,7 +19,7 @@ from tests.fixtures.teresa import Deploy, GitClient
 from tests.fixtures.tenancy import SKIP_REASON, isolated
 from tests.gitreceiver.conftest import WEB_APP
 
-pytestmark = pytest.mark.skipif(not isolated(), reason=SKIP_REASON)
+needs_app_users = pytest.mark.skipif(not isolated(), reason=SKIP_REASON)
 SNOOP = Path(__file__).parent / "snoop"
 CANARY = "beta-canary-7f3a9c"
 
@@ -49,6 +49,7 @@ def private_paths(deploy: Deploy) -> list[Path]:
             settings.apps_dir / "beta" / "releases" / "v1", settings.apps_dir / "beta" / "tmp"]
 
 
+@needs_app_users
 def test_a_hostile_build_finds_no_storage_setting_and_nothing_of_another_app(deploy: Deploy,
                                                                               ssh_keys: dict[str, Path],
                                                                               tmp_path: Path) -> None:
@@ -66,6 +67,7 @@ def test_a_hostile_build_finds_no_storage_setting_and_nothing_of_another_app(dep
     assert push.returncode == 0, push.stderr
 
 
+@needs_app_users
 def test_another_teams_run_cannot_read_current_json_the_database_or_the_host_key(deploy: Deploy,
                                                                                  ssh_keys: dict[str, Path],
                                                                                  tmp_path: Path) -> None:
@@ -95,3 +97,15 @@ def test_private_files_are_0700_and_0600_whatever_the_umask(deploy: Deploy) -> N
                        (data / "repos" / "shop.git", 0o700), (data / "apps" / "shop" / "logs", 0o700),
                        (data / "apps" / "shop" / "logs" / "app.log", 0o600), (data / "ssh_host_ed25519_key", 0o600)):
         assert stat.S_IMODE(path.stat().st_mode) == mode, path
+
+
+def test_the_start_up_line_says_when_the_local_runtime_is_single_tenant(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.config import Settings
+    from server.serve import tenancy
+
+    off = Settings.from_env({"TERESA_APP_ISOLATION": "off"})
+    assert tenancy(off).startswith("the local runtime is single-tenant")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert tenancy(Settings.from_env({})).startswith("the local runtime is single-tenant")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert tenancy(Settings.from_env({})) == "one user per app"

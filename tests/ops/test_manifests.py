@@ -185,3 +185,19 @@ def test_prod_settings_come_out_as_the_overlay_says() -> None:
     # build and app pods run as the user the stack image was made for
     image_users = set(re.findall(r"^ARG APP_UID=(\d+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE))
     assert image_users == {str(settings.kubernetes.run_as_user)}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_an_admission_policy_keeps_teresa_to_its_labelled_namespaces(overlay: str) -> None:
+    objects = render(f"overlays/{overlay}")
+    policy = find(objects, "ValidatingAdmissionPolicy", "teresa-namespaces")
+    binding = find(objects, "ValidatingAdmissionPolicyBinding", "teresa-namespaces")
+    assert binding["spec"] == {"policyName": "teresa-namespaces", "validationActions": ["Deny"]}
+    subject = find(objects, "ClusterRoleBinding", "teresa")["subjects"][0]
+    user = f"system:serviceaccount:{subject['namespace']}:{subject['name']}"
+    assert policy["spec"]["matchConditions"][0]["expression"] == f'request.userInfo.username == "{user}"'
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    rules = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rules[0]["resources"] == ["*"] and {"CREATE", "UPDATE", "DELETE"} <= set(rules[0]["operations"])
+    checks = " ".join(v["expression"] for v in policy["spec"]["validations"])
+    assert "namespaceObject" in checks and "oldObject" in checks and '"teresa"' in checks

@@ -24,7 +24,7 @@ from controller.runtime.local.slugs import SlugCache, SlugUnavailable
 from controller.runtime.local.staging import Staging
 from controller.runtime.local.state import load_current, save_current
 from controller.runtime.local.supervisor import AppSupervisor, Timings
-from controller.runtime.local.tenancy import SINGLE_TENANT, AppUser, Tenancy
+from controller.runtime.local.tenancy import AppUser, Tenancy
 from controller.spec import ReleaseSpec
 from core import log
 from core.config import Settings, local_apps_dir
@@ -84,8 +84,6 @@ class LocalRuntime:
     async def start(self) -> None:
         await asyncio.to_thread(self.tenancy.check)
         await asyncio.to_thread(private_dir, self.apps_dir)
-        if not self.tenancy.isolate:
-            logger.warning(SINGLE_TENANT)
         # Health checks close their connections, as Kubernetes' do: an idle kept-alive
         # connection would tie up a single-threaded app server.
         self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),

@@ -46,8 +46,9 @@ class AppUser:
         return {"user": self.uid, "group": self.gid, "extra_groups": [], "umask": 0o077}
 
 
-def multi_tenant() -> bool:
-    return os.geteuid() == 0
+def multi_tenant(setting: bool | None = None) -> bool:
+    """Whether apps get users of their own: as root, unless TERESA_APP_ISOLATION=off (`setting` False)."""
+    return os.geteuid() == 0 and setting is not False
 
 
 SINGLE_TENANT = ("the local runtime is single-tenant: Teresa is not running as root (or TERESA_APP_ISOLATION=off), "
@@ -61,7 +62,7 @@ class Tenancy:
         self.state_dir = state_dir        # root-only: data_dir/apps
         self.work_root = work_root
         self.uid_base = uid_base
-        self.isolate = multi_tenant() if isolate is None else (isolate and multi_tenant())
+        self.isolate = multi_tenant(isolate)
         self._lock = threading.Lock()
 
     # -- users
