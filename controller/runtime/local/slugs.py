@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Sequence
 
+from builder.slugrunner import SLUG_URL
 from controller.runtime.base import RuntimeFailure
 from controller.runtime.local.processes import base_env, run_streaming
 from controller.runtime.local.staging import Staging
@@ -78,7 +79,7 @@ class SlugCache:
             except StorageError as exc:
                 raise SlugUnavailable(f"The slug of {app} {release.label} could not be fetched ({exc}); "
                                       f"push again to rebuild it.") from None
-            env = base_env({"TERESA_SLUG_URL": grant, "TERESA_APP_DIR": str(partial), "HOME": str(tmp),
+            env = base_env({SLUG_URL: grant, "TERESA_APP_DIR": str(partial), "HOME": str(tmp),
                             "TMPDIR": str(tmp)})
             status = await run_streaming([*self.slugrunner, "fetch"], env, discard, tail=tail, tail_size=3,
                                          cwd=tmp, user=user, pass_fds=staging.fds)
