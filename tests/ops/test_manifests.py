@@ -64,8 +64,9 @@ def test_cluster_role_grants_no_wildcards_and_is_not_cluster_admin(overlay: str)
     granted = {(group, resource) for rule in role["rules"] for group in rule["apiGroups"] for resource in rule["resources"]}
     assert granted == {
         ("", "namespaces"), ("", "pods"), ("", "pods/log"), ("", "secrets"), ("", "services"),
-        ("", "serviceaccounts"), ("", "limitranges"), ("apps", "deployments"), ("apps", "replicasets"),
-        ("batch", "jobs"), ("batch", "cronjobs"), ("networking.k8s.io", "ingresses"),
+        ("", "serviceaccounts"), ("", "limitranges"), ("", "resourcequotas"), ("apps", "deployments"),
+        ("apps", "replicasets"), ("batch", "jobs"), ("batch", "cronjobs"), ("networking.k8s.io", "ingresses"),
+        ("networking.k8s.io", "networkpolicies"),
         ("autoscaling", "horizontalpodautoscalers"),
     }
     binding = find(objects, "ClusterRoleBinding", "teresa")
