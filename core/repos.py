@@ -9,6 +9,7 @@ from dulwich.repo import Repo
 
 from core import names
 from core.commands import CommandError, shown
+from core.private import private_dir
 
 
 def app_from_git_path(path: str) -> str:
@@ -26,7 +27,8 @@ def repo_path(data_dir: Path, app: str) -> Path:
 def open_or_create(data_dir: Path, app: str) -> Path:
     path = repo_path(data_dir, app)
     if not (path / "HEAD").exists():
-        path.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        private_dir(path)
         Repo.init_bare(str(path)).close()
         (path / "HEAD").write_text("ref: refs/heads/main\n")
     return path
