@@ -1,8 +1,9 @@
 """teresa-slugbuilder: turn a source tarball in storage into a slug, with buildpacks.
 
-Configured by environment only (see docs/buildpacks.md): TERESA_SOURCE_KEY, TERESA_SLUG_KEY,
-TERESA_CACHE_KEY, BUILDPACK_URL, TERESA_BUILD_CONFIG, TERESA_BUILD_TIMEOUT and the
-TERESAFILESTORAGE_* storage settings. It prints lines for a human and exits 0 on success.
+Configured by environment only (see builder/job.py and docs/buildpacks.md): the URLs granted
+for this build's own objects (TERESA_SOURCE_URL, TERESA_SLUG_UPLOAD_URL, …), BUILDPACK_URL,
+TERESA_BUILD_CONFIG and TERESA_BUILD_TIMEOUT. It holds no storage credential. It prints lines for a
+human and exits 0 on success.
 """
 
 from __future__ import annotations
@@ -19,12 +20,10 @@ from pathlib import Path
 from types import FrameType
 from typing import BinaryIO, Mapping
 
-from builder import archive, buildpack, job, procfile, slugignore, slugmeta
+from builder import archive, buildpack, job, procfile, slugignore, transfer
 from builder.buildpack import Buildpack, BuildpackError, Release, Runner
 from builder.output import Output
 from builder.process import TimedOut
-from core.config import ConfigError, StorageSettings, storage_from_env
-from core.storage import Storage, StorageError, StorageNotFound, storage_for
 
 CONFIG_PROFILE = ".profile.d/000-buildpack-config-vars.sh"
 STACK_SETTINGS = job.STACK_SETTINGS
@@ -36,10 +35,7 @@ class BuildError(Exception):
 
 @dataclass(frozen=True)
 class BuildSettings:
-    source_key: str
-    slug_key: str
-    cache_key: str
-    storage: StorageSettings
+    grants: job.Grants
     buildpack_url: str = ""
     config: Mapping[str, str] = field(default_factory=dict, repr=False)
     timeout: int = job.DEFAULT_TIMEOUT
@@ -47,22 +43,15 @@ class BuildSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "BuildSettings":
         try:
-            request = job.BuildRequest.from_env(env)
-            storage = storage_from_env(env, Path(env.get("TERESA_DATA_DIR") or ".teresa").absolute())
-        except (job.JobError, ConfigError) as exc:
+            request = job.BuildJob.from_env(env)
+        except job.JobError as exc:
             raise BuildError(str(exc)) from None
-        return cls(source_key=request.source_key, slug_key=request.slug_key, cache_key=request.cache_key,
-                   storage=storage, buildpack_url=request.buildpack_url, config=request.config,
+        return cls(grants=request.grants, buildpack_url=request.buildpack_url, config=request.config,
                    timeout=request.timeout_seconds)
 
 
-def job_env(request: job.BuildRequest, storage: StorageSettings) -> dict[str, str]:
-    """The environment that runs one build (for a runtime starting teresa-slugbuilder: a process or a pod)."""
-    return {**storage.to_env(), **request.to_env()}
-
-
 def buildpack_env(env: Mapping[str, str]) -> dict[str, str]:
-    """What buildpack scripts see: the environment without Teresa's own settings (storage credentials).
+    """What buildpack scripts see: the environment without Teresa's own settings (the build's grants).
 
     The stack's settings (`TERESA_STACK_*`: which interpreters and runtimes it carries) stay."""
     clean = {k: v for k, v in env.items()
@@ -77,7 +66,6 @@ class Build:
         self.build_dir, self.cache_dir, self.env_dir = work / "app", work / "cache", work / "env"
         self.work = work
         self.deadline = time.monotonic() + settings.timeout
-        self.storage: Storage = storage_for(settings.storage)
         self.run = Runner(out, buildpack_env(os.environ), self.deadline, self.build_dir)
 
     def __call__(self) -> None:
@@ -94,9 +82,9 @@ class Build:
     def fetch_source(self) -> None:
         tarball = self.work / "source.tgz"
         try:
-            self.storage.get_file(self.settings.source_key, tarball)
-        except StorageNotFound:
-            raise BuildError(f"The source tarball {self.settings.source_key} is not in storage; push again.") from None
+            transfer.download(self.settings.grants.source, tarball)
+        except transfer.NotFound:
+            raise BuildError("The pushed source is not in storage any more; push again.") from None
         archive.extract(tarball, self.build_dir, what="source tarball")
         tarball.unlink()
         if removed := slugignore.apply(self.build_dir):
@@ -115,11 +103,13 @@ class Build:
 
     def restore_cache(self) -> None:
         self.cache_dir.mkdir()
-        key = self.settings.cache_key
-        if not key or not self.storage.exists(key):
+        if not self.settings.grants.cache:
             return
         tarball = self.work / "cache.tgz"
-        self.storage.get_file(key, tarball)
+        try:
+            transfer.download(self.settings.grants.cache, tarball)
+        except transfer.NotFound:
+            return
         try:
             archive.extract(tarball, self.cache_dir, what="build cache")
         except archive.ArchiveError:
@@ -200,18 +190,18 @@ class Build:
         slug = self.work / "slug.tgz"
         archive.pack(self.build_dir, slug, skip=lambda rel: rel == ".git" or rel.startswith(".git/"))
         self.out.info(f"Done: {_size(slug.stat().st_size)}")
-        self.storage.put_file(self.settings.slug_key, slug)
+        transfer.upload(slug, self.settings.grants.slug)
         slug.unlink()
         procfile_path = self.build_dir / "Procfile"
         if procfile_path.is_file():  # beside the slug, so the controller need not open the slug
-            self.storage.put_file(slugmeta.procfile_key(self.settings.slug_key), procfile_path)
+            transfer.upload(procfile_path, self.settings.grants.procfile)
 
     def save_cache(self) -> None:
-        if not self.settings.cache_key:
+        if not self.settings.grants.cache_upload:
             return
         tarball = self.work / "cache-out.tgz"
         archive.pack(self.cache_dir, tarball)
-        self.storage.put_file(self.settings.cache_key, tarball)
+        transfer.upload(tarball, self.settings.grants.cache_upload)
 
     def report(self, processes: dict[str, str], declared: dict[str, str]) -> None:
         self.out.step("Discovering process types")
@@ -276,7 +266,7 @@ def build(env: Mapping[str, str], stream: BinaryIO | None = None) -> int:
         return 128 + stop.signum
     except TimedOut:
         out.error(f"Build timed out after {settings.timeout} seconds; make it faster or raise TERESA_BUILD_TIMEOUT.")
-    except (BuildError, BuildpackError, archive.ArchiveError, StorageError) as exc:
+    except (BuildError, BuildpackError, archive.ArchiveError, transfer.TransferError) as exc:
         out.error(f"Build failed: {exc}")
     except Exception as exc:  # never a traceback: one line naming what broke
         out.error(f"Build failed: {type(exc).__name__}: {str(exc).rstrip('.') or 'no details'}.")

@@ -1,7 +1,10 @@
 """teresa-slugrunner: run a process of a slug.
 
-    teresa-slugrunner start TYPE       unpack the slug (if TERESA_SLUG_KEY is set), then exec TYPE's Procfile command
+    teresa-slugrunner start TYPE       unpack the slug (if TERESA_SLUG_URL is set), then exec TYPE's Procfile command
     teresa-slugrunner fetch            only download and unpack the slug into TERESA_APP_DIR
+
+TERESA_SLUG_URL is a read grant for the slug alone (a presigned URL, a file: URL or fd:N; see
+builder/transfer.py): the runner holds no storage credential.
     teresa-slugrunner exec -- CMD ...  run a command in the slug's environment
 
 The slug is unpacked into TERESA_APP_DIR (default /app), which becomes HOME and the working
@@ -18,9 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Mapping, NoReturn, Sequence
 
-from builder import archive, procfile
-from core.config import ConfigError, StorageSettings, storage_from_env
-from core.storage import StorageError, storage_for
+from builder import archive, procfile, transfer
 
 # $1 is the command line; bash -c of a simple command execs it in place.
 PROFILE_THEN_EXEC = (
@@ -33,9 +34,12 @@ class RunnerError(Exception):
     """One sentence for the user."""
 
 
-def job_env(slug_key: str, storage: StorageSettings, app_dir: str | None = None) -> dict[str, str]:
+SLUG_URL = "TERESA_SLUG_URL"
+
+
+def job_env(slug_url: str, app_dir: str | None = None) -> dict[str, str]:
     """What a runtime adds to a process's environment so `teresa-slugrunner` finds its slug."""
-    env = {**storage.to_env(), "TERESA_SLUG_KEY": slug_key}
+    env = {SLUG_URL: slug_url}
     if app_dir:
         env["TERESA_APP_DIR"] = app_dir
     return env
@@ -46,19 +50,18 @@ def app_dir(env: Mapping[str, str]) -> Path:
 
 
 def fetch(env: Mapping[str, str]) -> Path:
-    """Download TERESA_SLUG_KEY and unpack it into the app directory."""
-    key = env.get("TERESA_SLUG_KEY", "")
-    if not key:
-        raise RunnerError("TERESA_SLUG_KEY is not set; set it to the slug's storage key.")
+    """Download TERESA_SLUG_URL and unpack it into the app directory."""
+    url = env.get(SLUG_URL, "")
+    if not url:
+        raise RunnerError(f"{SLUG_URL} is not set; set it to a URL of the slug.")
     target = app_dir(env)
     try:
-        storage = storage_for(storage_from_env(env, Path(env.get("TERESA_DATA_DIR") or ".teresa").absolute()))
         target.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="teresa-slug-") as tmp:
             slug = Path(tmp) / "slug.tgz"
-            storage.get_file(key, slug)
+            transfer.download(url, slug)
             archive.extract(slug, target, what="slug", any_link_target=True)
-    except (ConfigError, StorageError, archive.ArchiveError) as exc:
+    except (transfer.TransferError, archive.ArchiveError) as exc:
         raise RunnerError(str(exc)) from None
     return target
 
@@ -78,8 +81,8 @@ def command_for(directory: Path, process_type: str) -> str:
 
 
 def app_environment(env: Mapping[str, str], directory: Path) -> dict[str, str]:
-    """The app's environment: storage credentials and slug-runner settings removed, HOME the app dir."""
-    clean = {k: v for k, v in env.items() if not k.startswith("TERESAFILESTORAGE_") and k != "TERESA_SLUG_KEY"}
+    """The app's environment: the slug's grant removed, HOME the app dir."""
+    clean = {k: v for k, v in env.items() if k != SLUG_URL}
     clean["HOME"] = str(directory)
     return clean
 
@@ -92,11 +95,11 @@ def exec_in_slug(env: Mapping[str, str], directory: Path, script: str, args: Seq
 
 
 def _prepare(env: Mapping[str, str]) -> Path:
-    if env.get("TERESA_SLUG_KEY"):
+    if env.get(SLUG_URL):
         return fetch(env)
     directory = app_dir(env)
     if not directory.is_dir():
-        raise RunnerError(f"{directory} does not exist; set TERESA_SLUG_KEY or TERESA_APP_DIR to an unpacked slug.")
+        raise RunnerError(f"{directory} does not exist; set {SLUG_URL} or TERESA_APP_DIR to an unpacked slug.")
     return directory
 
 

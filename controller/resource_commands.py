@@ -22,6 +22,15 @@ def _quantity(value: str | None, pattern: re.Pattern[str], flag: str, example: s
     return value
 
 
+def _within(value: str | None, most: str, flag: str, setting: str) -> None:
+    """Refuse a quantity over the operator's maximum, naming the setting."""
+    from kubernetes.utils.quantity import parse_quantity
+
+    if value is not None and parse_quantity(value) > parse_quantity(most):
+        raise CommandError(f"{flag} {value} is more than this server allows ({setting}={most}); "
+                           f"ask for {most} or less, or ask the operator to raise {setting}.")
+
+
 async def _report(inv: Invocation[Platform], version: int | None) -> None:
     if version is None:
         await inv.print("Saved; it takes effect with the first push.")
@@ -45,6 +54,9 @@ async def limits_set(inv: Invocation[Platform]) -> None:
     memory = _quantity(inv.args.memory, MEMORY, "--memory", "512Mi or 2Gi")
     if cpu is None and memory is None:
         raise CommandError("give --cpu, --memory or both, like: limits:set myapp --cpu 500m --memory 512Mi")
+    k8s = inv.services.settings.kubernetes
+    _within(cpu, k8s.max_limit_cpu, "--cpu", "TERESA_MAX_LIMIT_CPU")
+    _within(memory, k8s.max_limit_memory, "--memory", "TERESA_MAX_LIMIT_MEMORY")
     kind = names.process_type(inv.args.type) if inv.args.type else "*"
 
     await inv.services.db.run(lambda s: access.app_for(s, inv.actor, inv.args.app))
@@ -63,6 +75,10 @@ async def autoscale_set(inv: Invocation[Platform]) -> None:
         autoscale = Autoscale(inv.args.min, inv.args.max, inv.args.cpu, names.process_type(inv.args.type))
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    most = inv.services.settings.kubernetes.max_replicas
+    if autoscale.max_replicas > most:
+        raise CommandError(f"--max {autoscale.max_replicas} is more than this server allows (TERESA_MAX_REPLICAS={most}); "
+                           f"ask for {most} or less, or ask the operator to raise TERESA_MAX_REPLICAS.")
 
     await inv.services.db.run(lambda s: access.app_for(s, inv.actor, inv.args.app))
     reason = (f"autoscale {autoscale.process_type} {autoscale.min_replicas}-{autoscale.max_replicas} "

@@ -140,6 +140,14 @@ class KubernetesSettings:
     allow_priv_containers: bool = False
     run_as_user: int = 1000
     ingress_class: str = ""
+    namespace: str = "teresa"                       # where Teresa itself runs: app pods may not reach it
+    cluster_cidrs: tuple[str, ...] = ()             # pod/service ranges that egress/ingress ipBlocks must skip
+    quota_cpu: str = "4"                            # per-app ResourceQuota: limits.cpu
+    quota_memory: str = "8Gi"                       # limits.memory
+    quota_pods: str = "20"                          # pods
+    max_limit_cpu: str = "2"                        # the most `limits:set --cpu` may ask for
+    max_limit_memory: str = "4Gi"                   # the most `limits:set --memory` may ask for
+    max_replicas: int = 10                          # the most `autoscale:set --max` may ask for
 
 
 def kubernetes_from_env(env: Mapping[str, str]) -> KubernetesSettings:
@@ -164,6 +172,14 @@ def kubernetes_from_env(env: Mapping[str, str]) -> KubernetesSettings:
         allow_priv_containers=_bool(env, "TERESA_ALLOW_PRIV_CONTAINERS"),
         run_as_user=run_as_user,
         ingress_class=env.get("TERESA_INGRESS_CLASS", "").strip(),
+        namespace=env.get("TERESA_NAMESPACE", "").strip() or defaults.namespace,
+        cluster_cidrs=tuple(c.strip() for c in env.get("TERESA_CLUSTER_CIDRS", "").split(",") if c.strip()),
+        quota_cpu=_quantity(env, "TERESA_APP_QUOTA_CPU", defaults.quota_cpu),
+        quota_memory=_quantity(env, "TERESA_APP_QUOTA_MEMORY", defaults.quota_memory),
+        quota_pods=_quantity(env, "TERESA_APP_QUOTA_PODS", defaults.quota_pods),
+        max_limit_cpu=_quantity(env, "TERESA_MAX_LIMIT_CPU", defaults.max_limit_cpu),
+        max_limit_memory=_quantity(env, "TERESA_MAX_LIMIT_MEMORY", defaults.max_limit_memory),
+        max_replicas=_positive(env, "TERESA_MAX_REPLICAS", defaults.max_replicas),
     )
 
 
@@ -222,6 +238,9 @@ def database_url(env: Mapping[str, str], data_dir: Path) -> str:
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".teresa")
+    apps_dir: Path | None = None            # the local runtime's app directories (slugs, HOME, TMPDIR); see local_apps_dir
+    app_uid_base: int = 2_000_000           # as root, app N runs as uid (and gid) app_uid_base + N
+    app_isolation: bool | None = None       # per-app users: None = when root; False = off (single-tenant)
     ssh_addr: tuple[str, int] = ("127.0.0.1", 2222)
     ssh_host_key: str = field(default="", repr=False)
     public_ssh_addr: tuple[str, int] = ("127.0.0.1", 2222)
@@ -266,6 +285,9 @@ class Settings:
             raise ConfigError(f"TERESA_RUNTIME={runtime!r} is not supported; use local or kubernetes.")
         return cls(
             data_dir=data_dir,
+            apps_dir=Path(env["TERESA_APPS_DIR"]).absolute() if env.get("TERESA_APPS_DIR", "").strip() else None,
+            app_uid_base=_positive(env, "TERESA_APP_UID_BASE", 2_000_000),
+            app_isolation=_isolation(env),
             ssh_addr=parse_addr(env.get("TERESA_SSH_ADDR") or "127.0.0.1:2222", "TERESA_SSH_ADDR"),
             ssh_host_key=env.get("TERESA_SSH_HOST_KEY", ""),
             public_ssh_addr=_public_ssh_addr(env),
@@ -309,6 +331,18 @@ def _positive(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise ConfigError(f"{name}={value} must be a positive whole number; set a number like {default}.")
     return value
+
+
+def _isolation(env: Mapping[str, str]) -> bool | None:
+    value = env.get("TERESA_APP_ISOLATION", "").strip().lower() or "auto"
+    if value not in ("auto", "off"):
+        raise ConfigError(f"TERESA_APP_ISOLATION={value!r} is not supported; use auto (per-app users when root) or off.")
+    return None if value == "auto" else False
+
+
+def local_apps_dir(settings: Settings) -> Path:
+    """TERESA_APPS_DIR, else a sibling of the data directory (`<data dir>-apps`): outside it, so app users can reach it."""
+    return settings.apps_dir or Path(f"{settings.data_dir.absolute()}-apps")
 
 
 def _backup_interval(env: Mapping[str, str]) -> int:

@@ -32,6 +32,7 @@ from dulwich.repo import Repo
 from core import names
 from core.commands import CommandError, shown
 from core.layout import RepoKeys
+from core.private import private_dir
 from core.storage import Storage, StorageNotFound
 
 ZERO = "0" * 40
@@ -62,7 +63,8 @@ def repo_path(data_dir: Path, app: str) -> Path:
 def open_or_create(data_dir: Path, app: str) -> Path:
     path = repo_path(data_dir, app)
     if not (path / "HEAD").exists():
-        path.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        private_dir(path)
         Repo.init_bare(str(path)).close()
         (path / "HEAD").write_text(f"ref: {DEFAULT_HEAD}\n")
     return path

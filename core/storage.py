@@ -20,6 +20,7 @@ from core.config import StorageSettings
 
 CHUNK = 1 << 20
 PART_SIZE = 8 << 20
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4's limit
 
 
 class StorageError(Exception):
@@ -50,6 +51,9 @@ class Storage(Protocol):
 
     def list(self, prefix: str) -> list[str]:
         """Keys that start with `prefix`, sorted."""
+
+    def grant(self, key: str, *, write: bool, seconds: int) -> str:
+        """A URL reaching this one object only (GET, or PUT when `write`) for `seconds`, with no credential in it."""
 
 
 def storage_for(settings: StorageSettings) -> Storage:
@@ -123,6 +127,14 @@ class LocalStorage:
                 if key.startswith(prefix) and not (name.startswith(".") and name.endswith(".part")):
                     keys.append(key)
         return sorted(keys)
+
+    def grant(self, key: str, *, write: bool, seconds: int) -> str:
+        """A file: URL. Local storage has no credential to withhold: whoever can open the path reaches
+        the object (a pod sharing the directory in development), whatever the URL says."""
+        path = self._path(key)
+        if write:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return path.as_uri()
 
     def delete_prefix(self, prefix: str) -> None:
         for key in self.list(prefix):
@@ -268,6 +280,15 @@ class S3Storage:
             keys.extend(item["Key"] for item in page.get("Contents", []))
         return sorted(keys)
 
+    def grant(self, key: str, *, write: bool, seconds: int) -> str:
+        """A presigned URL (SigV4: at most 7 days): the bucket's key signs it and stays here."""
+        self._ensure_bucket()
+        seconds = max(1, min(seconds, MAX_PRESIGN_SECONDS))
+        url: str = self.client.generate_presigned_url("put_object" if write else "get_object",
+                                                      Params={"Bucket": self.bucket, "Key": check_key(key)},
+                                                      ExpiresIn=seconds)
+        return url
+
     def delete_prefix(self, prefix: str) -> None:
         keys = self.list(prefix)
         for start in range(0, len(keys), 1000):
@@ -334,3 +355,7 @@ class Counted:
     def list(self, prefix: str) -> list[str]:
         with self._counting("list"):
             return self.inner.list(prefix)
+
+    def grant(self, key: str, *, write: bool, seconds: int) -> str:
+        with self._counting("grant"):
+            return self.inner.grant(key, write=write, seconds=seconds)

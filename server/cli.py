@@ -61,7 +61,7 @@ async def run_local(argv: list[str], settings: Settings) -> int:
         status = await run_via_server(settings.data_dir, argv, wants_stdin=bool(command and command.stdin))
         if status is not None:
             return status
-    services = Services.open(settings)
+    services = Services.open(settings, make_data_dir=argv[0] not in NEEDS_NO_DATA)
     try:
         if argv[0] not in IN_PROCESS:
             await asyncio.to_thread(services.db.upgrade)

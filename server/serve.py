@@ -19,6 +19,7 @@ from controller.platform import Platform
 from controller.recovery import recover
 from controller.runtime import make_runtime
 from controller.runtime.base import Runtime
+from controller.runtime.local.tenancy import SINGLE_TENANT, multi_tenant
 from core import health
 from core import log as logging
 from core.backup_commands import backup_loop
@@ -119,6 +120,15 @@ class Server:
         await self.runtime.stop()
 
 
+def tenancy(settings: Settings) -> str:
+    """What the start-up line says about tenants: the local runtime as non-root is single-tenant, said plainly."""
+    if settings.runtime != "local":
+        return "one namespace per app"
+    if multi_tenant(settings.app_isolation):
+        return "one user per app"
+    return SINGLE_TENANT
+
+
 async def serve(settings: Settings) -> None:
     platform, runtime = await build_platform(settings)
     server = Server(platform, runtime)
@@ -128,7 +138,8 @@ async def serve(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     log.info("teresa_started", data_dir=str(settings.data_dir), runtime=settings.runtime,
-             router=f"{settings.router_addr[0]}:{settings.router_addr[1]}" if settings.runtime == "local" else None)
+             router=f"{settings.router_addr[0]}:{settings.router_addr[1]}" if settings.runtime == "local" else None,
+             tenancy=tenancy(settings))
     await stop.wait()
     log.info("teresa_stopping")
     await server.drain()

@@ -23,7 +23,6 @@ from typing import Iterator
 import pytest
 
 from builder import slugrunner
-from builder.slugbuilder import job_env
 from builder.job import BuildRequest
 from core.config import StorageSettings
 from core.storage import storage_for
@@ -93,7 +92,8 @@ class Builder:
         source_key, slug_key, cache_key = keys
         request = BuildRequest(self.app, slug_key.split("/")[-2], source_key, slug_key, cache_key, config or {})
         env = {k: v for k, v in os.environ.items() if not k.startswith("TERESA")}
-        env.update(job_env(request, self.storage), **extra)
+        storage = storage_for(self.storage)
+        env.update(request.to_env(request.grants(storage, cache_exists=storage.exists(cache_key))), **extra)
         return env
 
     def build(self, source: bytes | Path | dict, config: dict[str, str] | None = None, timeout: float = 90, **extra: str) -> Build:
@@ -150,7 +150,8 @@ def run_slug(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
         base = tmp_path_factory.mktemp("slug")
         port = free_port()
         run_env = {k: v for k, v in os.environ.items() if not k.startswith("TERESA")}
-        run_env.update(slugrunner.job_env(build.slug_key, build.storage, str(base / "app")), PORT=str(port), **(env or {}))
+        grant = storage_for(build.storage).grant(build.slug_key, write=False, seconds=600)
+        run_env.update(slugrunner.job_env(grant, str(base / "app")), PORT=str(port), **(env or {}))
         log = base / "app.log"
         with log.open("wb") as out:
             proc = subprocess.Popen([*script("teresa-slugrunner"), "start", process_type], env=run_env,

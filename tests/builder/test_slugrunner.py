@@ -37,7 +37,8 @@ def storage(tmp_path: Path) -> StorageSettings:
 
 def runner_env(storage: StorageSettings, app_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TERESA")}
-    env.update(storage.to_env(), TERESA_SLUG_KEY=SLUG_KEY, TERESA_APP_DIR=str(app_dir))
+    env.update(TERESA_SLUG_URL=storage_for(storage).grant(SLUG_KEY, write=False, seconds=600),
+               TERESA_APP_DIR=str(app_dir))
     env.update(extra)
     return env
 
@@ -86,7 +87,7 @@ def test_fetch_then_start_from_the_unpacked_directory(storage: StorageSettings, 
     assert fetched.returncode == 0, fetched.stderr
     assert (app_dir / "Procfile").read_text() == PROCFILE
     env = runner_env(storage, app_dir)
-    del env["TERESA_SLUG_KEY"]
+    del env["TERESA_SLUG_URL"]
     result = slugrunner("start", "env", env=env)
     assert result.stdout == f"hello from {app_dir} on port none\n"
 
@@ -97,7 +98,7 @@ def test_exec_runs_a_command_in_the_slug_environment(storage: StorageSettings, t
     assert result.returncode == 0, result.stderr
     first, *environment = result.stdout.splitlines()
     assert first == f"hello 42 {tmp_path / 'app'}"
-    assert not [line for line in environment if line.startswith(("TERESAFILESTORAGE_", "TERESA_SLUG_KEY"))]
+    assert not [line for line in environment if line.startswith(("TERESAFILESTORAGE_", "TERESA_SLUG_URL"))]
 
 
 def test_exec_passes_the_exit_status_through(storage: StorageSettings, tmp_path: Path) -> None:
@@ -106,10 +107,10 @@ def test_exec_passes_the_exit_status_through(storage: StorageSettings, tmp_path:
 
 
 def test_missing_slug_is_one_sentence(storage: StorageSettings, tmp_path: Path) -> None:
-    env = runner_env(storage, tmp_path / "app", TERESA_SLUG_KEY="apps/demo/builds/nope/slug.tgz")
-    result = slugrunner("start", "web", env=env)
+    missing = storage_for(storage).grant("apps/demo/builds/nope/slug.tgz", write=False, seconds=600)
+    result = slugrunner("start", "web", env=runner_env(storage, tmp_path / "app", TERESA_SLUG_URL=missing))
     assert result.returncode == 1
-    assert result.stderr == "teresa-slugrunner: No object is stored under 'apps/demo/builds/nope/slug.tgz'.\n"
+    assert result.stderr == f"teresa-slugrunner: Nothing is stored at {missing}.\n"
 
 
 def test_no_slug_and_no_directory(tmp_path: Path) -> None:
@@ -117,4 +118,4 @@ def test_no_slug_and_no_directory(tmp_path: Path) -> None:
     env["TERESA_APP_DIR"] = str(tmp_path / "missing")
     result = slugrunner("start", "web", env=env)
     assert result.returncode == 1
-    assert "does not exist; set TERESA_SLUG_KEY or TERESA_APP_DIR to an unpacked slug." in result.stderr
+    assert "does not exist; set TERESA_SLUG_URL or TERESA_APP_DIR to an unpacked slug." in result.stderr

@@ -163,3 +163,29 @@ def test_large_object_streams_with_flat_memory(any_storage: StorageSettings, tmp
     growth = peaks["after"] - peaks["before"]
     # Parts in flight cost a few 8 MB buffers; holding the object whole would cost 64 MB or more.
     assert growth < 32, f"peak memory grew by {growth:.0f} MB while moving a {size >> 20} MB object"
+
+
+def test_grants_reach_one_object_each_and_carry_no_key(s3_storage: StorageSettings, tmp_path: Path) -> None:
+    """Issue 12: builds get presigned URLs for their own objects, never the bucket's key."""
+    from builder import transfer
+
+    storage = storage_for(s3_storage)
+    storage.put_stream("apps/a/builds/1/source.tgz", io.BytesIO(b"the source"))
+    storage.put_stream("apps/b/builds/1/source.tgz", io.BytesIO(b"another app"))
+    read = storage.grant("apps/a/builds/1/source.tgz", write=False, seconds=60)
+    write = storage.grant("apps/a/builds/1/slug.tgz", write=True, seconds=60)
+    assert s3_storage.aws_secret not in read + write
+    got = tmp_path / "got"
+    transfer.download(read, got)
+    assert got.read_bytes() == b"the source"
+    slug = tmp_path / "slug"
+    slug.write_bytes(b"x" * (3 << 20))
+    transfer.upload(slug, write)
+    assert storage.open_read("apps/a/builds/1/slug.tgz").read() == b"x" * (3 << 20)
+    other = read.replace("apps/a/", "apps/b/")  # the signature covers the key
+    with pytest.raises(transfer.TransferError, match="HTTP 403"):
+        transfer.download(other, got)
+    with pytest.raises(transfer.TransferError, match="HTTP 403"):
+        transfer.upload(slug, read)  # a read grant does not write
+    with pytest.raises(transfer.NotFound):
+        transfer.download(storage.grant("apps/a/cache/cache.tgz", write=False, seconds=60), got)

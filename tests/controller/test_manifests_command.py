@@ -42,3 +42,16 @@ def test_manifests_limits_and_autoscale_of_a_deployed_app(deploy: Deploy) -> Non
 
     assert deploy.command("autoscale:unset shop")[0] == 0
     assert "HorizontalPodAutoscaler/web" not in objects(deploy)
+
+
+def test_limits_and_autoscale_are_bounded_by_the_operator_maxima(deploy: Deploy) -> None:
+    """Issue 12: one team's limits or replicas must not take the cluster; the sentence names the setting."""
+    status, _, err = deploy.command("limits:set shop --cpu 3")
+    assert (status, err) == (1, "error: --cpu 3 is more than this server allows (TERESA_MAX_LIMIT_CPU=2); "
+                                "ask for 2 or less, or ask the operator to raise TERESA_MAX_LIMIT_CPU.\n")
+    status, _, err = deploy.command("limits:set shop --memory 5Gi")
+    assert status == 1 and "(TERESA_MAX_LIMIT_MEMORY=4Gi)" in err
+    status, _, err = deploy.command("autoscale:set shop --min 2 --max 11 --cpu 60")
+    assert status == 1 and "--max 11 is more than this server allows (TERESA_MAX_REPLICAS=10)" in err
+    assert deploy.command("limits:set shop --cpu 2 --memory 4Gi")[0] == 0
+    assert deploy.command("autoscale:set shop --min 2 --max 10 --cpu 60")[0] == 0

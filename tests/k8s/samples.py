@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from builder.job import BuildRequest
+from builder.job import BuildRequest, Grants
 from controller.runtime.kubernetes.meta import config_secret_name
 from controller.spec import Autoscale, ReleaseSpec
 from controller.teresa_yaml import AppSpec, parse
@@ -109,6 +109,16 @@ def release(teresa_yaml: str | AppSpec = FULL_TERESA_YAML, **overrides) -> Relea
 
 
 AUTOSCALE = Autoscale(min_replicas=2, max_replicas=6, cpu_percent=70)
+
+
+SIGNED = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=0123abcd"
+GRANTS = Grants(
+    source=f"https://s3.example.net/teresa-slugs/apps/shop/builds/20261122-abc123/source.tgz?{SIGNED}",
+    slug=f"https://s3.example.net/teresa-slugs/apps/shop/builds/20261122-abc123/slug.tgz?{SIGNED}",
+    procfile=f"https://s3.example.net/teresa-slugs/apps/shop/builds/20261122-abc123/Procfile?{SIGNED}",
+    cache=f"https://s3.example.net/teresa-slugs/apps/shop/cache/cache.tgz?{SIGNED}",
+    cache_upload=f"https://s3.example.net/teresa-slugs/apps/shop/cache/cache.tgz?{SIGNED}&put",
+)
 
 
 def build_request() -> BuildRequest:

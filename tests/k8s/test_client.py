@@ -92,10 +92,10 @@ async def test_create_refuses_an_existing_object(kube_api: KubeAPI) -> None:
     async with await KubeClient.connect(client_settings(kube_api)) as kube:
         await kube.apply_all(manifests.app_objects(settings, "shop"))
         await kube.create(manifests.build_secret(request))
-        pod = await kube.create(manifests.slugbuilder_pod(settings, request))
+        pod = await kube.create(manifests.slugbuilder_pod(settings, request, samples.GRANTS))
         assert pod["metadata"]["uid"] and pod["metadata"]["labels"]["teresa.io/build"] == request.build_id
         with pytest.raises(KubeError, match="refused to create Pod slugbuilder-20261122-abc123") as err:
-            await kube.create(manifests.slugbuilder_pod(settings, request))
+            await kube.create(manifests.slugbuilder_pod(settings, request, samples.GRANTS))
         assert err.value.status == 409
         assert [p["metadata"]["name"] for p in await kube.list("v1", "Pod", "shop")] == [pod["metadata"]["name"]]
         assert await kube.delete("v1", "Pod", pod["metadata"]["name"], "shop") is True

@@ -116,14 +116,15 @@ def test_slug_is_fetched_by_an_init_container_into_an_empty_dir() -> None:
     main = template["containers"][0]
     assert template["volumes"] == [{"name": "app", "emptyDir": {}}]
     assert fetch["command"] == ["teresa-slugrunner", "fetch"]
-    assert env_of(fetch)["TERESA_SLUG_KEY"] == "apps/shop/builds/20261122-abc123/slug.tgz"
-    assert fetch["envFrom"] == [{"secretRef": {"name": "teresa-storage"}}]
+    (slug_url,) = [e for e in fetch["env"] if e["name"] == "TERESA_SLUG_URL"]
+    assert slug_url["valueFrom"] == {"secretKeyRef": {"name": "slug-20261122-abc123", "key": "TERESA_SLUG_URL"}}
+    assert "envFrom" not in fetch  # a presigned URL of this slug, no storage credentials
     assert main["command"] == ["teresa-slugrunner", "start", "web"]
     assert main["image"] == fetch["image"] == "registry.example.net/teresa/stack:24-run"
     assert fetch["volumeMounts"] == main["volumeMounts"] == [{"name": "app", "mountPath": "/app"}]
     # The app gets its config vars, not the storage credentials; nothing tells it to fetch again.
     assert main["envFrom"] == [{"secretRef": {"name": samples.CONFIG_SECRET}}]
-    assert "TERESA_SLUG_KEY" not in env_of(main)
+    assert "TERESA_SLUG_URL" not in env_of(main)
 
 
 def test_release_version_replicas_limits_and_change_cause() -> None:

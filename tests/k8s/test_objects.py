@@ -134,7 +134,7 @@ def test_autoscale_rejects_bad_bounds(args: tuple[int, int, int], message: str) 
 
 def test_slugbuilder_pod_follows_the_builder_contract() -> None:
     request = samples.build_request()
-    pod = manifests.slugbuilder_pod(samples.settings(), request)
+    pod = manifests.slugbuilder_pod(samples.settings(), request, samples.GRANTS)
     spec = pod["spec"]
     (container,) = spec["containers"]
     assert spec["restartPolicy"] == "Never"
@@ -142,11 +142,12 @@ def test_slugbuilder_pod_follows_the_builder_contract() -> None:
     assert container["image"] == "registry.example.net/teresa/stack:24"
     assert container["command"] == ["teresa-slugbuilder"]
     assert container["resources"] == {"limits": {"cpu": "2", "memory": "2Gi"}}
-    assert container["envFrom"] == [{"secretRef": {"name": "teresa-storage"}}]
     env = env_of(container)
-    assert env["TERESA_SOURCE_KEY"] == request.source_key
-    assert env["TERESA_SLUG_KEY"] == request.slug_key
-    assert env["TERESA_CACHE_KEY"] == request.cache_key
+    assert env["TERESA_SOURCE_URL"] == samples.GRANTS.source
+    assert env["TERESA_SLUG_UPLOAD_URL"] == samples.GRANTS.slug
+    assert env["TERESA_PROCFILE_UPLOAD_URL"] == samples.GRANTS.procfile
+    assert env["TERESA_CACHE_URL"] == samples.GRANTS.cache
+    assert env["TERESA_CACHE_UPLOAD_URL"] == samples.GRANTS.cache_upload
     assert env["BUILDPACK_URL"] == request.buildpack_url
     assert env["TERESA_BUILD_TIMEOUT"] == "600"
     name = pod["metadata"]["name"]
@@ -157,12 +158,46 @@ def test_slugbuilder_pod_follows_the_builder_contract() -> None:
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
 
 
-def test_storage_secret_carries_the_storage_environment() -> None:
-    settings = samples.settings()
-    data = manifests.storage_secret(settings, "shop")["data"]
-    assert {k: base64.b64decode(v).decode() for k, v in data.items()} == settings.storage.to_env()
-    local = manifests.storage_secret(samples.settings(TERESAFILESTORAGE_TYPE="local"), "shop")["data"]
-    assert set(local) == {"TERESAFILESTORAGE_TYPE", "TERESAFILESTORAGE_LOCAL_ROOT"}
+def test_no_build_pod_or_app_object_carries_storage_credentials() -> None:
+    """Issue 12: a build read the bucket's keys from its environment; now it gets URLs for its own objects."""
+    settings, release, request = samples.settings(), samples.release(), samples.build_request()
+    objects = [*manifests.render_release(settings, release, samples.AUTOSCALE, "https://s3.example.net/x?sig"),
+               manifests.build_secret(request), manifests.slugbuilder_pod(settings, request, samples.GRANTS),
+               manifests.release_pod(settings, release), manifests.run_pod(settings, release, ["sh"])]
+    dumped = manifests.to_yaml(objects, mask=False)
+    for credential in (samples.STORAGE_SECRET_VALUE, "AKIAEXAMPLE", "TERESAFILESTORAGE", "teresa-storage"):
+        assert credential not in dumped
+        assert base64.b64encode(credential.encode()).decode() not in dumped
+    assert "envFrom" not in manifests.slugbuilder_pod(settings, request, samples.GRANTS)["spec"]["containers"][0]
+
+
+def test_slug_secret_holds_the_presigned_url_the_fetch_container_reads() -> None:
+    settings, release = samples.settings(), samples.release()
+    objects = manifests.render_release(settings, release, None, "https://s3.example.net/slug?sig")
+    (slug,) = [o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"].startswith("slug-")]
+    assert base64.b64decode(slug["data"]["TERESA_SLUG_URL"]).decode() == "https://s3.example.net/slug?sig"
+    (fetch,) = manifests.deployment(settings, release, "web")["spec"]["template"]["spec"]["initContainers"]
+    assert env_of(fetch)["TERESA_SLUG_URL"] == {"secretKeyRef": {"name": slug["metadata"]["name"],
+                                                                "key": "TERESA_SLUG_URL"}}
+
+
+def test_network_policy_and_quota_of_each_app_namespace() -> None:
+    settings = samples.settings(TERESA_APP_QUOTA_CPU="8", TERESA_APP_QUOTA_MEMORY="16Gi", TERESA_APP_QUOTA_PODS="30",
+                                TERESA_NAMESPACE="paas", TERESA_CLUSTER_CIDRS="10.244.0.0/16,fd00::/48")
+    objects = {o["kind"]: o for o in manifests.app_objects(settings, "shop")}
+    assert objects["ResourceQuota"]["spec"] == {"hard": {"limits.cpu": "8", "limits.memory": "16Gi", "pods": "30"}}
+    policy = objects["NetworkPolicy"]["spec"]
+    assert policy["podSelector"] == {} and policy["policyTypes"] == ["Ingress", "Egress"]
+    (ingress,) = policy["ingress"]
+    assert {"podSelector": {}} in ingress["from"]
+    assert {"namespaceSelector": {"matchExpressions": [
+        {"key": "app.kubernetes.io/managed-by", "operator": "NotIn", "values": ["teresa"]}]}} in ingress["from"]
+    (egress,) = policy["egress"]
+    assert {"namespaceSelector": {"matchExpressions": [
+        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["paas"]}]}} in egress["to"]
+    assert {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32", "10.244.0.0/16"]}} in egress["to"]
+    assert {"ipBlock": {"cidr": "::/0", "except": ["fd00::/48"]}} in egress["to"]
+    assert {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.244.0.0/16"]}} in ingress["from"]
 
 
 def test_release_and_run_pods() -> None:

@@ -7,6 +7,7 @@ import pytest
 from controller.runtime.kubernetes import manifests
 from controller.runtime.kubernetes.client import KubeClient
 from controller.runtime.kubernetes.meta import config_secret_name
+from controller.runtime.kubernetes.pods import slug_secret_name
 from controller.runtime.kubernetes.prune import PRUNABLE_KINDS, stale
 from core.config import Settings
 from tests.fixtures.kube import KubeAPI
@@ -34,7 +35,7 @@ def test_removed_process_types_and_autoscaler_are_stale() -> None:
 def test_config_secrets_of_recent_releases_are_kept() -> None:
     settings = samples.settings()
     olds = [manifests.config_secret(samples.release(version=v, config={"V": str(v)})) for v in range(1, 10)]
-    live = olds + [manifests.storage_secret(settings, "shop"), manifests.build_secret(samples.build_request())]
+    live = olds + [manifests.build_secret(samples.build_request())]
     desired = manifests.render_release(settings, samples.release(version=10))
     assert stale(desired, "v1", "Secret", as_listed(live, "Secret"), 3) == sorted(
         s["metadata"]["name"] for s in olds[:7])
@@ -62,4 +63,4 @@ async def test_pruning_against_the_api(kube_api: KubeAPI) -> None:
     assert kube_api.names("apps/v1/deployments", "shop") == ["web"]
     assert kube_api.names("batch/v1/cronjobs", "shop") == []
     assert kube_api.names("v1/secrets", "shop") == sorted(
-        [samples.CONFIG_SECRET, config_secret_name({}), "teresa-storage"])
+        [samples.CONFIG_SECRET, config_secret_name({}), slug_secret_name(samples.release().build_id)])

@@ -35,7 +35,8 @@ def no_pods_left(kube_api: KubeAPI):
 
 
 def only_storage_secret(kube_api: KubeAPI):
-    return lambda: [n for n in kube_api.names("v1/secrets", APP) if not n.startswith("config-")] == ["teresa-storage"]
+    """No Secret but the releases' config and slug URLs: the build's is gone, and no storage Secret exists."""
+    return lambda: [n for n in kube_api.names("v1/secrets", APP) if not n.startswith(("config-", "slug-"))] == []
 
 
 async def built_slug(runtime: KubernetesRuntime, build_id: str = "b1") -> str:

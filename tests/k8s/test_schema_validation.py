@@ -24,7 +24,7 @@ def everything(allow_priv: bool, teresa_yaml: str) -> list[dict]:
     return [
         *manifests.render_release(settings, release, samples.AUTOSCALE),
         manifests.build_secret(request),
-        manifests.slugbuilder_pod(settings, request),
+        manifests.slugbuilder_pod(settings, request, samples.GRANTS),
         manifests.release_pod(settings, release),
         manifests.run_pod(settings, release, ["python", "manage.py", "shell"]),
     ]
@@ -62,7 +62,7 @@ def test_the_validator_is_strict() -> None:
 def test_every_rendered_object_validates(version: str, allow_priv: bool, teresa_yaml: str) -> None:
     objects = everything(allow_priv, teresa_yaml)
     kinds = {o["kind"] for o in objects}
-    assert kinds == {"Namespace", "ServiceAccount", "LimitRange", "Secret", "Deployment", "Service",
+    assert kinds == {"Namespace", "ServiceAccount", "LimitRange", "ResourceQuota", "NetworkPolicy", "Secret", "Deployment", "Service",
                      "Ingress", "HorizontalPodAutoscaler", "Pod"} | ({"CronJob"} if teresa_yaml else set())
     for obj in objects:
         validated = kubernetes_validate.validate(obj, version, strict=True)

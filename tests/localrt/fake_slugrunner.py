@@ -1,7 +1,7 @@
 """Stand-in for teresa-slugrunner while builder/slugrunner.py is not installed.
 
 Same contract: `start TYPE`, `exec -- CMD...`, `fetch`, with TERESA_APP_DIR and,
-for fetch, TERESA_SLUG_KEY read from local storage under TERESAFILESTORAGE_LOCAL_ROOT.
+for fetch, the slug read from the descriptor TERESA_SLUG_URL (fd:N) names.
 """
 
 import os
@@ -21,10 +21,7 @@ def procfile_command(app_dir: Path, process_type: str) -> str:
 def main(argv: list[str]) -> None:
     app_dir = Path(os.environ.get("TERESA_APP_DIR", "/app"))
     if argv[0] == "fetch":
-        source = Path(os.environ["TERESAFILESTORAGE_LOCAL_ROOT"]) / os.environ["TERESA_SLUG_KEY"]
-        if not source.exists():
-            sys.exit(f"slug {os.environ['TERESA_SLUG_KEY']} not found")
-        with tarfile.open(source) as tar:
+        with tarfile.open(fileobj=os.fdopen(int(os.environ["TERESA_SLUG_URL"][3:]), "rb"), mode="r|gz") as tar:
             tar.extractall(app_dir, filter="data")
         return
     os.chdir(app_dir)

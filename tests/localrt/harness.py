@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import io
+import os
 import importlib.util
 import shlex
 import shutil
@@ -20,6 +22,7 @@ from controller.runtime.local import LocalRuntime, Timings
 from controller.spec import ReleaseSpec
 from controller.teresa_yaml import AppSpec, parse
 from core.config import Settings, StorageSettings
+from tests.fixtures.tenancy import apps_root, isolated
 
 APPS = Path(__file__).parent / "apps"
 PYTHON = shlex.quote(sys.executable)
@@ -84,8 +87,12 @@ class Harness:
 
     def slug(self, app: str, version: int, procfile: dict[str, str], extra: dict[str, str] | None = None) -> Path:
         """Unpack a hand-made slug where the runtime keeps release `version` of `app`."""
-        target = self.settings.data_dir / "apps" / app / "releases" / f"v{version}"
+        self.rt.tenancy.prepare(app)
+        target = self.rt.tenancy.releases_dir(app) / f"v{version}"
         self.write_slug(target, procfile, extra)
+        if user := self.rt.tenancy.user(app):  # as the runtime's own fetch leaves it: the app's user owns it
+            for path in [target, *target.rglob("*")]:
+                os.lchown(path, user.uid, user.gid)
         return target
 
     @staticmethod
@@ -111,6 +118,10 @@ class Harness:
             target = self.settings.storage.root / key
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(tarball, target)
+
+    def store_source(self, key: str, text: str) -> None:
+        from core.storage import storage_for
+        storage_for(self.settings.storage).put_stream(key, io.BytesIO(text.encode()))
 
     def release(self, app: str, version: int, *, processes: dict[str, str] | None = None,
                 formation: dict[str, int] | None = None, app_spec: AppSpec | None = None,
@@ -142,7 +153,7 @@ class Harness:
 async def harness(tmp: Path, rollout_timeout: int = 30, start: bool = True,
                   timings: Timings = FAST) -> AsyncIterator[Harness]:
     settings = Settings(
-        data_dir=tmp / "data", router_addr=("127.0.0.1", 0), rollout_timeout=rollout_timeout,
+        data_dir=tmp / "data", apps_dir=apps_root(), app_isolation=isolated(), router_addr=("127.0.0.1", 0), rollout_timeout=rollout_timeout,
         storage=StorageSettings(root=tmp / "storage"),
     )
     runtime = LocalRuntime(settings, slugrunner=slugrunner(), timings=timings)

@@ -20,10 +20,14 @@ from tests.localrt.harness import FAST, WEB, async_test, harness, slugrunner, un
 
 FAKE_BUILDER = """
 import json, os, sys, time
-print("-----> Building", os.environ["TERESA_SOURCE_KEY"], flush=True)
+print("-----> Building", os.fdopen(int(os.environ["TERESA_SOURCE_URL"][3:])).read(), flush=True)
 print("config", sorted(json.loads(os.environ["TERESA_BUILD_CONFIG"])), flush=True)
-print("storage", os.environ["TERESAFILESTORAGE_TYPE"], flush=True)
+print("storage", sorted(k for k in os.environ if k.startswith("TERESAFILESTORAGE")), flush=True)
 print("leaked" if "SERVER_SECRET" in os.environ else "clean", flush=True)
+print("stack", sorted(k for k in os.environ if k.startswith("TERESA_STACK_")), flush=True)
+print("mark", os.environ["TERESA_BUILDER_FOR"], flush=True)
+with os.fdopen(int(os.environ["TERESA_SLUG_UPLOAD_URL"][3:]), "w") as slug:
+    slug.write("slug")
 if os.environ.get("BUILDPACK_URL") == "slow":
     time.sleep(60)
 sys.exit(0 if os.environ.get("BUILDPACK_URL") != "broken" else 2)
@@ -40,10 +44,15 @@ def build_request(**kwargs) -> BuildRequest:
 async def test_build_streams_lines_and_reports_failure_and_timeout(tmp_path, monkeypatch):
     monkeypatch.setenv("SERVER_SECRET", "do-not-pass-on")
     async with harness(tmp_path) as h:
+        # The stack's settings reach the build; the storage settings, even when the server has them, do not.
+        h.rt.settings = dataclasses.replace(h.settings, env={"TERESA_STACK_PYTHONS": "/usr/bin/python3",
+                                                             "TERESAFILESTORAGE_AWS_SECRET": "s3-secret"})
         h.rt.slugbuilder = [sys.executable, "-c", FAKE_BUILDER]
+        h.store_source("apps/b/builds/1/source.tgz", "the source")
         await h.rt.build(build_request(), h.out)
-        assert h.lines == ["-----> Building apps/b/builds/1/source.tgz", "config ['SECRET_TOKEN']",
-                           "storage local", "clean"]
+        assert h.lines == ["-----> Building the source", "config ['SECRET_TOKEN']", "storage []", "clean",
+                           "stack ['TERESA_STACK_PYTHONS']", f"mark {h.rt.tenancy.work_root.resolve()}"]
+        assert (h.settings.storage.root / "apps/b/builds/1/slug.tgz").read_text() == "slug"
         with pytest.raises(BuildFailed, match="exit status 2"):
             await h.rt.build(build_request(buildpack_url="broken"), h.out)
         with pytest.raises(BuildFailed, match="longer than 1 seconds"):
@@ -74,7 +83,7 @@ async def test_slug_is_fetched_from_storage_and_unpacked_once(tmp_path):
         release = dataclasses.replace(release, slug_key=key)
         await h.rt.deploy(release, None, h.out)
         assert (await h.get("fetched"))[1] == "unpacked from web.1\n"
-        unpacked = h.settings.data_dir / "apps/fetched/releases/v1"
+        unpacked = h.rt.tenancy.releases_dir("fetched") / "v1"
         assert (unpacked / "Procfile").exists()
         assert await h.rt.slugs.ensure(release) == unpacked
         with pytest.raises(RuntimeFailure, match="could not be fetched"):

@@ -64,8 +64,9 @@ def test_cluster_role_grants_no_wildcards_and_is_not_cluster_admin(overlay: str)
     granted = {(group, resource) for rule in role["rules"] for group in rule["apiGroups"] for resource in rule["resources"]}
     assert granted == {
         ("", "namespaces"), ("", "pods"), ("", "pods/log"), ("", "secrets"), ("", "services"),
-        ("", "serviceaccounts"), ("", "limitranges"), ("apps", "deployments"), ("apps", "replicasets"),
-        ("batch", "jobs"), ("batch", "cronjobs"), ("networking.k8s.io", "ingresses"),
+        ("", "serviceaccounts"), ("", "limitranges"), ("", "resourcequotas"), ("apps", "deployments"),
+        ("apps", "replicasets"), ("batch", "jobs"), ("batch", "cronjobs"), ("networking.k8s.io", "ingresses"),
+        ("networking.k8s.io", "networkpolicies"),
         ("autoscaling", "horizontalpodautoscalers"),
     }
     binding = find(objects, "ClusterRoleBinding", "teresa")
@@ -238,3 +239,19 @@ def test_the_prod_dashboard_ingress_is_offered_commented_and_validates() -> None
     kubernetes_validate.validate({**ingress, "metadata": {**ingress["metadata"], "namespace": "teresa"}}, "1.37",
                                  strict=True)
     assert ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == "teresa-dashboard"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_an_admission_policy_keeps_teresa_to_its_labelled_namespaces(overlay: str) -> None:
+    objects = render(f"overlays/{overlay}")
+    policy = find(objects, "ValidatingAdmissionPolicy", "teresa-namespaces")
+    binding = find(objects, "ValidatingAdmissionPolicyBinding", "teresa-namespaces")
+    assert binding["spec"] == {"policyName": "teresa-namespaces", "validationActions": ["Deny"]}
+    subject = find(objects, "ClusterRoleBinding", "teresa")["subjects"][0]
+    user = f"system:serviceaccount:{subject['namespace']}:{subject['name']}"
+    assert policy["spec"]["matchConditions"][0]["expression"] == f'request.userInfo.username == "{user}"'
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    rules = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rules[0]["resources"] == ["*"] and {"CREATE", "UPDATE", "DELETE"} <= set(rules[0]["operations"])
+    checks = " ".join(v["expression"] for v in policy["spec"]["validations"])
+    assert "namespaceObject" in checks and "oldObject" in checks and '"teresa"' in checks

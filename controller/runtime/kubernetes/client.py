@@ -65,6 +65,8 @@ KINDS = {
         Kind("v1", "Secret", "secrets"),
         Kind("v1", "ServiceAccount", "serviceaccounts"),
         Kind("v1", "LimitRange", "limitranges"),
+        Kind("v1", "ResourceQuota", "resourcequotas"),
+        Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
         Kind("v1", "Pod", "pods"),
         Kind("v1", "Service", "services"),
         Kind("apps/v1", "Deployment", "deployments"),

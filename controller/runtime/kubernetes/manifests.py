@@ -16,8 +16,12 @@ from controller import teresa_yaml
 from controller.runtime.kubernetes.meta import (
     CHANGE_CAUSE,
     LIMIT_RANGE,
+    MANAGED_BY,
+    METADATA_ADDRESS,
+    NETWORK_POLICY,
+    RESOURCE_QUOTA,
+    SLUG_ANNOTATION,
     SERVICE_ACCOUNT,
-    STORAGE_SECRET,
     WEB,
     ManifestError,
     config_secret_name,
@@ -38,8 +42,10 @@ from controller.runtime.kubernetes.objects import (
     LimitRange,
     Manifest,
     Namespace,
+    NetworkPolicy,
     PodTemplate,
     Probe,
+    ResourceQuota,
     Secret,
     Service,
     ServiceAccount,
@@ -52,6 +58,7 @@ from controller.runtime.kubernetes.pods import (
     run_pod,
     slug_container,
     slug_pod_spec,
+    slug_secret,
     slugbuilder_pod,
     start_command,
 )
@@ -60,8 +67,9 @@ from core.config import Settings
 
 __all__ = [
     "ManifestError", "app_objects", "autoscaler", "build_secret", "config_secret", "cron_job", "cron_types",
-    "deployment", "ingress", "limit_range", "mask_secrets", "namespace", "release_pod", "render_release",
-    "run_pod", "service", "service_account", "slugbuilder_pod", "storage_secret", "to_yaml",
+    "deployment", "ingress", "limit_range", "mask_secrets", "namespace", "network_policy", "release_pod",
+    "render_release", "resource_quota", "run_pod", "service", "service_account", "slug_secret", "slugbuilder_pod",
+    "to_yaml",
 ]
 
 MASK = "********"
@@ -112,9 +120,52 @@ def limit_range(settings: Settings, app: str) -> LimitRange:
     }
 
 
-def storage_secret(settings: Settings, app: str) -> Secret:
-    """Storage settings for the slugbuilder and the slug-fetching init containers (local storage: env only)."""
-    return secret(STORAGE_SECRET, app, labels(app), settings.storage.to_env())
+def resource_quota(settings: Settings, app: str) -> ResourceQuota:
+    """What the app's namespace may hold at once, from the operator's TERESA_APP_QUOTA_* settings."""
+    k8s = settings.kubernetes
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": metadata(RESOURCE_QUOTA, app, labels(app)),
+        "spec": {"hard": {"limits.cpu": k8s.quota_cpu, "limits.memory": k8s.quota_memory, "pods": k8s.quota_pods}},
+    }
+
+
+NAMESPACE_NAME = "kubernetes.io/metadata.name"
+
+
+def _ip_blocks(settings: Settings, skip: list[str]) -> list[dict[str, object]]:
+    """Peers for "any address" (IPv4 and IPv6) except `skip` and the cluster's own ranges."""
+    skipped = [*skip, *settings.kubernetes.cluster_cidrs]
+    blocks: list[dict[str, object]] = []
+    for everything in ("0.0.0.0/0", "::/0"):
+        except_ = [c for c in skipped if (":" in c) == (":" in everything)]
+        blocks.append({"ipBlock": {"cidr": everything, **({"except": except_} if except_ else {})}})
+    return blocks
+
+
+def network_policy(settings: Settings, app: str) -> NetworkPolicy:
+    """No ingress from other apps' namespaces; no egress to Teresa's namespace or to the cloud metadata address.
+
+    Pods in the namespace reach each other; namespaces Teresa did not create (an ingress
+    controller, monitoring) reach the app; the app reaches every namespace but Teresa's
+    (DNS included) and the outside world. Where the network plugin applies ipBlocks to pod
+    addresses, TERESA_CLUSTER_CIDRS keeps them from reopening what the selectors close."""
+    not_teresa_apps = {"namespaceSelector": {"matchExpressions": [
+        {"key": MANAGED_BY, "operator": "NotIn", "values": ["teresa"]}]}}
+    not_teresa = {"namespaceSelector": {"matchExpressions": [
+        {"key": NAMESPACE_NAME, "operator": "NotIn", "values": [settings.kubernetes.namespace]}]}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(NETWORK_POLICY, app, labels(app)),
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": [{"podSelector": {}}, not_teresa_apps, *_ip_blocks(settings, [])]}],
+            "egress": [{"to": [not_teresa, *_ip_blocks(settings, [METADATA_ADDRESS])]}],
+        },
+    }
 
 
 def config_secret(release: ReleaseSpec) -> Secret:
@@ -124,7 +175,8 @@ def config_secret(release: ReleaseSpec) -> Secret:
 
 def app_objects(settings: Settings, app: str) -> list[Manifest]:
     """What `apps:create` applies: the namespace and what every later pod in it relies on."""
-    return [namespace(settings, app), service_account(app), limit_range(settings, app), storage_secret(settings, app)]
+    return [namespace(settings, app), service_account(app), limit_range(settings, app), resource_quota(settings, app),
+            network_policy(settings, app)]
 
 
 def _probe(probe: teresa_yaml.Probe) -> Probe:
@@ -160,7 +212,9 @@ def _template(settings: Settings, release: ReleaseSpec, process_type: str, resta
     container = _process_container(settings, release, process_type, drain)
     spec = slug_pod_spec(settings, release, container, restart_policy)
     spec["terminationGracePeriodSeconds"] = drain + SHUTDOWN_MARGIN_SECONDS
-    return {"metadata": {"labels": labels(release.app, process_type, release.version)}, "spec": spec}
+    # The slug's key, not only the Secret holding its URL: a new slug is a new template (templates.py).
+    return {"metadata": {"labels": labels(release.app, process_type, release.version),
+                         "annotations": {SLUG_ANNOTATION: release.slug_key}}, "spec": spec}
 
 
 def deployment(settings: Settings, release: ReleaseSpec, process_type: str,
@@ -294,15 +348,16 @@ def _check_unique_names(types: Iterable[str]) -> None:
         seen[name] = process_type
 
 
-def render_release(settings: Settings, release: ReleaseSpec, autoscale: Autoscale | None = None) -> list[Manifest]:
-    """The app's whole desired state for `release`, in apply order.
+def render_release(settings: Settings, release: ReleaseSpec, autoscale: Autoscale | None = None,
+                   slug_url: str = "") -> list[Manifest]:
+    """The app's whole desired state for `release`, in apply order; `slug_url` is a presigned GET of its slug.
 
     One-off pods (slugbuilder, release phase, run) are not part of it.
     """
     types = release.long_running_types
     crons = cron_types(release)
     _check_unique_names([*types, *crons])
-    objects = [*app_objects(settings, release.app), config_secret(release)]
+    objects = [*app_objects(settings, release.app), config_secret(release), slug_secret(release, slug_url)]
     objects += [deployment(settings, release, t, autoscale) for t in types]
     if WEB in types:
         objects += [service(release.app), ingress(settings, release)]

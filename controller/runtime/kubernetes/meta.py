@@ -18,8 +18,11 @@ RELEASE_LABEL = "teresa.io/release"
 BUILD_LABEL = "teresa.io/build"
 RUN_LABEL = "teresa.io/run"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
+SLUG_ANNOTATION = "teresa.io/slug"   # on pod templates: the slug's storage key (the URL itself is in a Secret)
 
-STORAGE_SECRET = "teresa-storage"
+NETWORK_POLICY = "teresa-isolation"
+RESOURCE_QUOTA = "teresa-quota"
+METADATA_ADDRESS = "169.254.169.254/32"   # the cloud's instance metadata (and its credentials)
 SERVICE_ACCOUNT = "teresa-app"
 LIMIT_RANGE = "teresa-defaults"
 WEB = "web"

@@ -216,6 +216,21 @@ class LimitRange(TypedDict):
     spec: LimitRangeSpec
 
 
+class ResourceQuota(TypedDict):
+    apiVersion: Literal["v1"]
+    kind: Literal["ResourceQuota"]
+    metadata: ObjectMeta
+    spec: dict[str, dict[str, str]]   # {"hard": {"limits.cpu": "4", ...}}
+
+
+class NetworkPolicy(TypedDict):
+    """Peers are LiveObject-shaped (namespaceSelector, podSelector, ipBlock): nested selectors kept untyped."""
+    apiVersion: Literal["networking.k8s.io/v1"]
+    kind: Literal["NetworkPolicy"]
+    metadata: ObjectMeta
+    spec: dict[str, Any]
+
+
 class Secret(TypedDict):
     apiVersion: Literal["v1"]
     kind: Literal["Secret"]
@@ -378,8 +393,8 @@ class Ingress(TypedDict):
 
 
 # Any object Teresa renders and applies (one-off pods and their Secrets included).
-Manifest = (Namespace | ServiceAccount | LimitRange | Secret | Pod | Deployment | CronJob | HorizontalPodAutoscaler
-            | Service | Ingress)
+Manifest = (Namespace | ServiceAccount | LimitRange | ResourceQuota | NetworkPolicy | Secret | Pod | Deployment
+            | CronJob | HorizontalPodAutoscaler | Service | Ingress)
 
 
 # -- merge patches

@@ -6,12 +6,12 @@ import re
 import secrets
 
 from builder import job
-from builder.job import BuildRequest
+from builder.job import BuildRequest, Grants
+from builder.slugrunner import SLUG_URL
 from controller.runtime.kubernetes.meta import (
     BUILD_LABEL,
     RUN_LABEL,
     SERVICE_ACCOUNT,
-    STORAGE_SECRET,
     ManifestError,
     config_secret_name,
     labels,
@@ -92,14 +92,26 @@ def resources(limits: dict[str, str] | None) -> ResourceRequirements:
     return {"limits": chosen} if chosen else {}
 
 
+def slug_secret_name(build_id: str) -> str:
+    return f"slug-{_name_suffix(build_id)}"
+
+
+def slug_secret(release: ReleaseSpec, slug_url: str) -> Secret:
+    """The release's slug URL (a presigned GET of that one slug), refreshed at each deploy; no storage credential."""
+    return secret(slug_secret_name(release.build_id), release.app, labels(release.app, release=release.version),
+                  {SLUG_URL: slug_url})
+
+
 def fetch_container(settings: Settings, release: ReleaseSpec) -> Container:
-    """The init container: downloads and unpacks the slug into the shared emptyDir. Only it sees storage credentials."""
+    """The init container: downloads the slug through its presigned URL and unpacks it into the shared emptyDir."""
+    env = _env(TERESA_APP_DIR=APP_DIR)
+    env.append({"name": SLUG_URL,
+                "valueFrom": {"secretKeyRef": {"name": slug_secret_name(release.build_id), "key": SLUG_URL}}})
     return _secured({
         "name": "fetch-slug",
         "image": settings.kubernetes.slugrunner_image,
         "command": ["teresa-slugrunner", "fetch"],
-        "envFrom": [{"secretRef": {"name": STORAGE_SECRET}}],
-        "env": _env(TERESA_SLUG_KEY=release.slug_key, TERESA_APP_DIR=APP_DIR),
+        "env": env,
         "volumeMounts": [{"name": APP_VOLUME, "mountPath": APP_DIR}],
     }, settings.kubernetes)
 
@@ -163,9 +175,12 @@ def run_pod(settings: Settings, release: ReleaseSpec, argv: list[str], name: str
     }
 
 
+def _name_suffix(build_id: str) -> str:
+    return re.sub(r"[^a-z0-9-]", "-", build_id.lower()).strip("-")[:50].rstrip("-")
+
+
 def build_pod_name(build_id: str) -> str:
-    suffix = re.sub(r"[^a-z0-9-]", "-", build_id.lower()).strip("-")[:50].rstrip("-")
-    return f"slugbuilder-{suffix}"
+    return f"slugbuilder-{_name_suffix(build_id)}"
 
 
 def build_secret(request: BuildRequest) -> Secret:
@@ -179,17 +194,16 @@ def _build_label(build_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", build_id)[:63].strip("-_.")
 
 
-def slugbuilder_pod(settings: Settings, request: BuildRequest) -> Pod:
-    """The build pod: `teresa-slugbuilder` configured by environment, storage credentials from a Secret."""
+def slugbuilder_pod(settings: Settings, request: BuildRequest, grants: Grants) -> Pod:
+    """The build pod: `teresa-slugbuilder` configured by environment, with URLs for its own objects only."""
     k8s = settings.kubernetes
     name = build_pod_name(request.build_id)
-    env = _env(**request.to_env(with_config=False))
+    env = _env(**request.to_env(grants, with_config=False))
     env.append({"name": BUILD_CONFIG_KEY, "valueFrom": {"secretKeyRef": {"name": name, "key": BUILD_CONFIG_KEY}}})
     container = _secured({
         "name": "slugbuilder",
         "image": k8s.slugbuilder_image,
         "command": ["teresa-slugbuilder"],
-        "envFrom": [{"secretRef": {"name": STORAGE_SECRET}}],
         "env": env,
         "resources": {"limits": {"cpu": k8s.build_limit_cpu, "memory": k8s.build_limit_memory}},
     }, k8s)

@@ -6,7 +6,7 @@ import asyncio
 import datetime
 from collections.abc import AsyncIterator, Mapping, Sequence
 
-from builder.job import BuildRequest
+from builder.job import BuildRequest, Grants
 from controller.runtime.base import (
     BuildFailed, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeFailure,
 )
@@ -25,11 +25,13 @@ from controller.spec import ReleaseSpec
 from core import log
 from core.commands import Input, Output
 from core.config import ConfigError, Settings
+from core.storage import MAX_PRESIGN_SECONDS, storage_for
 
 logger = log.get("runtime.kubernetes")
 DEPLOYMENT = ("apps/v1", "Deployment")
 # Config Secrets kept besides the current one, so an undo or a rollback finds its config.
 KEEP_CONFIG_RELEASES = 5
+SLUG_URL_SECONDS = MAX_PRESIGN_SECONDS
 
 
 def _poll_interval(value: str) -> float:
@@ -45,6 +47,7 @@ def _poll_interval(value: str) -> float:
 class KubernetesRuntime:
     def __init__(self, settings: Settings, *, poll_interval: float | None = None) -> None:
         self.settings = settings
+        self.storage = storage_for(settings.storage)   # signs URLs; its credentials never leave this process
         # How often pod and Deployment status is read; TERESAK8S_POLL_INTERVAL (seconds) mostly serves tests.
         self.poll_interval = poll_interval or _poll_interval(settings.env.get("TERESAK8S_POLL_INTERVAL", ""))
         self._kube: KubeClient | None = None
@@ -94,8 +97,19 @@ class KubernetesRuntime:
     def _one_off(self, pod: Pod, container: str, extra: list[Manifest] | None = None) -> OneOffPod:
         return OneOffPod(self.kube, pod, container, self.poll_interval, extra or [])
 
+    def _slug_url(self, release: ReleaseSpec) -> str:
+        """A presigned GET of the release's slug, as long-lived as storage allows (S3: 7 days; refreshed at each deploy)."""
+        return self.storage.grant(release.slug_key, write=False, seconds=SLUG_URL_SECONDS)
+
+    async def _slug_secret(self, release: ReleaseSpec) -> Manifest:
+        return manifests.slug_secret(release, await asyncio.to_thread(self._slug_url, release))
+
+    def _grants(self, request: BuildRequest) -> Grants:
+        return request.grants(self.storage, cache_exists=bool(request.cache_key) and self.storage.exists(request.cache_key))
+
     async def build(self, request: BuildRequest, out: LineSink) -> None:
-        pod = self._one_off(manifests.slugbuilder_pod(self.settings, request), "slugbuilder",
+        grants = await asyncio.to_thread(self._grants, request)
+        pod = self._one_off(manifests.slugbuilder_pod(self.settings, request, grants), "slugbuilder",
                             [manifests.build_secret(request)])
         try:
             async with asyncio.timeout(request.timeout_seconds):
@@ -115,7 +129,7 @@ class KubernetesRuntime:
         if "release" not in release.processes:
             return
         await out(f"-----> Running the release command of {release.label}")
-        await self.kube.apply(manifests.config_secret(release))
+        await self.kube.apply_all([manifests.config_secret(release), await self._slug_secret(release)])
         pod = self._one_off(manifests.release_pod(self.settings, release), "release")
         try:
             async with asyncio.timeout(self.settings.build_timeout):
@@ -138,7 +152,7 @@ class KubernetesRuntime:
             await out.write(line + "\n")
 
         try:
-            await self.kube.apply(manifests.config_secret(release))
+            await self.kube.apply_all([manifests.config_secret(release), await self._slug_secret(release)])
             return await self._one_off(manifests.run_pod(self.settings, release, argv), "run").run(lines)
         except (PodFailed, KubeError, ManifestError) as exc:
             raise RuntimeFailure(f"The command could not run: {exc}") from None
@@ -173,7 +187,8 @@ class KubernetesRuntime:
     async def _desired(self, release: ReleaseSpec,
                        restart: bool) -> tuple[list[Manifest], dict[str, LiveObject | None]]:
         """The objects to apply, and each Deployment among them as it is live now (None: new)."""
-        objects = manifests.render_release(self.settings, release, release.autoscale)
+        slug_url = await asyncio.to_thread(self._slug_url, release)
+        objects = manifests.render_release(self.settings, release, release.autoscale, slug_url)
         kept: list[Manifest] = []
         live_deployments: dict[str, LiveObject | None] = {}
         for obj in objects:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import AsyncIterator, TextIO
 
 from controller.runtime.base import log_timestamp, split_log_timestamp
+from core.private import open_private, private_dir
 
 RING_LINES = 2000
 FILE_LIMIT = 10 * 1024 * 1024
@@ -104,8 +105,8 @@ class LogStore:
     def _write(self, text: str) -> None:
         # Small appends to a local file: the page cache absorbs them.
         if self._file is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a", encoding="utf-8")
+            private_dir(self.directory)
+            self._file = open(open_private(self.path), "a", encoding="utf-8")
             self._file_size = self._file.tell()
         data = text + "\n"
         self._file.write(data)

@@ -1,6 +1,7 @@
 """One-off processes (`run`): stdin forwarded, and a pseudo-terminal when the client has a terminal.
 
-The process runs in its own process group (a session led by it, the PTY its
+The process runs as the app's user when it has one (Teresa as root; see
+tenancy.py), in its own process group (a session led by it, the PTY its
 controlling terminal when there is one, so Ctrl-C reaches it as SIGINT). Its
 output goes to the client as it comes, not line by line, so prompts show.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from controller.runtime.local.processes import CHUNK, signal_group, stop_group
+from controller.runtime.local.tenancy import AppUser
 from core.commands import Input, Output, Terminal
 
 DRAIN_AFTER_EXIT = 1.0  # seconds to wait for output still in flight once the process has exited
@@ -34,21 +36,26 @@ def _take_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-async def run_oneoff(argv: Sequence[str], env: Mapping[str, str], cwd: Path, stdin: Input, out: Output) -> int:
-    """Run `argv` with stdin forwarded and output streamed; returns its exit status (128+N for signal N)."""
+async def run_oneoff(argv: Sequence[str], env: Mapping[str, str], cwd: Path, stdin: Input, out: Output, *,
+                     user: AppUser | None = None) -> int:
+    """Run `argv` (as `user`, when given) with stdin forwarded and output streamed; returns its exit status
+    (128+N for signal N)."""
     terminal = stdin.terminal
+    as_user = user.spawn_options() if user else {}
     if terminal is None:
         proc = await asyncio.create_subprocess_exec(
             *argv, env=dict(env), cwd=cwd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True, **as_user)
         assert proc.stdout is not None
         return await _supervise(proc, _PipeEnds(proc), proc.stdout, stdin, out)
     master, slave = os.openpty()
     try:
         set_size(slave, terminal)
+        if user:  # its terminal is the app user's, as login(1) would make it
+            os.fchown(slave, user.uid, user.gid)
         proc = await asyncio.create_subprocess_exec(
             *argv, env={**env, "TERM": terminal.type or "xterm"}, cwd=cwd, stdin=slave, stdout=slave, stderr=slave,
-            start_new_session=True, preexec_fn=_take_terminal)
+            start_new_session=True, preexec_fn=_take_terminal, **as_user)
     except BaseException:
         os.close(master)
         raise

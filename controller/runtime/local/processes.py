@@ -12,6 +12,7 @@ from typing import AsyncIterator, Mapping, Sequence
 import psutil
 
 from controller.runtime.base import LineSink
+from controller.runtime.local.tenancy import AppUser
 
 CHUNK = 64 * 1024
 MAX_LINE = 16 * 1024
@@ -26,8 +27,11 @@ def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-async def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: Path | None = None) -> asyncio.subprocess.Process:
-    """Start `argv` as the leader of a new process group, stdout and stderr merged into one pipe."""
+async def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: Path | None = None, *,
+                user: AppUser | None = None, pass_fds: Sequence[int] = ()) -> asyncio.subprocess.Process:
+    """Start `argv` as the leader of a new process group, stdout and stderr merged into one pipe.
+
+    With `user`, the process runs as that app's uid and gid; `pass_fds` stay open in it."""
     return await asyncio.create_subprocess_exec(
         *argv,
         env=dict(env),
@@ -36,6 +40,8 @@ async def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: Path | None = 
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,
+        pass_fds=tuple(pass_fds),
+        **(user.spawn_options() if user else {}),
     )
 
 
@@ -92,6 +98,7 @@ async def iter_lines(stream: asyncio.StreamReader) -> AsyncIterator[str]:
 async def run_streaming(
     argv: Sequence[str], env: Mapping[str, str], out: LineSink, *, cwd: Path | None = None,
     timeout: float | None = None, grace: float = 5.0, tail: list[str] | None = None, tail_size: int = 10,
+    user: AppUser | None = None, pass_fds: Sequence[int] = (),
 ) -> int:
     """Run `argv`, sending each output line to `out` as it arrives; returns the exit status.
 
@@ -99,7 +106,7 @@ async def run_streaming(
     stopping the whole process group either way. `tail`, if given, receives the
     last `tail_size` lines.
     """
-    proc = await spawn(argv, env, cwd)
+    proc = await spawn(argv, env, cwd, user=user, pass_fds=pass_fds)
 
     async def pump() -> None:
         assert proc.stdout is not None

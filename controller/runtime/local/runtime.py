@@ -13,7 +13,7 @@ from typing import AsyncIterator, Mapping, Sequence
 
 import aiohttp
 
-from builder.job import STACK_SETTINGS, BuildRequest
+from builder.job import STACK_SETTINGS, BuildRequest, Grants
 from controller.runtime.base import (
     BuildFailed, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeFailure,
 )
@@ -23,15 +23,19 @@ from controller.runtime.local.processes import base_env, run_streaming
 from controller.runtime.local.rollout import Rollout
 from controller.runtime.local.router import Router
 from controller.runtime.local.slugs import SlugCache, SlugUnavailable
+from controller.runtime.local.staging import Staging
 from controller.runtime.local.state import forget_current, load_current, save_current
 from controller.runtime.local.supervisor import AppSupervisor, Timings
+from controller.runtime.local.tenancy import AppUser, Tenancy
 from controller.spec import ReleaseSpec
 from core import log
 from core.commands import Input, Output
-from core.config import Settings
+from core.config import Settings, local_apps_dir
+from core.layout import procfile_key
+from core.private import private_dir
+from core.storage import StorageError, storage_for
 
 logger = log.get("runtime.local")
-ONEOFFS = "oneoffs"  # apps/<app>/oneoffs/<dyno>.<id>: the fresh copy of the slug each one-off runs in
 
 
 def installed_tool(name: str) -> str:
@@ -61,14 +65,17 @@ class LocalRuntime:
                  slugbuilder: Sequence[str] | None = None, timings: Timings = Timings(),
                  serve_router: bool = True) -> None:
         self.settings = settings
-        self.apps_dir = settings.data_dir / "apps"
+        self.apps_dir = settings.data_dir / "apps"   # the server's own state per app: current.json, logs, uid
+        self.tenancy = Tenancy(self.apps_dir, local_apps_dir(settings), settings.app_uid_base,
+                               isolate=settings.app_isolation)
+        self.storage = storage_for(settings.storage)
         self.slugrunner = list(slugrunner or [installed_tool("teresa-slugrunner")])
         self.slugbuilder = list(slugbuilder or [installed_tool("teresa-slugbuilder")])
         self.timings = timings
         self.router = Router(settings.domain, self._serving_ports, trusted_proxies=settings.trusted_proxies,
                              access_log=self._access_line, header_timeout=settings.router_header_timeout,
                              max_connections_per_address=settings.router_max_connections_per_address)
-        self.slugs = SlugCache(self.apps_dir, self.slugrunner, settings.storage.to_env())
+        self.slugs = SlugCache(self.tenancy, self.slugrunner, self.storage)
         self._serve_router = serve_router
         self._supervisors: dict[str, AppSupervisor] = {}
         self._current: dict[str, ReleaseSpec] = {}
@@ -80,16 +87,18 @@ class LocalRuntime:
     # -- lifecycle
 
     async def start(self) -> None:
+        await asyncio.to_thread(self.tenancy.check)
+        await asyncio.to_thread(private_dir, self.apps_dir)
         # Health checks close their connections, as Kubernetes' do: an idle kept-alive
         # connection would tie up a single-threaded app server.
         self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
                                            cookie_jar=aiohttp.DummyCookieJar())
         if self._serve_router:
             await self.router.start(self.settings.router_addr)
-        if reaped := await asyncio.to_thread(reap_orphans, self.apps_dir):
+        if reaped := await asyncio.to_thread(reap_orphans, self.tenancy.work_root):
             logger.warning("stopped processes left behind by an earlier server", count=len(reaped))
         for app_root in await asyncio.to_thread(self._app_roots):
-            await asyncio.to_thread(shutil.rmtree, app_root / ONEOFFS, True)  # left by a server that died
+            await asyncio.to_thread(shutil.rmtree, self.tenancy.oneoffs_dir(app_root.name), True)  # a dead server's
             self.router.add_app(app_root.name)
             await asyncio.to_thread(self.supervisor(app_root.name).logs.load_history)
             release = await asyncio.to_thread(load_current, app_root)
@@ -159,7 +168,8 @@ class LocalRuntime:
         if app not in self._supervisors:
             if self._http is None:
                 raise RuntimeError("LocalRuntime.start() must be awaited before it runs processes.")
-            self._supervisors[app] = AppSupervisor(app, self.apps_dir / app, self._http, self.timings, self.slugrunner)
+            self._supervisors[app] = AppSupervisor(app, self.apps_dir / app, self._http, self.timings, self.slugrunner,
+                                                   user=self.tenancy.user(app), tmp_dir=self.tenancy.tmp_dir(app))
         return self._supervisors[app]
 
     def _lock(self, app: str) -> asyncio.Lock:
@@ -174,7 +184,8 @@ class LocalRuntime:
         return supervisor.serving_ports("web") if supervisor else []
 
     async def create_app(self, app: str) -> None:
-        await asyncio.to_thread((self.apps_dir / app).mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(private_dir, self.apps_dir / app)
+        await asyncio.to_thread(self.tenancy.prepare, app)
         self.router.add_app(app)
 
     async def destroy_app(self, app: str) -> None:
@@ -183,6 +194,7 @@ class LocalRuntime:
             await self._stop_app(app)
             self._current.pop(app, None)
             await asyncio.to_thread(shutil.rmtree, self.apps_dir / app, True)
+            await asyncio.to_thread(shutil.rmtree, self.tenancy.app_root(app), True)
 
     async def _stop_app(self, app: str) -> None:
         supervisor = self._supervisors.pop(app, None)
@@ -204,11 +216,35 @@ class LocalRuntime:
     # -- releases
 
     async def build(self, request: BuildRequest, out: LineSink) -> None:
-        stack = {k: v for k, v in self.settings.env.items() if k.startswith(STACK_SETTINGS)}  # the stack's runtimes
-        env = base_env({**stack, **self.settings.storage.to_env(), **request.to_env(),
-                        BUILDER_MARK: str(self.apps_dir.resolve())})  # found again after a crash (orphans.py)
+        """Run the slugbuilder as the app's user with its own objects as open files; store what it made."""
+        app = request.app
+        await asyncio.to_thread(self.tenancy.prepare, app)
+        user = await asyncio.to_thread(self.tenancy.user, app)
+        staging = await asyncio.to_thread(Staging, self.storage, self.apps_dir / app)
         try:
-            status = await run_streaming(self.slugbuilder, env, out, timeout=request.timeout_seconds)
+            await self._build_staged(request, out, staging, user)
+        finally:
+            await asyncio.to_thread(staging.__exit__, None, None, None)
+
+    async def _build_staged(self, request: BuildRequest, out: LineSink, staging: Staging,
+                            user: AppUser | None) -> None:
+        try:
+            source = await asyncio.to_thread(staging.read, request.source_key)
+            cached = bool(request.cache_key) and await asyncio.to_thread(self.storage.exists, request.cache_key)
+            cache = await asyncio.to_thread(staging.read, request.cache_key) if cached else ""
+        except StorageError as exc:
+            raise BuildFailed(f"The pushed source could not be read from storage ({exc}); push again.") from None
+        grants = Grants(source=source, slug=staging.write("slug"), procfile=staging.write("Procfile"),
+                        cache=cache, cache_upload=staging.write("cache") if request.cache_key else "")
+        stack = {k: v for k, v in self.settings.env.items() if k.startswith(STACK_SETTINGS)}  # the stack's runtimes
+        tmp = str(self.tenancy.tmp_dir(request.app))
+        # No storage setting: the build reaches its own objects through the grants alone. BUILDER_MARK names
+        # the work root whose orphans are reaped after a crash (orphans.py), so a left-over build is found again.
+        env = base_env({**stack, **request.to_env(grants), "HOME": tmp, "TMPDIR": tmp,
+                        BUILDER_MARK: str(self.tenancy.work_root.resolve())})
+        try:
+            status = await run_streaming(self.slugbuilder, env, out, timeout=request.timeout_seconds, cwd=Path(tmp),
+                                         user=user, pass_fds=staging.fds)
         except asyncio.TimeoutError:
             raise BuildFailed(f"The build took longer than {request.timeout_seconds} seconds and was stopped; "
                               "make it faster or raise TERESA_BUILD_TIMEOUT.") from None
@@ -217,6 +253,18 @@ class LocalRuntime:
                               "reinstall Teresa so that teresa-slugbuilder is on its PATH.") from None
         if status != 0:
             raise BuildFailed(f"The build failed with exit status {status}; see its output above.")
+        await asyncio.to_thread(self._store_outputs, request, staging)
+
+    def _store_outputs(self, request: BuildRequest, staging: Staging) -> None:
+        staging.close_fds()
+        slug = staging.written("slug")
+        if slug is None:
+            raise BuildFailed("The build wrote no slug; see its output above.")
+        self.storage.put_file(request.slug_key, slug)
+        if procfile := staging.written("Procfile"):
+            self.storage.put_file(procfile_key(request.slug_key), procfile)
+        if request.cache_key and (cache := staging.written("cache")):
+            self.storage.put_file(request.cache_key, cache)
 
     async def release_phase(self, release: ReleaseSpec, out: LineSink) -> None:
         if "release" not in release.processes:
@@ -233,10 +281,12 @@ class LocalRuntime:
             await out(line)
 
         tail: list[str] = []
-        env = base_env({**release.config, "TERESA_APP_DIR": str(app_dir), "DYNO": "release.1"})
+        env = base_env({**release.config, "TERESA_APP_DIR": str(app_dir), "DYNO": "release.1",
+                        "TMPDIR": str(self.tenancy.tmp_dir(release.app))})
+        user = await asyncio.to_thread(self.tenancy.user, release.app)
         try:
             status = await run_streaming([*self.slugrunner, "start", "release"], env, both, cwd=app_dir,
-                                         timeout=self.settings.build_timeout, tail=tail, tail_size=5)
+                                         timeout=self.settings.build_timeout, tail=tail, tail_size=5, user=user)
         except asyncio.TimeoutError:
             raise ReleasePhaseFailed(f"The release command of {release.label} ran longer than "
                                      f"{self.settings.build_timeout} seconds and was stopped; "
@@ -299,12 +349,16 @@ class LocalRuntime:
             app_dir = await self.slugs.ensure(release)
         except SlugUnavailable as exc:
             raise RuntimeFailure(str(exc)) from None
+        app = release.app
         dyno = f"run.{next(self._run_ids)}"
+        user = await asyncio.to_thread(self.tenancy.user, app)
         # A copy of its own, as on Heroku: what a one-off writes never reaches a running process's files.
-        copy = self.apps_dir / release.app / ONEOFFS / f"{dyno}.{uuid.uuid4().hex[:8]}"
+        # It is made as the app's user, who owns it, so nothing the app controls is followed as root.
+        copy = self.tenancy.oneoffs_dir(app) / f"{dyno}.{uuid.uuid4().hex[:8]}"
         try:
-            await asyncio.to_thread(shutil.copytree, app_dir, copy, symlinks=True)
-            env = base_env({**release.config, "TERESA_APP_DIR": str(copy), "DYNO": dyno})
-            return await run_oneoff([*self.slugrunner, "exec", "--", *argv], env, copy, stdin, out)
+            await asyncio.to_thread(self.tenancy.copy_release, app_dir, copy, user)
+            env = base_env({**release.config, "TERESA_APP_DIR": str(copy), "DYNO": dyno,
+                            "TMPDIR": str(self.tenancy.tmp_dir(app))})
+            return await run_oneoff([*self.slugrunner, "exec", "--", *argv], env, copy, stdin, out, user=user)
         finally:
             await asyncio.to_thread(shutil.rmtree, copy, True)

@@ -1,4 +1,7 @@
-"""Unpacked slugs: one directory per release, fetched with `teresa-slugrunner fetch`."""
+"""Unpacked slugs: one directory per release, fetched with `teresa-slugrunner fetch` as the app's user.
+
+The runner reads the slug from a descriptor the server opened (see staging.py); the
+directory it unpacks into belongs to the app's user, so its processes own their files."""
 
 from __future__ import annotations
 
@@ -7,11 +10,15 @@ import re
 import shutil
 import uuid
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
+from builder.slugrunner import SLUG_URL
 from controller.runtime.base import RuntimeFailure
 from controller.runtime.local.processes import base_env, run_streaming
+from controller.runtime.local.staging import Staging
+from controller.runtime.local.tenancy import Tenancy
 from controller.spec import ReleaseSpec
+from core.storage import Storage, StorageError
 
 KEEP_RELEASES = 3
 RELEASE_DIR = re.compile(r"^v(\d+)$")
@@ -22,14 +29,14 @@ class SlugUnavailable(RuntimeFailure):
 
 
 class SlugCache:
-    def __init__(self, apps_dir: Path, slugrunner: Sequence[str], storage_env: Mapping[str, str]) -> None:
-        self.apps_dir = apps_dir
+    def __init__(self, tenancy: Tenancy, slugrunner: Sequence[str], storage: Storage) -> None:
+        self.tenancy = tenancy
         self.slugrunner = list(slugrunner)
-        self.storage_env = dict(storage_env)
+        self.storage = storage
         self._locks: dict[Path, asyncio.Lock] = {}
 
     def releases_dir(self, app: str) -> Path:
-        return self.apps_dir / app / "releases"
+        return self.tenancy.releases_dir(app)
 
     async def ensure(self, release: ReleaseSpec) -> Path:
         """The release's unpacked slug directory, fetching it the first time."""
@@ -55,22 +62,34 @@ class SlugCache:
         return None
 
     async def _fetch(self, release: ReleaseSpec, target: Path) -> None:
-        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
-        partial.mkdir(parents=True)
-        env = base_env({**self.storage_env, "TERESA_SLUG_KEY": release.slug_key, "TERESA_APP_DIR": str(partial)})
+        app = release.app
+        await asyncio.to_thread(self.tenancy.prepare, app)
+        user = await asyncio.to_thread(self.tenancy.user, app)
+        partial = Tenancy.owned(target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}"), user)
+        tmp = self.tenancy.tmp_dir(app)
         tail: list[str] = []
 
         async def discard(_line: str) -> None:
             pass
 
+        staging = await asyncio.to_thread(Staging, self.storage, self.tenancy.state_dir / app)
         try:
-            status = await run_streaming([*self.slugrunner, "fetch"], env, discard, tail=tail, tail_size=3)
+            try:
+                grant = await asyncio.to_thread(staging.read, release.slug_key)
+            except StorageError as exc:
+                raise SlugUnavailable(f"The slug of {app} {release.label} could not be fetched ({exc}); "
+                                      f"push again to rebuild it.") from None
+            env = base_env({SLUG_URL: grant, "TERESA_APP_DIR": str(partial), "HOME": str(tmp),
+                            "TMPDIR": str(tmp)})
+            status = await run_streaming([*self.slugrunner, "fetch"], env, discard, tail=tail, tail_size=3,
+                                         cwd=tmp, user=user, pass_fds=staging.fds)
             if status != 0:
                 detail = " / ".join(tail) or f"exit status {status}"
                 raise SlugUnavailable(f"The slug of {release.app} {release.label} could not be fetched ({detail}); "
                                       f"push again to rebuild it.")
             partial.rename(target)
         finally:
+            await asyncio.to_thread(staging.__exit__, None, None, None)
             if partial.exists():
                 await asyncio.to_thread(shutil.rmtree, partial, True)
 

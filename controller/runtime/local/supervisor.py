@@ -17,6 +17,7 @@ from controller.runtime.base import ProcessStatus
 from controller.runtime.local.logstore import LogStore
 from controller.runtime.local.probes import HOST, http_answers, http_check, tcp_check
 from controller.runtime.local.processes import base_env, iter_lines, listening_ports, spawn, stop_group
+from controller.runtime.local.tenancy import AppUser
 from controller.spec import ReleaseSpec
 from controller.teresa_yaml import Probe
 
@@ -127,7 +128,8 @@ class Replica:
         self.supervisor.logs.append(self.process_type, f"teresa[{self.name}]", line)
 
     def _env(self) -> dict[str, str]:
-        return base_env({**self.release.config, "PORT": str(self.port), "TERESA_APP_DIR": str(self.app_dir),
+        extra = {"TMPDIR": str(self.supervisor.tmp_dir)} if self.supervisor.tmp_dir else {}
+        return base_env({**self.release.config, **extra, "PORT": str(self.port), "TERESA_APP_DIR": str(self.app_dir),
                          "DYNO": self.name})
 
     async def _supervise(self) -> None:
@@ -152,7 +154,7 @@ class Replica:
         self.port = self.supervisor.free_port()  # a fresh one each time: the old may be taken meanwhile
         self._say(f"starting {self.release.label} on port {self.port}")
         try:
-            proc = await spawn(argv, self._env(), self.app_dir)
+            proc = await spawn(argv, self._env(), self.app_dir, user=self.supervisor.user)
         except OSError as exc:
             self._say(f"could not start {argv[0]}: {exc.strerror}")
             return 127
@@ -269,8 +271,10 @@ class AppSupervisor:
     """All replicas of one app, with the change notifications the rollout and tests wait on."""
 
     def __init__(self, app: str, app_root: Path, http: aiohttp.ClientSession, timings: Timings,
-                 slugrunner: Sequence[str]) -> None:
+                 slugrunner: Sequence[str], *, user: AppUser | None = None, tmp_dir: Path | None = None) -> None:
         self.app = app
+        self.user = user                        # the app's own uid when Teresa runs as root
+        self.tmp_dir = tmp_dir
         self.http = http
         self.timings = timings
         self.slugrunner = list(slugrunner)
