@@ -165,11 +165,11 @@ def test_missing_source_in_storage(builder: Builder) -> None:
 
     from tests.builder.conftest import script
 
-    env = builder.env(("apps/x/builds/1/source.tgz", "apps/x/builds/1/slug.tgz", ""), None)
+    env = builder.env(("apps/x/builds/1/source.tgz", "apps/x/builds/1/slug.tgz", "apps/x/cache/cache.tgz"), None)
     proc = subprocess.run(script("teresa-slugbuilder"), env=env, capture_output=True, text=True)
     assert proc.returncode != 0
     assert proc.stdout.rstrip().splitlines()[-1] == (
-        " !     Build failed: The source tarball apps/x/builds/1/source.tgz is not in storage; push again."
+        " !     Build failed: The pushed source is not in storage any more; push again."
     )
 
 
