@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from core.names import PROCESS_TYPE, PROCESS_TYPE_RULE, kubernetes_name
+from core.process_types import PROCESS_TYPE, PROCESS_TYPE_RULE, kubernetes_name
 
 LINE_PATTERN = re.compile(r"^(?P<type>[^:\s]*)\s*:\s*(?P<command>.*?)\s*$")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from core.commands import CommandError, shown
+from core.process_types import PROCESS_TYPE, PROCESS_TYPE_RULE
 
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
@@ -51,18 +52,6 @@ def key_name(value: str) -> str:
 HOSTNAME_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 CONFIG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_CONFIG = {"PORT", "DYNO", "HOME"}
-# One grammar for process types: the Procfile, the command line and Kubernetes object names.
-# Underscores are Heroku's too; Kubernetes names spell them as dashes (`kubernetes_name`).
-PROCESS_TYPE = re.compile(r"^[a-z]([a-z0-9_-]{0,28}[a-z0-9])?$")
-PROCESS_TYPE_RULE = ("use 1 to 30 lowercase letters, digits, dashes and underscores, starting with a letter and "
-                     "ending with a letter or digit (like web or mail_worker)")
-
-
-def kubernetes_name(process_type: str) -> str:
-    """How a process type names Kubernetes objects (a DNS label): `mail_worker` -> `mail-worker`."""
-    return process_type.replace("_", "-")
-
-
 def hostname(value: str) -> str:
     host = value.strip().lower().rstrip(".")
     labels = host.split(".")

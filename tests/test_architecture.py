@@ -54,3 +54,13 @@ def test_no_blanket_type_ignores() -> None:
     assert blanket == []
     config = (ROOT / "pyproject.toml").read_text()
     assert "ignore_errors" not in config and "disable_error_code" not in config
+
+
+def test_the_slugbuilder_needs_none_of_the_servers_dependencies() -> None:
+    """The stack image runs builder/; it must not drag in the database or logging stack through core."""
+    probe = ("import sys, builder.slugbuilder, builder.slugrunner; "
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'structlog', 'aiohttp', "
+             "'asyncssh', 'dulwich', 'kubernetes', 'alembic'}))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from builder.procfile import ProcfileError, parse, render
-from core import names
+from core.process_types import PROCESS_TYPE
 
 
 def test_parse_skips_comments_and_blank_lines_and_keeps_order() -> None:
@@ -42,7 +42,7 @@ def test_bad_lines_name_the_line_and_the_expected_form(text: str, message: str) 
     assert "\n" not in str(error.value)
 
 
-process_types = st.from_regex(names.PROCESS_TYPE, fullmatch=True)
+process_types = st.from_regex(PROCESS_TYPE, fullmatch=True)
 commands = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=40).map(str.strip).filter(bool)
 
 

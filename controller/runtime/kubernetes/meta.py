@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 
 from controller.runtime.kubernetes.objects import ObjectMeta, Secret
-from core import names
+from core import process_types
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 APP_LABEL = "teresa.io/app"
@@ -63,11 +63,11 @@ def metadata(name: str, namespace: str | None, object_labels: dict[str, str], **
 
 
 def object_name(process_type: str) -> str:
-    """The Kubernetes name for a Procfile process type (core.names' grammar, `_` spelt `-`)."""
-    if not names.PROCESS_TYPE.match(process_type):
+    """The Kubernetes name for a Procfile process type (core.process_types grammar, `_` spelt `-`)."""
+    if not process_types.PROCESS_TYPE.match(process_type):
         raise ManifestError(f"Process type {process_type[:40]!r} cannot name a Kubernetes object; rename it in the "
-                            f"Procfile: {names.PROCESS_TYPE_RULE}.")
-    return names.kubernetes_name(process_type)
+                            f"Procfile: {process_types.PROCESS_TYPE_RULE}.")
+    return process_types.kubernetes_name(process_type)
 
 
 def config_secret_name(config: Mapping[str, str]) -> str:
