@@ -24,7 +24,7 @@ import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -140,3 +140,35 @@ async def held(db: Database, name: str, holder: str, replica: str, seconds: floa
     finally:
         renewer.cancel()
         await asyncio.shield(asyncio.to_thread(release, db, lease))
+
+
+async def while_held(db: Database, name: str, replica: str, seconds: float,
+                     work: Callable[[], Awaitable[None]]) -> None:
+    """Run `work` on one replica at a time, for as long as this replica holds the lease `name`.
+
+    For the server's background jobs (the crash-loop detector, audit pruning): the other replicas
+    wait, asking again every third of a lease period, and the first to ask after the holder
+    stops (or dies, and its lease expires) takes over. A lost lease stops the work here.
+    Returns when `work` returns; runs until cancelled otherwise.
+    """
+    while True:
+        try:
+            lease = await asyncio.to_thread(acquire, db, name, "periodic", replica, seconds)
+        except LeaseTaken:
+            await asyncio.sleep(seconds / 3)
+            continue
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("lease_unavailable", lease=name, error=type(exc).__name__)
+            await asyncio.sleep(seconds / 3)
+            continue
+        renewer = asyncio.create_task(_keep_renewed(db, lease))
+        worker = asyncio.ensure_future(work())
+        try:
+            await asyncio.wait({renewer, worker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            renewer.cancel()
+            worker.cancel()
+            await asyncio.shield(asyncio.to_thread(release, db, lease))
+        if worker.done() and not worker.cancelled():
+            worker.result()  # work that raised raises here
+            return

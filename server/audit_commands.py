@@ -8,7 +8,7 @@ import re
 
 from sqlalchemy.orm import Session
 
-from core import audit, names
+from core import audit, leases, names
 from core import log as logging
 from core.commands import ANYONE, CommandError, Invocation, arg, command, shown
 from core.models import utcnow
@@ -62,14 +62,23 @@ async def audit_command(inv: Invocation[Services]) -> None:
                              for r in rows])
 
 
-async def prune_loop(services: Services, *, interval: float = 24 * 60 * 60) -> None:
-    """For `teresa serve`: prune the audit log now and then once a day; returns at once when retention is 0."""
-    days = services.settings.audit_retention_days
-    if days <= 0:
+PRUNE_LEASE = "periodic:audit-prune"
+
+
+async def prune_loop(services: Services) -> None:
+    """For `teresa serve`: one replica at a time prunes the audit log now and then once a day (none when
+    retention is 0)."""
+    settings = services.settings
+    if settings.audit_retention_days <= 0:
         return
+    await leases.while_held(services.db, PRUNE_LEASE, settings.replica_name, settings.deploy_lease_seconds,
+                            lambda: _prune_daily(services))
+
+
+async def _prune_daily(services: Services, *, interval: float = 24 * 60 * 60) -> None:
     while True:
         try:
-            await audit.prune(services.db, days)
+            await audit.prune(services.db, services.settings.audit_retention_days)
         except Exception:  # the loop's boundary: a failed pruning is tried again tomorrow
             log.exception("audit_prune_failed")
         await asyncio.sleep(interval)

@@ -84,3 +84,49 @@ def test_held_renews_while_the_block_runs(db: Database) -> None:
         assert leases.read(db, "deploy:shop") is None
 
     asyncio.run(scenario())
+
+
+def test_background_work_runs_on_one_replica_and_moves_when_it_stops(db: Database) -> None:
+    asyncio.run(_one_replica_at_a_time(db))
+
+
+async def _one_replica_at_a_time(db: Database) -> None:
+    running: list[str] = []
+    started = {"a": asyncio.Event(), "b": asyncio.Event()}
+
+    def work(replica: str):
+        async def run() -> None:
+            running.append(replica)
+            started[replica].set()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                running.remove(replica)
+        return run
+
+    a = asyncio.create_task(leases.while_held(db, "periodic:test", "a", 0.6, work("a")))
+    await asyncio.wait_for(started["a"].wait(), 10)
+    b = asyncio.create_task(leases.while_held(db, "periodic:test", "b", 0.6, work("b")))
+    await asyncio.sleep(0.5)  # b asks again at least twice (every 0.2 s) while a holds and renews the lease
+    assert running == ["a"] and leases.read(db, "periodic:test").replica == "a"
+
+    a.cancel()  # replica a stops: its lease is released and b takes over at its next ask
+    await asyncio.wait_for(started["b"].wait(), 10)
+    assert running == ["b"]
+    b.cancel()
+    await asyncio.gather(a, b, return_exceptions=True)
+    assert running == [] and leases.read(db, "periodic:test") is None
+
+
+def test_background_work_that_finishes_releases_its_lease(db: Database) -> None:
+    asyncio.run(_finishes(db))
+
+
+async def _finishes(db: Database) -> None:
+    ran = []
+
+    async def once() -> None:
+        ran.append(leases.read(db, "periodic:once").replica)
+
+    await asyncio.wait_for(leases.while_held(db, "periodic:once", "a", 30, once), 10)
+    assert ran == ["a"] and leases.read(db, "periodic:once") is None
