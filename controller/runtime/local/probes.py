@@ -18,36 +18,34 @@ class CheckResult:
     detail: str        # e.g. "GET /healthz returned HTTP 500", "connection refused on port 5000"
 
 
-async def http_check(session: aiohttp.ClientSession, port: int, probe: Probe) -> CheckResult:
-    what = f"GET {probe.path}"
+async def _get(session: aiohttp.ClientSession, port: int, path: str, timeout: float) -> int | str:
+    """The HTTP status of GET `path` on `port`, or why there was none."""
     try:
-        async with session.get(
-            f"http://{HOST}:{port}{probe.path}",
-            allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=probe.timeout_seconds),
-        ) as response:
-            await response.read()
-            return CheckResult(200 <= response.status < 400, f"{what} returned HTTP {response.status}")
+        async with session.get(f"http://{HOST}:{port}{path}", allow_redirects=False,
+                               timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            return response.status
     except asyncio.TimeoutError:
-        return CheckResult(False, f"{what} timed out after {probe.timeout_seconds}s")
+        return f"got no answer within {timeout:g}s"
     except aiohttp.ClientConnectorError:
-        return CheckResult(False, f"{what} found nothing listening on port {port}")
+        return f"found nothing listening on port {port}"
     except aiohttp.ClientError as exc:
-        return CheckResult(False, f"{what} failed: {type(exc).__name__}")
+        return f"got no HTTP answer ({type(exc).__name__})"
+
+
+async def http_check(session: aiohttp.ClientSession, port: int, probe: Probe) -> CheckResult:
+    """The readiness or liveness path of teresa.yaml: healthy on 200-399."""
+    status = await _get(session, port, probe.path, probe.timeout_seconds)
+    if isinstance(status, str):
+        return CheckResult(False, f"GET {probe.path} {status}")
+    return CheckResult(200 <= status < 400, f"GET {probe.path} returned HTTP {status}")
 
 
 async def http_answers(session: aiohttp.ClientSession, port: int, timeout: float) -> CheckResult:
     """GET / on `port`: any HTTP response proves the app loaded (even 404 or 500); refused or reset does not."""
-    try:
-        async with session.get(f"http://{HOST}:{port}/", allow_redirects=False,
-                               timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-            return CheckResult(True, f"GET / returned HTTP {response.status}")
-    except asyncio.TimeoutError:
-        return CheckResult(False, f"GET / got no answer within {timeout:g}s")
-    except aiohttp.ClientConnectorError:
-        return CheckResult(False, f"GET / found nothing listening on port {port}")
-    except aiohttp.ClientError as exc:
-        return CheckResult(False, f"GET / got no HTTP answer ({type(exc).__name__})")
+    status = await _get(session, port, "/", timeout)
+    if isinstance(status, str):
+        return CheckResult(False, f"GET / {status}")
+    return CheckResult(True, f"GET / returned HTTP {status}")
 
 
 async def tcp_check(port: int, timeout: float = 1.0) -> CheckResult:
