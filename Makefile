@@ -31,8 +31,11 @@ cluster:
 	hack/cluster/build
 	hack/cluster/images
 
+# Tests run on TEST_WORKERS pytest-xdist workers (most wait on builds, servers and clusters rather than
+# compute); the real cluster's tests share one worker (tests/conftest.py). TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 3
 test: $(TEST_STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/push.py $(BENCH_ARGS)

@@ -24,3 +24,12 @@ def skip_or_fail(reason: str) -> None:
     if require_services():
         pytest.fail(f"{reason} (TERESA_TEST_REQUIRE_SERVICES=1)")
     pytest.skip(reason)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test` runs `-n` workers, `--dist loadgroup`), every test of the real
+    cluster runs on one worker: each worker would otherwise start a cluster of its own."""
+    cluster = config.rootpath / "tests" / "cluster"
+    for item in items:
+        if cluster in item.path.parents:
+            item.add_marker(pytest.mark.xdist_group("cluster"))
