@@ -74,9 +74,10 @@ def test_racing_takers_get_exactly_one_lease(db: Database) -> None:
 
 def test_held_renews_while_the_block_runs(db: Database) -> None:
     async def scenario() -> None:
-        async with leases.held(db, "deploy:shop", "ann@example.com", "replica-a", 0.3) as lease:
+        # a lease of 1.5 s renewed every 0.5 s: long enough that a busy machine's late renewal still comes in time
+        async with leases.held(db, "deploy:shop", "ann@example.com", "replica-a", 1.5) as lease:
             first_expiry = leases.read(db, "deploy:shop").expires_at
-            await asyncio.sleep(0.5)  # longer than the lease: only renewal keeps it
+            await asyncio.sleep(2)  # longer than the lease: only renewal keeps it
             current = leases.read(db, "deploy:shop")
             assert current.expires_at > first_expiry and current.holder == lease.holder
             with pytest.raises(leases.LeaseTaken):
@@ -104,10 +105,10 @@ async def _one_replica_at_a_time(db: Database) -> None:
                 running.remove(replica)
         return run
 
-    a = asyncio.create_task(leases.while_held(db, "periodic:test", "a", 0.6, work("a")))
+    a = asyncio.create_task(leases.while_held(db, "periodic:test", "a", 3, work("a")))
     await asyncio.wait_for(started["a"].wait(), 10)
-    b = asyncio.create_task(leases.while_held(db, "periodic:test", "b", 0.6, work("b")))
-    await asyncio.sleep(0.5)  # b asks again at least twice (every 0.2 s) while a holds and renews the lease
+    b = asyncio.create_task(leases.while_held(db, "periodic:test", "b", 3, work("b")))
+    await asyncio.sleep(3.5)  # longer than a lease period: b asks again (every 1 s) while a holds and renews it
     assert running == ["a"] and leases.read(db, "periodic:test").replica == "a"
 
     a.cancel()  # replica a stops: its lease is released and b takes over at its next ask
