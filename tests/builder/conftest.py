@@ -188,6 +188,13 @@ def _urlsafe_sha256(data: bytes) -> str:
 
 
 @pytest.fixture(scope="session")
+def go_builder(tmp_path_factory: pytest.TempPathFactory) -> Builder:
+    """One app for every Go build of the session, so that later builds reuse the Go build cache of the
+    first, as an app's pushes do: the standard library compiles once (the Go tests share an xdist group)."""
+    return Builder(StorageSettings(type="local", root=tmp_path_factory.mktemp("go-storage")))
+
+
+@pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory holding a wheel of the sample `teresa-test-greeting` package, built here, offline."""
     out = tmp_path_factory.mktemp("wheelhouse")

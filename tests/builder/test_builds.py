@@ -162,11 +162,12 @@ def test_procfile_only_app_runs_its_commands(local_builder: Builder, run_slug) -
     assert run_slug(build).get("/hello.txt") == "Hello from a Procfile-only app\n"
 
 
+@pytest.mark.xdist_group("go")
 @pytest.mark.parametrize(("app", "greeting"), [("go_modules", "Hello from go modules"), ("go_govendor", "Hello from govendor")])
-def test_go_app_builds_a_binary(local_builder: Builder, run_slug, app: str, greeting: str) -> None:
+def test_go_app_builds_a_binary(go_builder: Builder, run_slug, app: str, greeting: str) -> None:
     if not shutil.which("go"):
         pytest.skip("Go is not installed on this machine (CI installs golang-go)")
-    build = local_builder.build(APPS / app, timeout=300)
+    build = go_builder.build(APPS / app, timeout=300)
     assert_succeeded(build)
     assert "-----> Go app detected" in build.lines
     assert any(line.startswith("       Installed bin/") for line in build.lines)
