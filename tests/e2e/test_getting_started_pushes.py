@@ -98,6 +98,14 @@ class Pushes:
             pytest.fail(f"mark the test @pytest.mark.sample({app!r}), so that its push starts")
         return self.started[app].result(timeout=PUSH_TIMEOUT + 60)
 
+    def released(self, app: str, *lines: str) -> str:
+        """The push's output, after checking it printed each of `lines` (as git shows them) and released v1."""
+        output = self.output(app)
+        for line in lines:
+            assert f"remote: {line}" in output, output
+        assert re.search(r"remote: .*Released v1", output), output
+        return output
+
     def get(self, app: str, path: str = "/") -> tuple[int, str]:
         return http_get(self.deploy.server.runtime.router.port, f"{app}.localhost", path)
 
@@ -122,16 +130,10 @@ def pushes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             pushes.close()
 
 
-def released(output: str) -> None:
-    assert re.search(r"remote: .*Released v1", output), output
-
-
 @pytest.mark.sample("django")
 def test_django_with_python_version_serves_a_page_and_its_collected_static_file(pushes: Pushes) -> None:
-    output = pushes.output("django")
+    output = pushes.released("django", "-----> $ python manage.py collectstatic --noinput")
     assert re.search(r"remote: -----> Using Python 3\.12\.\d+ \(from \.python-version\)", output), output
-    assert "remote: -----> $ python manage.py collectstatic --noinput" in output
-    released(output)
     status, page = pushes.get("django")
     assert status == 200 and "Hello from Django on Python 3.12" in page, page
     hashed = re.search(r'href="(/static/hello/site\.[0-9a-f]{12}\.css)"', page)
@@ -142,7 +144,7 @@ def test_django_with_python_version_serves_a_page_and_its_collected_static_file(
 
 @pytest.mark.sample("express")
 def test_express_serves_its_page_and_public_files(pushes: Pushes) -> None:
-    released(pushes.output("express"))
+    pushes.released("express")
     status, page = pushes.get("express")
     assert status == 200 and "Hello from Express on node v" in page, page
     status, css = pushes.get("express", "/stylesheets/main.css")
@@ -151,26 +153,20 @@ def test_express_serves_its_page_and_public_files(pushes: Pushes) -> None:
 
 @pytest.mark.sample("typescript")
 def test_typescript_serves_its_compiled_output(pushes: Pushes) -> None:
-    output = pushes.output("typescript")
-    assert "remote: -----> Running build (npm run build)" in output, output
-    released(output)
+    pushes.released("typescript", "-----> Running build (npm run build)")
     assert pushes.get("typescript") == (200, "Hello from TypeScript, compiled at build time")
 
 
 @pytest.mark.sample("go-app")
 def test_go_module_binary_answers(pushes: Pushes) -> None:
-    output = pushes.output("go-app")
-    assert "remote:        Installed bin/go-getting-started" in output, output
-    released(output)
+    pushes.released("go-app", "       Installed bin/go-getting-started")
     status, body = pushes.get("go-app")
     assert status == 200 and re.fullmatch(r"Hello from Go \(built with go1\.\d+(\.\d+)?\)", body), body
 
 
 @pytest.mark.sample("assets")
 def test_buildpacks_file_from_the_pushed_tree_runs_nodejs_then_python(pushes: Pushes) -> None:
-    output = pushes.output("assets")
-    assert "remote: -----> Buildpack 2 of 2: heroku/python" in output, output
-    released(output)
+    pushes.released("assets", "-----> Buildpack 1 of 2: heroku/nodejs", "-----> Buildpack 2 of 2: heroku/python")
     status, body = pushes.get("assets", "/bundle.txt")
     # node built the asset, and Python's bin/post_compile (executable through git) ran with node on its PATH
     assert status == 200 and body.startswith("bundled by node v") and "python saw node v" in body, body
@@ -178,8 +174,6 @@ def test_buildpacks_file_from_the_pushed_tree_runs_nodejs_then_python(pushes: Pu
 
 @pytest.mark.sample("berry")
 def test_yarn_berry_through_corepack_with_config_vars_set_before_the_push(pushes: Pushes) -> None:
-    output = pushes.output("berry")
-    assert "remote: -----> Using yarn@4.5.3 through corepack" in output, output
-    released(output)
+    pushes.released("berry", "-----> Using yarn@4.5.3 through corepack")
     status, body = pushes.get("berry")
     assert status == 200 and body.endswith("is-number pruned; steps prebuild,build:true,cleanup"), body
