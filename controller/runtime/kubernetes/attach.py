@@ -33,6 +33,7 @@ from core.commands import Input, Output, Terminal
 logger = log.get("runtime.kubernetes")
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
+CTRL_D = b"\x04"
 ENDED_GRACE = 10.0  # seconds for a process that could not be attached to to show as ended
 
 
@@ -47,6 +48,8 @@ class AttachFailed(Exception):
 @dataclass
 class Attachment:
     ws: aiohttp.ClientWebSocketResponse
+    received: bool = False  # any output came
+    error: str = ""         # what the error channel said (e.g. the container is not running)
 
     async def send(self, data: bytes) -> None:
         await self.ws.send_bytes(bytes([STDIN]) + data)
@@ -62,9 +65,18 @@ class Attachment:
                 continue
             channel, data = message.data[0], message.data[1:]
             if channel in (STDOUT, STDERR) and data:
+                self.received = True
                 yield data
             elif channel == ERROR and data:
-                logger.info("attach error channel", message=data.decode("utf-8", "replace")[:500])
+                self.error = _status_message(data)
+
+
+def _status_message(data: bytes) -> str:
+    """The message of the Status the error channel carries (or its text)."""
+    text = data.decode("utf-8", "replace")
+    with contextlib.suppress(ValueError, AttributeError):
+        return str(json.loads(text).get("message") or text)[:300]
+    return text[:300]
 
 
 @contextlib.asynccontextmanager
@@ -98,6 +110,8 @@ async def run_attached(pod: OneOffPod, stdin: Input, out: Output) -> int:
         try:
             async with attach(pod, tty=True) as attachment:
                 await _converse(attachment, stdin.terminal, stdin, out)
+                if attachment.error and not attachment.received:  # e.g. it had ended already
+                    raise AttachFailed(f"its pod could not be attached to ({attachment.error})")
         except AttachFailed as exc:
             await _unattached(pod, exc)
             return await pod.follow(lines)  # it ended before the attach: show what it printed
@@ -158,9 +172,10 @@ async def _converse(attachment: Attachment, terminal: Terminal, stdin: Input, ou
 
 
 async def _feed_terminal(attachment: Attachment, stdin: Input) -> None:
-    """Keys and size changes, until the client's input ends (the process itself decides when to end)."""
+    """Keys and size changes; the client's end of input is a terminal's, Ctrl-D (the process decides what it means)."""
     while (chunk := await stdin.chunk()) != b"":
         if isinstance(chunk, Terminal):
             await attachment.resize(chunk)
         else:
             await attachment.send(chunk)
+    await attachment.send(CTRL_D)
