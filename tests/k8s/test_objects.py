@@ -208,6 +208,10 @@ def test_release_and_run_pods() -> None:
     assert phase["spec"]["containers"][0]["command"] == ["teresa-slugrunner", "start", "release"]
     run = manifests.run_pod(settings, release, ["rake", "db:seed"], name="run-1a2b")
     assert run["spec"]["containers"][0]["command"] == ["teresa-slugrunner", "exec", "--", "rake", "db:seed"]
+    # stdin open for the one attach that forwards the client's (see attach.py); a terminal only when asked
+    assert {k: run["spec"]["containers"][0][k] for k in ("stdin", "stdinOnce", "tty")} == \
+        {"stdin": True, "stdinOnce": True, "tty": False}
+    assert manifests.run_pod(settings, release, ["sh"], tty=True)["spec"]["containers"][0]["tty"] is True
     # No Deployment may adopt a one-off pod: it has no process-type label.
     assert "teresa.io/process-type" not in run["metadata"]["labels"]
     names = {manifests.run_pod(settings, release, ["x"])["metadata"]["name"] for _ in range(2)}

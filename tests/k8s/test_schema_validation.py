@@ -26,7 +26,7 @@ def everything(allow_priv: bool, teresa_yaml: str) -> list[dict]:
         manifests.build_secret(request),
         manifests.slugbuilder_pod(settings, request, samples.GRANTS),
         manifests.release_pod(settings, release),
-        manifests.run_pod(settings, release, ["python", "manage.py", "shell"]),
+        manifests.run_pod(settings, release, ["python", "manage.py", "shell"], tty=True),
     ]
 
 

@@ -63,12 +63,14 @@ def test_cluster_role_grants_no_wildcards_and_is_not_cluster_admin(overlay: str)
         assert "escalate" not in rule["verbs"] and "bind" not in rule["verbs"] and "impersonate" not in rule["verbs"]
     granted = {(group, resource) for rule in role["rules"] for group in rule["apiGroups"] for resource in rule["resources"]}
     assert granted == {
-        ("", "namespaces"), ("", "pods"), ("", "pods/log"), ("", "secrets"), ("", "services"),
+        ("", "namespaces"), ("", "pods"), ("", "pods/log"), ("", "pods/attach"), ("", "secrets"), ("", "services"),
         ("", "serviceaccounts"), ("", "limitranges"), ("", "resourcequotas"), ("apps", "deployments"),
         ("apps", "replicasets"), ("batch", "jobs"), ("batch", "cronjobs"), ("networking.k8s.io", "ingresses"),
         ("networking.k8s.io", "networkpolicies"),
         ("autoscaling", "horizontalpodautoscalers"),
     }
+    attach = next(rule for rule in role["rules"] if "pods/attach" in rule["resources"])
+    assert attach["resources"] == ["pods/attach"] and attach["verbs"] == ["get", "create"]  # not exec, not portforward
     binding = find(objects, "ClusterRoleBinding", "teresa")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "teresa"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "teresa", "namespace": "teresa"}]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -129,6 +130,31 @@ def _error(exc: ApiException | HTTPError, what: str) -> KubeError:
     return cls(f"Kubernetes refused to {what}: {message}", exc.status or 0)
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """What a WebSocket to the API server needs (attach): its base URL, the auth headers, the TLS context."""
+
+    url: str
+    headers: dict[str, str]
+    ssl: ssl.SSLContext
+
+
+def _endpoint(api: kubernetes.client.ApiClient) -> Endpoint:
+    """Blocking (reads certificate files, may refresh a token)."""
+    config = api.configuration
+    headers = {k: v for k, v in api.default_headers.items() if k.lower() == "authorization"}
+    for auth in config.auth_settings().values():
+        if auth.get("in") == "header" and auth.get("value"):
+            headers[auth["key"]] = auth["value"]
+    context = ssl.create_default_context(cafile=config.ssl_ca_cert or None)
+    if config.cert_file:
+        context.load_cert_chain(config.cert_file, config.key_file)
+    if not config.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return Endpoint(config.host.rstrip("/"), headers, context)
+
+
 class KubeClient:
     """One connection pool to one cluster. Create with `await KubeClient.connect(settings)`."""
 
@@ -205,6 +231,9 @@ class KubeClient:
         except (ApiException, HTTPError) as exc:
             raise _error(exc, f"read the log of pod {pod}") from None
         return response
+
+    async def endpoint(self) -> Endpoint:
+        return await asyncio.to_thread(_endpoint, self._api)
 
     async def create(self, obj: Manifest) -> LiveObject:
         kind = kind_of(obj["apiVersion"], obj["kind"])

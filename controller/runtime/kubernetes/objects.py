@@ -145,6 +145,9 @@ class Container(TypedDict, total=False):
     ports: list[ContainerPort]
     livenessProbe: Probe
     readinessProbe: Probe
+    stdin: bool
+    stdinOnce: bool
+    tty: bool
 
 
 # -- pods

@@ -1,5 +1,7 @@
 """One-off pods (slugbuilder, release phase, run): create, wait for start, stream the log, read the exit code, delete.
 
+`run` also attaches to its pod, to forward stdin and, for a terminal, its output: see attach.py.
+
 The pod and the objects made for it are deleted in every case: success,
 failure, timeout and cancellation (the deletion is shielded, so a client that
 disconnects mid-build still gets its pod cleaned up).
@@ -8,7 +10,8 @@ disconnects mid-build still gets its pod cleaned up).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from controller.runtime.kubernetes import podstate
@@ -44,14 +47,26 @@ class OneOffPod:
 
     async def run(self, out: Callable[[str], Awaitable[None]]) -> int:
         """The container's exit code; its lines go to `out` as they arrive. Raises PodFailed, KubeError."""
+        async with self.started():
+            return await self.follow(out)
+
+    @contextlib.asynccontextmanager
+    async def started(self) -> AsyncIterator[None]:
+        """The pod created and its container started (or already ended); deleted on the way out."""
         try:
             for obj in self.extra:
                 await self.kube.create(obj)
             await self.kube.create(self.pod)
             await self._wait_started()
-            return await self._follow(out)
+            yield
         finally:
             await asyncio.shield(self.delete())
+
+    async def exit_status(self) -> int:
+        """The container's exit code, once it has ended."""
+        while (ended := podstate.terminated(await self._read(), self.container)) is None:
+            await asyncio.sleep(self.poll_interval)
+        return int(ended.get("exitCode", 1))
 
     async def delete(self) -> None:
         for obj in [self.pod, *self.extra]:
@@ -80,7 +95,8 @@ class OneOffPod:
                 return
             await asyncio.sleep(self.poll_interval)
 
-    async def _follow(self, out: Callable[[str], Awaitable[None]]) -> int:
+    async def follow(self, out: Callable[[str], Awaitable[None]]) -> int:
+        """Relay the container's log lines to `out` until it ends; its exit code."""
         cursor = LogCursor()
 
         async def relay(line: str) -> None:

@@ -160,13 +160,16 @@ def release_pod(settings: Settings, release: ReleaseSpec) -> Pod:
     }
 
 
-def run_pod(settings: Settings, release: ReleaseSpec, argv: list[str], name: str | None = None) -> Pod:
-    """A one-off process for `run APP -- CMD`; it carries no process-type label, so no Deployment adopts it."""
+def run_pod(settings: Settings, release: ReleaseSpec, argv: list[str], name: str | None = None, *,
+            tty: bool = False) -> Pod:
+    """A one-off process for `run APP -- CMD`; it carries no process-type label, so no Deployment adopts it.
+    Its stdin is open for one attach (the client's stdin, then EOF), with a terminal when `tty`."""
     if not argv:
         raise ManifestError("run needs a command after --, like: run myapp -- bash.")
     name = name or f"run-{secrets.token_hex(4)}"
     container = slug_container(settings, release, "run", ["teresa-slugrunner", "exec", "--", *argv],
                                release.limits.get("run"))
+    container["stdin"], container["stdinOnce"], container["tty"] = True, True, tty
     return {
         "apiVersion": "v1",
         "kind": "Pod",

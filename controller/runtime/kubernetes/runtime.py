@@ -11,6 +11,7 @@ from controller.runtime.base import (
     BuildFailed, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeFailure,
 )
 from controller.runtime.kubernetes import manifests, podstate
+from controller.runtime.kubernetes.attach import run_attached
 from controller.runtime.kubernetes.client import KubeClient, KubeError
 from controller.runtime.kubernetes.logstream import LogCursor, follow_lines, shown_timestamp, stream_once
 from controller.runtime.kubernetes.meta import (
@@ -147,15 +148,13 @@ class KubernetesRuntime:
                                      f"{output}; {release.label} was not released.")
 
     async def run(self, release: ReleaseSpec, argv: list[str], stdin: Input, out: Output) -> int:
-        """Output only, line by line, for now: stdin and a terminal need an attached pod (issue 11)."""
-        async def lines(line: str) -> None:
-            await out.write(line + "\n")
-
+        """A pod attached to: stdin forwarded, and with the client's terminal a TTY (see attach.py)."""
         try:
+            pod = manifests.run_pod(self.settings, release, argv, tty=stdin.terminal is not None)
             await self.kube.apply_all([manifests.config_secret(release), await self._slug_secret(release)])
-            return await self._one_off(manifests.run_pod(self.settings, release, argv), "run").run(lines)
+            return await run_attached(self._one_off(pod, "run"), stdin, out)
         except (PodFailed, KubeError, ManifestError) as exc:
-            raise RuntimeFailure(f"The command could not run: {exc}") from None
+            raise RuntimeFailure(f"The command could not run: {str(exc).rstrip('.')}.") from None
 
     # -- releases
 
