@@ -60,7 +60,7 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # corepack, which fetches yarn and pnpm) and Go come from their official images, pinned above.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        bash ca-certificates curl git gzip tar unzip xz-utils \
+        bash ca-certificates curl git gzip tar unzip xz-utils tini \
         build-essential pkg-config libffi-dev libssl-dev zlib1g-dev libpq-dev \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=node /usr/local/bin/node /usr/local/bin/node

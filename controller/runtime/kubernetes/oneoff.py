@@ -31,6 +31,7 @@ class OneOffPod:
     pod: Pod
     container: str
     poll_interval: float = 1.0
+    start_grace: float = 180.0  # how long the pod may be Unschedulable or fail to pull its image
     extra: list[Manifest] = field(default_factory=list)  # created first, deleted with the pod
     last_lines: list[str] = field(default_factory=list)
 
@@ -68,13 +69,14 @@ class OneOffPod:
         return pod
 
     async def _wait_started(self) -> None:
+        patience = podstate.Patience(self.start_grace)
         while True:
             pod = await self._read()
             if failed := podstate.failed_init(pod):
                 lines = await tail(self.kube, self.namespace, self.name, failed[0], TAIL_LINES)
                 shown = f"; last output: {' / '.join(lines)}" if lines else ""
                 raise PodFailed(f"its {failed[0]} step failed with exit status {failed[1]}{shown}")
-            if problem := podstate.start_problem(pod):
+            if problem := patience.verdict(self.name, podstate.start_problem(pod)):
                 raise PodFailed(problem)
             if podstate.started(pod, self.container):
                 return

@@ -65,6 +65,9 @@ def container_security(k8s: KubernetesSettings) -> SecurityContext:
 
 
 def _secured(container: Container, k8s: KubernetesSettings) -> Container:
+    """The container with the operator's security context and image pull policy."""
+    if k8s.image_pull_policy:
+        container["imagePullPolicy"] = k8s.image_pull_policy
     if context := container_security(k8s):
         container["securityContext"] = context
     return container
@@ -82,6 +85,8 @@ def base_pod_spec(k8s: KubernetesSettings, restart_policy: str) -> PodSpec:
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
     }
+    if k8s.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": name} for name in k8s.image_pull_secrets]
     if context := pod_security(k8s):
         spec["securityContext"] = context
     return spec
@@ -143,8 +148,18 @@ def slug_pod_spec(settings: Settings, release: ReleaseSpec, container: Container
     return spec
 
 
+# The slug's process is not PID 1: tini is, and forwards signals to the process group (-g) as Heroku signals
+# every process of a dyno, so a Procfile line that is a shell pipeline or script stops on SIGTERM too. As PID 1
+# the app would ignore SIGTERM unless it installed a handler, and a shell there would never pass it on.
+INIT = ["tini", "-g", "--"]
+
+
 def start_command(process_type: str) -> list[str]:
-    return ["teresa-slugrunner", "start", process_type]
+    return [*INIT, "teresa-slugrunner", "start", process_type]
+
+
+def exec_command(argv: list[str]) -> list[str]:
+    return [*INIT, "teresa-slugrunner", "exec", "--", *argv]
 
 
 def release_pod(settings: Settings, release: ReleaseSpec) -> Pod:
@@ -156,8 +171,15 @@ def release_pod(settings: Settings, release: ReleaseSpec) -> Pod:
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": metadata(f"release-{release.label}", release.app, labels(release.app, "release", release.version)),
-        "spec": slug_pod_spec(settings, release, container, "Never"),
+        "spec": _deadline(slug_pod_spec(settings, release, container, "Never"),
+                          settings.build_timeout + BUILD_DEADLINE_MARGIN),
     }
+
+
+def _deadline(spec: PodSpec, seconds: int) -> PodSpec:
+    """A one-off pod stops after `seconds` even when nobody is left to stop it (the server crashed)."""
+    spec["activeDeadlineSeconds"] = seconds
+    return spec
 
 
 def run_pod(settings: Settings, release: ReleaseSpec, argv: list[str], name: str | None = None) -> Pod:
@@ -165,13 +187,12 @@ def run_pod(settings: Settings, release: ReleaseSpec, argv: list[str], name: str
     if not argv:
         raise ManifestError("run needs a command after --, like: run myapp -- bash.")
     name = name or f"run-{secrets.token_hex(4)}"
-    container = slug_container(settings, release, "run", ["teresa-slugrunner", "exec", "--", *argv],
-                               release.limits.get("run"))
+    container = slug_container(settings, release, "run", exec_command(argv), release.limits.get("run"))
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": metadata(name, release.app, labels(release.app, release=release.version, extra={RUN_LABEL: name})),
-        "spec": slug_pod_spec(settings, release, container, "Never"),
+        "spec": _deadline(slug_pod_spec(settings, release, container, "Never"), settings.kubernetes.run_timeout),
     }
 
 
@@ -207,9 +228,8 @@ def slugbuilder_pod(settings: Settings, request: BuildRequest, grants: Grants) -
         "env": env,
         "resources": {"limits": {"cpu": k8s.build_limit_cpu, "memory": k8s.build_limit_memory}},
     }, k8s)
-    spec = base_pod_spec(k8s, "Never")
     # A backstop: the slugbuilder enforces TERESA_BUILD_TIMEOUT itself.
-    spec["activeDeadlineSeconds"] = request.timeout_seconds + BUILD_DEADLINE_MARGIN
+    spec = _deadline(base_pod_spec(k8s, "Never"), request.timeout_seconds + BUILD_DEADLINE_MARGIN)
     spec["containers"] = [container]
     return {
         "apiVersion": "v1",

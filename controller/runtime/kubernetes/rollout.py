@@ -64,11 +64,13 @@ class Stalled(Exception):
         self.needs_diagnosis = needs_diagnosis
 
 
-async def watch(kube: KubeClient, namespace: str, names: list[str], out: Callable[[str], Awaitable[None]],
-                timeout: float, poll_interval: float) -> None:
-    """Until every named Deployment is complete; raises Stalled (deadline exceeded, timeout, or pods that cannot start)."""
-    deadline = time.monotonic() + timeout
+async def watch(kube: KubeClient, namespace: str, names: list[str], out: Callable[[str], Awaitable[None]], *,
+                timeout: float, poll_interval: float, start_grace: float) -> None:
+    """Until every named Deployment is complete; raises Stalled (no progress for `timeout` seconds, its deadline
+    exceeded, or pods that cannot start: at once, or after `start_grace` seconds when that is normal for a while)."""
+    last_progress = time.monotonic()
     shown: dict[str, str] = {}
+    patience = podstate.Patience(start_grace)
     pending = list(names)
     while pending:
         for name in list(pending):
@@ -76,8 +78,9 @@ async def watch(kube: KubeClient, namespace: str, names: list[str], out: Callabl
             if deployment is None:
                 raise Stalled(name, "was deleted during the rollout", needs_diagnosis=False)
             state = progress(deployment)
-            if shown.get(name) != state.line:
+            if shown.get(name) != state.line:  # progress, like the controller's: replicas updated or available
                 shown[name] = state.line
+                last_progress = time.monotonic()
                 await out(state.line)
             if state.complete:
                 pending.remove(name)
@@ -87,12 +90,12 @@ async def watch(kube: KubeClient, namespace: str, names: list[str], out: Callabl
                 raise Stalled(name, f"cannot create its pods ({state.replica_failure})", needs_diagnosis=False)
             elif state.deadline_exceeded:
                 raise Stalled(name, "made no progress within its deadline")
-            elif problem := await _start_problem(kube, namespace, deployment):
+            elif problem := await _start_problem(kube, namespace, deployment, patience):
                 raise Stalled(name, f"cannot start its pods ({problem})", needs_diagnosis=False)
             elif crashed := await _crashed(kube, namespace, deployment):
                 raise Stalled(name, f"has a replica that exited ({crashed})")
-        if pending and time.monotonic() > deadline:
-            raise Stalled(pending[0], f"was not ready after {timeout:g} seconds")
+        if pending and time.monotonic() - last_progress > timeout:
+            raise Stalled(pending[0], f"made no progress for {timeout:g} seconds")
         if pending:
             await asyncio.sleep(poll_interval)
 
@@ -126,12 +129,14 @@ async def _new_template_hash(kube: KubeClient, namespace: str, deployment: LiveO
     return ""
 
 
-async def _start_problem(kube: KubeClient, namespace: str, deployment: LiveObject) -> str | None:
-    """Pods whose image cannot be pulled or container not created will not recover by waiting: fail fast."""
+async def _start_problem(kube: KubeClient, namespace: str, deployment: LiveObject,
+                         patience: podstate.Patience) -> str | None:
+    """Pods whose image cannot be pulled, container not created or that no node can run, once `patience` says so."""
     for pod in await _pods(kube, namespace, deployment):
-        for status in podstate.statuses(pod, init=True) + podstate.statuses(pod):
-            if problem := podstate.waiting_problem(pod, status):
-                return f"pod {pod['metadata']['name']}: {problem}"
+        name = pod["metadata"]["name"]
+        problem = podstate.unschedulable(pod) or podstate.container_problem(pod)
+        if verdict := patience.verdict(name, problem):
+            return f"pod {name}: {verdict}"
     return None
 
 
@@ -183,7 +188,7 @@ async def diagnose(kube: KubeClient, namespace: str, deployment_name: str) -> st
             state, details = podstate.state_of(status)
             last = (status.get("lastState") or {}).get("terminated") or {}
             if problem := podstate.waiting_problem(pod, status):
-                reasons.append(problem)
+                reasons.append(problem.phrase)
             elif _failed(status, init):
                 code = last.get("exitCode", details.get("exitCode"))
                 restarts = status.get("restartCount", 0)

@@ -95,7 +95,7 @@ class KubernetesRuntime:
     # -- one-off pods
 
     def _one_off(self, pod: Pod, container: str, extra: list[Manifest] | None = None) -> OneOffPod:
-        return OneOffPod(self.kube, pod, container, self.poll_interval, extra or [])
+        return OneOffPod(self.kube, pod, container, self.poll_interval, self.settings.kubernetes.start_grace, extra or [])
 
     def _slug_url(self, release: ReleaseSpec) -> str:
         """A presigned GET of the release's slug, as long-lived as storage allows (S3: 7 days; refreshed at each deploy)."""
@@ -169,7 +169,8 @@ class KubernetesRuntime:
         await out(f"-----> Rolling out {release.label}: {formation or 'no processes'}")
         try:
             await self.kube.apply_all(objects)
-            await watch(self.kube, release.app, list(before), out, self.settings.rollout_timeout, self.poll_interval)
+            await watch(self.kube, release.app, list(before), out, timeout=self.settings.rollout_timeout,
+                        poll_interval=self.poll_interval, start_grace=self.settings.kubernetes.start_grace)
         except Stalled as exc:
             why = await diagnose(self.kube, release.app, exc.name) if exc.needs_diagnosis else ""
             await self._undo(release, previous, before, out)
