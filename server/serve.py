@@ -16,6 +16,7 @@ from aiohttp import web
 from controller import watchers
 from controller.controller import Controller
 from controller.platform import Platform
+from controller.grant_renewal import renewal_loop
 from controller.recovery import recover
 from controller.runtime import make_runtime
 from controller.runtime.base import Runtime
@@ -81,6 +82,8 @@ class Server:
         self.tasks.append(asyncio.create_task(backup_loop(self.services)))
         self.tasks += [asyncio.create_task(job) for job in watchers.background(self.services, self.services.controller)]
         self.tasks.append(asyncio.create_task(prune_loop(self.services)))
+        if settings.runtime == "kubernetes":
+            self.tasks.append(asyncio.create_task(renewal_loop(self.services, self.runtime)))
 
     @property
     def http_port(self) -> int:

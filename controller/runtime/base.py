@@ -139,6 +139,9 @@ class Runtime(Protocol):
         """After a restart: run each app at its release in `wanted` (None: nothing released), whatever
         the runtime restored; apps not in `wanted` no longer exist."""
 
+    async def refresh_grants(self) -> int:
+        """Renew the storage grants (presigned URLs) that running apps' future processes will read; how many."""
+
     async def health(self) -> None:
         """For /readyz: return when the runtime can take work, raise when it cannot."""
 

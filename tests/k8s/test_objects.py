@@ -53,7 +53,7 @@ def test_config_secret_holds_the_config_vars() -> None:
 def test_yaml_dump_masks_every_secret_value() -> None:
     settings = samples.settings()
     objects = [*manifests.render_release(settings, samples.release(), samples.AUTOSCALE),
-               manifests.build_secret(samples.build_request())]
+               manifests.build_secret(samples.settings(), samples.build_request())]
     dumped = manifests.to_yaml(objects)
     encoded = [base64.b64encode(v.encode()).decode() for v in (*samples.CONFIG.values(), samples.STORAGE_SECRET_VALUE)]
     for value in (*samples.CONFIG.values(), samples.STORAGE_SECRET_VALUE, samples.K8S_PASSWORD, *encoded):
@@ -152,7 +152,7 @@ def test_slugbuilder_pod_follows_the_builder_contract() -> None:
     assert env["TERESA_BUILD_TIMEOUT"] == "600"
     name = pod["metadata"]["name"]
     assert env["TERESA_BUILD_CONFIG"] == {"secretKeyRef": {"name": name, "key": "TERESA_BUILD_CONFIG"}}
-    build_secret = manifests.build_secret(request)
+    build_secret = manifests.build_secret(settings, request)
     assert build_secret["metadata"]["name"] == name
     assert json.loads(base64.b64decode(build_secret["data"]["TERESA_BUILD_CONFIG"])) == samples.CONFIG
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
@@ -162,7 +162,7 @@ def test_no_build_pod_or_app_object_carries_storage_credentials() -> None:
     """Issue 12: a build read the bucket's keys from its environment; now it gets URLs for its own objects."""
     settings, release, request = samples.settings(), samples.release(), samples.build_request()
     objects = [*manifests.render_release(settings, release, samples.AUTOSCALE, "https://s3.example.net/x?sig"),
-               manifests.build_secret(request), manifests.slugbuilder_pod(settings, request, samples.GRANTS),
+               manifests.build_secret(settings, request), manifests.slugbuilder_pod(settings, request, samples.GRANTS),
                manifests.release_pod(settings, release), manifests.run_pod(settings, release, ["sh"])]
     dumped = manifests.to_yaml(objects, mask=False)
     for credential in (samples.STORAGE_SECRET_VALUE, "AKIAEXAMPLE", "TERESAFILESTORAGE", "teresa-storage"):

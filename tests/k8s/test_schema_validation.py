@@ -23,7 +23,7 @@ def everything(allow_priv: bool, teresa_yaml: str) -> list[dict]:
     request = samples.build_request()
     return [
         *manifests.render_release(settings, release, samples.AUTOSCALE),
-        manifests.build_secret(request),
+        manifests.build_secret(settings, request),
         manifests.slugbuilder_pod(settings, request, samples.GRANTS),
         manifests.release_pod(settings, release),
         manifests.run_pod(settings, release, ["python", "manage.py", "shell"]),

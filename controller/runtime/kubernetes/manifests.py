@@ -43,6 +43,7 @@ from controller.runtime.kubernetes.objects import (
     Manifest,
     Namespace,
     NetworkPolicy,
+    PodDisruptionBudget,
     PodTemplate,
     Probe,
     ResourceQuota,
@@ -67,7 +68,7 @@ from core.config import Settings
 
 __all__ = [
     "ManifestError", "app_objects", "autoscaler", "build_secret", "config_secret", "cron_job", "cron_types",
-    "deployment", "ingress", "limit_range", "mask_secrets", "namespace", "network_policy", "release_pod",
+    "deployment", "disruption_budget", "ingress", "limit_range", "mask_secrets", "namespace", "network_policy", "release_pod",
     "render_release", "resource_quota", "run_pod", "service", "service_account", "slug_secret", "slugbuilder_pod",
     "to_yaml",
 ]
@@ -258,6 +259,26 @@ def service(app: str) -> Service:
     }
 
 
+def web_replicas(release: ReleaseSpec, autoscale: Autoscale | None) -> int:
+    """The fewest web replicas the release runs with (an autoscaler's minimum when it scales web)."""
+    if autoscale and autoscale.process_type == WEB:
+        return autoscale.clamp(release.replicas(WEB))
+    return release.replicas(WEB)
+
+
+def disruption_budget(app: str) -> PodDisruptionBudget:
+    """Voluntary disruptions (a node drained for an upgrade) take one web replica at a time, never all of them.
+
+    Only rendered for more than one replica: with one, the budget would block every drain for good.
+    """
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(WEB, app, labels(app, WEB)),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(app, WEB)}},
+    }
+
+
 def hosts(settings: Settings, release: ReleaseSpec) -> list[str]:
     return list(dict.fromkeys([f"{release.app}.{settings.domain}", *release.domains]))
 
@@ -361,6 +382,8 @@ def render_release(settings: Settings, release: ReleaseSpec, autoscale: Autoscal
     objects += [deployment(settings, release, t, autoscale) for t in types]
     if WEB in types:
         objects += [service(release.app), ingress(settings, release)]
+        if web_replicas(release, autoscale) > 1:
+            objects.append(disruption_budget(release.app))
     objects += [cron_job(settings, release, t) for t in crons]
     if autoscale:
         objects.append(autoscaler(release, autoscale))

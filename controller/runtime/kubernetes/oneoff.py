@@ -25,6 +25,10 @@ class PodFailed(Exception):
     """The pod could not run its command; the message is a phrase ("the image x could not be pulled")."""
 
 
+class PodDeadline(PodFailed):
+    """The pod ran past its activeDeadlineSeconds and the kubelet stopped it."""
+
+
 @dataclass
 class OneOffPod:
     kube: KubeClient
@@ -93,6 +97,8 @@ class OneOffPod:
             end = await follow_lines(self.kube, self.namespace, self.name, self.container, cursor, relay)
             pod = await self._read()
             ended = podstate.terminated(pod, self.container)
+            if (pod.get("status") or {}).get("reason") == "DeadlineExceeded":
+                raise PodDeadline("it ran past its deadline and was stopped")
             if ended is not None:
                 if not end.clean:  # dropped just before the end: catch up on what it missed
                     await follow_lines(self.kube, self.namespace, self.name, self.container, cursor, relay,

@@ -10,10 +10,13 @@ from builder.job import BuildRequest, Grants
 from builder.slugrunner import SLUG_URL
 from controller.runtime.kubernetes.meta import (
     BUILD_LABEL,
+    OWNER_LABEL,
     RUN_LABEL,
     SERVICE_ACCOUNT,
+    SLUG_ANNOTATION,
     ManifestError,
     config_secret_name,
+    label_value,
     labels,
     metadata,
     secret,
@@ -102,9 +105,12 @@ def slug_secret_name(build_id: str) -> str:
 
 
 def slug_secret(release: ReleaseSpec, slug_url: str) -> Secret:
-    """The release's slug URL (a presigned GET of that one slug), refreshed at each deploy; no storage credential."""
-    return secret(slug_secret_name(release.build_id), release.app, labels(release.app, release=release.version),
+    """The release's slug URL (a presigned GET of that one slug), renewed at each deploy and by upkeep.py, which
+    finds the slug's key in its annotation; no storage credential."""
+    made = secret(slug_secret_name(release.build_id), release.app, labels(release.app, release=release.version),
                   {SLUG_URL: slug_url})
+    made["metadata"]["annotations"] = {SLUG_ANNOTATION: release.slug_key}
+    return made
 
 
 def fetch_container(settings: Settings, release: ReleaseSpec) -> Container:
@@ -170,7 +176,8 @@ def release_pod(settings: Settings, release: ReleaseSpec) -> Pod:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": metadata(f"release-{release.label}", release.app, labels(release.app, "release", release.version)),
+        "metadata": metadata(f"release-{release.label}", release.app,
+                             labels(release.app, "release", release.version, extra=owner(settings))),
         "spec": _deadline(slug_pod_spec(settings, release, container, "Never"),
                           settings.build_timeout + BUILD_DEADLINE_MARGIN),
     }
@@ -191,9 +198,15 @@ def run_pod(settings: Settings, release: ReleaseSpec, argv: list[str], name: str
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": metadata(name, release.app, labels(release.app, release=release.version, extra={RUN_LABEL: name})),
+        "metadata": metadata(name, release.app, labels(release.app, release=release.version,
+                                                            extra={RUN_LABEL: name, **owner(settings)})),
         "spec": _deadline(slug_pod_spec(settings, release, container, "Never"), settings.kubernetes.run_timeout),
     }
+
+
+def owner(settings: Settings) -> dict[str, str]:
+    """The label naming the server replica that runs a one-off pod: it deletes the pod, or (crashed) its successor."""
+    return {OWNER_LABEL: label_value(settings.replica_name)}
 
 
 def _name_suffix(build_id: str) -> str:
@@ -204,15 +217,14 @@ def build_pod_name(build_id: str) -> str:
     return f"slugbuilder-{_name_suffix(build_id)}"
 
 
-def build_secret(request: BuildRequest) -> Secret:
+def build_secret(settings: Settings, request: BuildRequest) -> Secret:
     """The build's config vars for TERESA_BUILD_CONFIG, named like its pod; delete it with the pod."""
-    name = build_pod_name(request.build_id)
-    return secret(name, request.app, labels(request.app, extra={BUILD_LABEL: _build_label(request.build_id)}),
+    return secret(build_pod_name(request.build_id), request.app, _build_labels(settings, request),
                   {BUILD_CONFIG_KEY: request.config_json()})
 
 
-def _build_label(build_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", build_id)[:63].strip("-_.")
+def _build_labels(settings: Settings, request: BuildRequest) -> dict[str, str]:
+    return labels(request.app, extra={BUILD_LABEL: label_value(request.build_id), **owner(settings)})
 
 
 def slugbuilder_pod(settings: Settings, request: BuildRequest, grants: Grants) -> Pod:
@@ -234,6 +246,6 @@ def slugbuilder_pod(settings: Settings, request: BuildRequest, grants: Grants) -
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": metadata(name, request.app, labels(request.app, extra={BUILD_LABEL: _build_label(request.build_id)})),
+        "metadata": metadata(name, request.app, _build_labels(settings, request)),
         "spec": spec,
     }

@@ -124,6 +124,10 @@ class LocalRuntime:
         if self._http:
             await self._http.close()
 
+    async def refresh_grants(self) -> int:
+        """Nothing to renew: local processes get their slug from this process, through no grant that expires."""
+        return 0
+
     async def reconcile(self, wanted: Mapping[str, ReleaseSpec | None]) -> None:
         """Each app at its release in `wanted`; an app not there, or with nothing released, runs nothing."""
         await self.wait_restored()
