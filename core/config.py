@@ -169,6 +169,13 @@ class Settings:
     log_format: str = "console"
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
+    @property
+    def push_seconds(self) -> int:
+        """The longest a push's deploy can take once received: a build and a release phase (each bounded by
+        build_timeout) and a rollout given rollout_timeout to progress, plus a minute; what a draining server
+        waits for (server/serve.py) and deploy/'s terminationGracePeriodSeconds must cover."""
+        return 2 * self.build_timeout + self.rollout_timeout + 60
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)

@@ -100,9 +100,10 @@ class Server:
         self.draining.set()
         if self.ssh.server is not None:
             self.ssh.server.close()  # the listener only: established sessions carry on
-        settings = self.services.settings
-        limit = settings.build_timeout + settings.rollout_timeout + 60
+        limit = self.services.settings.push_seconds
         log.info("teresa_draining", pushes=len(self.git.pushes), limit_seconds=limit)
+        self.git.announce(f"-----> This Teresa server is shutting down: your push finishes here first "
+                          f"(it has up to {limit} seconds).")
         try:
             await asyncio.wait_for(self.git.drained(), limit)
         except asyncio.TimeoutError:

@@ -162,8 +162,9 @@ class Runtime(Protocol):
 
     async def ps(self, app: str) -> list[ProcessStatus]: ...
 
-    async def set_domains(self, app: str, domains: Sequence[str]) -> None:
-        """Route these custom host names to the app, besides APP.<TERESA_DOMAIN>."""
+    async def set_domains(self, app: str, domains: Sequence[str], *, tls_secret: str = "") -> None:
+        """Route these custom host names to the app, besides APP.<TERESA_DOMAIN>; with TLS from `tls_secret`
+        where the runtime terminates TLS (Kubernetes' Ingress)."""
 
     async def restart(self, app: str, process_type: str | None) -> None: ...
 

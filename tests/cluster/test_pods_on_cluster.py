@@ -268,3 +268,20 @@ def test_at_start_orphans_of_gone_replicas_are_removed_and_slug_urls_renewed(sce
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(renewed, timeout=10) as response:
         assert response.status == 200 and response.read()[:2] == b"\x1f\x8b"  # the slug, gzipped
+
+
+def test_domains_tls_and_the_cluster_issuer_reach_the_live_ingress(scene: Scene) -> None:
+    networking = kubernetes.client.NetworkingV1Api(scene.core.api_client)
+    issuing = dataclasses.replace(scene.settings, kubernetes=dataclasses.replace(
+        scene.settings.kubernetes, cluster_issuer="letsencrypt"))
+    scene.run(lambda runtime: runtime.set_domains(scene.app, ["www.pods.test"]), settings=issuing)
+    live = networking.read_namespaced_ingress("web", scene.app)
+    assert live.metadata.annotations["cert-manager.io/cluster-issuer"] == "letsencrypt"
+    assert [(t.hosts, t.secret_name) for t in live.spec.tls] == [
+        ([f"{scene.app}.localhost", "www.pods.test"], f"{scene.app}-tls")]
+
+    scene.run(lambda runtime: runtime.set_domains(scene.app, ["www.pods.test"], tls_secret="pods-test-tls"),
+              settings=issuing)
+    live = networking.read_namespaced_ingress("web", scene.app)
+    assert "cert-manager.io/cluster-issuer" not in (live.metadata.annotations or {})  # apply took it away
+    assert [t.secret_name for t in live.spec.tls] == ["pods-test-tls"]

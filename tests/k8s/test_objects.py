@@ -152,8 +152,10 @@ def test_slugbuilder_pod_follows_the_builder_contract() -> None:
     assert env["TERESA_BUILD_TIMEOUT"] == "600"
     name = pod["metadata"]["name"]
     assert env["TERESA_BUILD_CONFIG"] == {"secretKeyRef": {"name": name, "key": "TERESA_BUILD_CONFIG"}}
-    build_secret = manifests.build_secret(settings, request)
+    build_secret = manifests.build_secret(samples.settings(), request)
     assert build_secret["metadata"]["name"] == name
+    # The replica that runs the build deletes it, or (crashed) its successor: upkeep.py removes orphans by this.
+    assert pod["metadata"]["labels"]["teresa.io/owner"] == build_secret["metadata"]["labels"]["teresa.io/owner"]
     assert json.loads(base64.b64decode(build_secret["data"]["TERESA_BUILD_CONFIG"])) == samples.CONFIG
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
 

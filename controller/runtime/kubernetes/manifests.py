@@ -283,19 +283,28 @@ def hosts(settings: Settings, release: ReleaseSpec) -> list[str]:
     return list(dict.fromkeys([f"{release.app}.{settings.domain}", *release.domains]))
 
 
+CLUSTER_ISSUER = "cert-manager.io/cluster-issuer"
+
+
 def ingress(settings: Settings, release: ReleaseSpec) -> Ingress:
+    """The app's hosts to its web Service; with TLS from the app's Secret (`domains:tls APP --secret NAME`),
+    else, with TERESA_INGRESS_CLUSTER_ISSUER, from a certificate cert-manager issues into `<app>-tls`."""
     backend: IngressBackend = {"service": {"name": WEB, "port": {"number": 80}}}
     spec: IngressSpec = {}
     if settings.kubernetes.ingress_class:
         spec["ingressClassName"] = settings.kubernetes.ingress_class
+    names = hosts(settings, release)
+    issuer = settings.kubernetes.cluster_issuer if not release.tls_secret else ""
+    if secret_name := release.tls_secret or (f"{release.app}-tls" if issuer else ""):
+        spec["tls"] = [{"hosts": names, "secretName": secret_name}]
     spec["rules"] = [
         {"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}
-        for host in hosts(settings, release)
+        for host in names
     ]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
-        "metadata": metadata(WEB, release.app, labels(release.app, WEB)),
+        "metadata": metadata(WEB, release.app, labels(release.app, WEB), **({CLUSTER_ISSUER: issuer} if issuer else {})),
         "spec": spec,
     }
 

@@ -105,12 +105,12 @@ class KubernetesRuntime:
     async def destroy_app(self, app: str) -> None:
         await self.kube.delete("v1", "Namespace", app)
 
-    async def set_domains(self, app: str, domains: Sequence[str]) -> None:
+    async def set_domains(self, app: str, domains: Sequence[str], *, tls_secret: str = "") -> None:
         """Route the app's custom domains now (its Ingress), without a new release; no Ingress yet: nothing to do."""
         if await self.kube.get("networking.k8s.io/v1", "Ingress", WEB, app) is None:
             return
         routing = ReleaseSpec(app=app, version=0, build_id="", slug_key="", config={}, processes={}, formation={},
-                              domains=tuple(domains))
+                              domains=tuple(domains), tls_secret=tls_secret)
         await self.kube.apply(manifests.ingress(self.settings, routing))
 
     # -- one-off pods

@@ -206,7 +206,7 @@ class LocalRuntime:
             await supervisor.stop_all(drain=False)
             supervisor.logs.close()
 
-    async def set_domains(self, app: str, domains: Sequence[str]) -> None:
+    async def set_domains(self, app: str, domains: Sequence[str], *, tls_secret: str = "") -> None:
         """Custom domains the router sends to `app`, besides APP.<TERESA_DOMAIN>, kept across restarts.
 
         A later deploy replaces them with its release's `domains`.
