@@ -94,4 +94,7 @@ ENV PATH=/usr/local/go/bin:$PATH \
     HOME=/app
 WORKDIR /app
 USER ${APP_UID}:${APP_UID}
+# tini (Debian's) as PID 1, signalling the process group: the pods Teresa renders say the same in their
+# command (controller/runtime/kubernetes/pods.py), as does hack/cluster/images' test image.
+ENTRYPOINT ["/usr/bin/tini", "-g", "--"]
 CMD ["teresa-slugrunner", "start", "web"]

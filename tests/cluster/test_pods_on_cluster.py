@@ -59,7 +59,8 @@ http.server.HTTPServer(("", int(os.environ["PORT"])), Hello).serve_forever()
 # Not a simple command: bash stays the app's parent, so only a signal sent to the process group reaches python.
 PROCFILE = 'web: python3 app.py; echo "web exited"\n'
 TERESA_YAML = "rollingUpdate:\n  maxSurge: 1\n  maxUnavailable: 0\nlifecycle:\n  preStop:\n    drainTimeoutSeconds: 0\n"
-ROLLOUT_TIMEOUT = 16
+ROLLOUT_TIMEOUT = 24
+START_DELAY = 8
 GRACE = 4
 RUN_TIMEOUT = 8
 ME, OTHER_LIVE, OTHER_GONE = "teresa-me", "teresa-live", "teresa-gone"
@@ -151,12 +152,16 @@ def test_a_slow_rollout_that_progresses_outlives_the_rollout_timeout_and_web_get
     assert budget.spec.max_unavailable == 1 and budget.spec.selector.match_labels["teresa.io/process-type"] == "web"
     assert budget.status.expected_pods == 2 or budget.status.expected_pods is None  # counted by the controller
 
-    # Each new pod takes about 2 + 2 + 5 (delay, readiness, minReadySeconds) seconds, one after the other (surge
-    # 1, unavailable 0): longer in all than the rollout timeout, never that long without progress.
+    # Each new pod takes START_DELAY + 5 (minReadySeconds) seconds and more, one after the other (surge 1,
+    # unavailable 0): longer in all than the rollout timeout, never that long without progress (a pod created,
+    # ready or available).
     started = time.monotonic()
     out = Lines()
-    slow = scene.release(2, 2, {"START_DELAY": "2"})
-    scene.run(lambda runtime: runtime.deploy(slow, scene.release(1, 2), out))
+    slow = scene.release(2, 2, {"START_DELAY": str(START_DELAY)})
+    try:
+        scene.run(lambda runtime: runtime.deploy(slow, scene.release(1, 2), out))
+    except RolloutFailed as failed:
+        raise AssertionError(f"{failed} after {time.monotonic() - started:.1f}s: {out.lines}") from None
     took = time.monotonic() - started
     TIMINGS["pods: slow rollout"] = took
     assert took > ROLLOUT_TIMEOUT, f"{took:.1f}s: not slow enough to show anything"
@@ -167,7 +172,7 @@ def test_a_slow_rollout_that_progresses_outlives_the_rollout_timeout_and_web_get
     assert scene.core.read_namespaced_secret(PULL_SECRET, scene.app).type == "kubernetes.io/dockerconfigjson"
 
     # Scaled to one replica: no budget (it would block every node drain).
-    scene.run(lambda runtime: runtime.deploy(scene.release(3, 1, {"START_DELAY": "2"}), slow, Lines()))
+    scene.run(lambda runtime: runtime.deploy(scene.release(3, 1, {"START_DELAY": str(START_DELAY)}), slow, Lines()))
     assert policy.list_namespaced_pod_disruption_budget(scene.app).items == []
 
 

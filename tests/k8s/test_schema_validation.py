@@ -63,7 +63,7 @@ def test_every_rendered_object_validates(version: str, allow_priv: bool, teresa_
     objects = everything(allow_priv, teresa_yaml)
     kinds = {o["kind"] for o in objects}
     assert kinds == {"Namespace", "ServiceAccount", "LimitRange", "ResourceQuota", "NetworkPolicy", "Secret", "Deployment", "Service",
-                     "Ingress", "HorizontalPodAutoscaler", "Pod"} | ({"CronJob"} if teresa_yaml else set())
+                     "Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Pod"} | ({"CronJob"} if teresa_yaml else set())
     for obj in objects:
         validated = kubernetes_validate.validate(obj, version, strict=True)
         assert validated == version, f"validated {obj['kind']} against {validated}, not {version}"

@@ -65,10 +65,11 @@ def test_cluster_role_grants_no_wildcards_and_is_not_cluster_admin(overlay: str)
     assert granted == {
         ("", "namespaces"), ("", "pods"), ("", "pods/log"), ("", "secrets"), ("", "services"),
         ("", "serviceaccounts"), ("", "limitranges"), ("", "resourcequotas"), ("apps", "deployments"),
-        ("apps", "replicasets"), ("batch", "jobs"), ("batch", "cronjobs"), ("networking.k8s.io", "ingresses"),
+        ("apps", "replicasets"), ("batch", "cronjobs"), ("networking.k8s.io", "ingresses"),
         ("networking.k8s.io", "networkpolicies"),
-        ("autoscaling", "horizontalpodautoscalers"),
+        ("autoscaling", "horizontalpodautoscalers"), ("policy", "poddisruptionbudgets"),
     }
+    assert not any({"watch", "update"} & set(rule["verbs"]) for rule in role["rules"])  # no code watches or PUTs
     binding = find(objects, "ClusterRoleBinding", "teresa")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "teresa"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "teresa", "namespace": "teresa"}]
@@ -198,7 +199,7 @@ def pod_environment(objects: tuple[dict, ...]) -> dict[str, str]:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_variable_the_manifests_set_is_a_setting_teresa_reads(overlay: str) -> None:
-    source = (ROOT / "core" / "config.py").read_text()
+    source = "".join((ROOT / "core" / name).read_text() for name in ("config.py", "kubesettings.py"))
     unread = [name for name in pod_environment(render(f"overlays/{overlay}"))
               if f'"{name}"' not in source and name != "HOME"]
     assert unread == []

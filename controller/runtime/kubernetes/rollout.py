@@ -27,6 +27,13 @@ class Progress:
     deadline_exceeded: bool
     observed: bool = True  # the controller has seen the current generation: the status is about it
     replica_failure: str = ""  # a ReplicaFailure condition's message (pods cannot even be created)
+    ready: int = 0
+
+    @property
+    def counts(self) -> tuple[int, int, int, int]:
+        """What changes when a rollout progresses, as the Deployment controller counts progress: replicas
+        created or updated, pods that became ready or available."""
+        return self.replicas, self.updated, self.ready, self.available
 
     @property
     def line(self) -> str:
@@ -52,7 +59,7 @@ def progress(deployment: LiveObject) -> Progress:
     failure = next((c.get("message") or c.get("reason") or "ReplicaFailure" for c in conditions
                     if (c.get("type"), c.get("status")) == ("ReplicaFailure", "True")), "")
     return Progress(deployment["metadata"]["name"], replicas, updated, available, complete, stalled,
-                    observed, failure)
+                    observed, failure, status.get("readyReplicas", 0))
 
 
 class Stalled(Exception):
@@ -70,6 +77,7 @@ async def watch(kube: KubeClient, namespace: str, names: list[str], out: Callabl
     exceeded, or pods that cannot start: at once, or after `start_grace` seconds when that is normal for a while)."""
     last_progress = time.monotonic()
     shown: dict[str, str] = {}
+    counted: dict[str, tuple[int, int, int, int]] = {}
     patience = podstate.Patience(start_grace)
     pending = list(names)
     while pending:
@@ -78,9 +86,10 @@ async def watch(kube: KubeClient, namespace: str, names: list[str], out: Callabl
             if deployment is None:
                 raise Stalled(name, "was deleted during the rollout", needs_diagnosis=False)
             state = progress(deployment)
-            if shown.get(name) != state.line:  # progress, like the controller's: replicas updated or available
+            if counted.get(name) != state.counts:
+                counted[name], last_progress = state.counts, time.monotonic()
+            if shown.get(name) != state.line:
                 shown[name] = state.line
-                last_progress = time.monotonic()
                 await out(state.line)
             if state.complete:
                 pending.remove(name)
