@@ -75,9 +75,9 @@ async def watch(kube: KubeClient, namespace: str, names: list[str], out: Callabl
                 timeout: float, poll_interval: float, start_grace: float) -> None:
     """Until every named Deployment is complete; raises Stalled (no progress for `timeout` seconds, its deadline
     exceeded, or pods that cannot start: at once, or after `start_grace` seconds when that is normal for a while)."""
-    last_progress = time.monotonic()
     shown: dict[str, str] = {}
     counted: dict[str, tuple[int, int, int, int]] = {}
+    last_progress = dict.fromkeys(names, time.monotonic())
     patience = podstate.Patience(start_grace)
     pending = list(names)
     while pending:
@@ -87,7 +87,7 @@ async def watch(kube: KubeClient, namespace: str, names: list[str], out: Callabl
                 raise Stalled(name, "was deleted during the rollout", needs_diagnosis=False)
             state = progress(deployment)
             if counted.get(name) != state.counts:
-                counted[name], last_progress = state.counts, time.monotonic()
+                counted[name], last_progress[name] = state.counts, time.monotonic()
             if shown.get(name) != state.line:
                 shown[name] = state.line
                 await out(state.line)
@@ -103,8 +103,9 @@ async def watch(kube: KubeClient, namespace: str, names: list[str], out: Callabl
                 raise Stalled(name, f"cannot start its pods ({problem})", needs_diagnosis=False)
             elif crashed := await _crashed(kube, namespace, deployment):
                 raise Stalled(name, f"has a replica that exited ({crashed})")
-        if pending and time.monotonic() - last_progress > timeout:
-            raise Stalled(pending[0], f"made no progress for {timeout:g} seconds")
+        for name in pending:
+            if time.monotonic() - last_progress[name] > timeout:
+                raise Stalled(name, f"made no progress for {timeout:g} seconds")
         if pending:
             await asyncio.sleep(poll_interval)
 
