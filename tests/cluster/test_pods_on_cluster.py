@@ -261,7 +261,8 @@ def test_at_start_orphans_of_gone_replicas_are_removed_and_slug_urls_renewed(sce
     apps = kubernetes.client.AppsV1Api(scene.core.api_client)
     generation = apps.read_namespaced_deployment("web", scene.app).metadata.generation
     (slug_secret,) = [s for s in scene.core.list_namespaced_secret(scene.app).items if s.metadata.name == "slug-b1"]
-    scene.core.patch_namespaced_secret("slug-b1", scene.app, {"data": {SLUG_URL: base64.b64encode(b"http://x.invalid/").decode()}})
+    stale = base64.b64encode(b"http://x.invalid/").decode()
+    scene.core.patch_namespaced_secret("slug-b1", scene.app, {"data": {SLUG_URL: stale}})
 
     scene.run(lambda runtime: runtime.reconcile({}))
 

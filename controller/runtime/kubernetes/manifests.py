@@ -301,10 +301,11 @@ def ingress(settings: Settings, release: ReleaseSpec) -> Ingress:
         {"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}
         for host in names
     ]
+    annotations = {CLUSTER_ISSUER: issuer} if issuer else {}
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
-        "metadata": metadata(WEB, release.app, labels(release.app, WEB), **({CLUSTER_ISSUER: issuer} if issuer else {})),
+        "metadata": metadata(WEB, release.app, labels(release.app, WEB), **annotations),
         "spec": spec,
     }
 

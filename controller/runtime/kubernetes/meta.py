@@ -17,6 +17,7 @@ PROCESS_TYPE_LABEL = "teresa.io/process-type"
 RELEASE_LABEL = "teresa.io/release"
 BUILD_LABEL = "teresa.io/build"
 RUN_LABEL = "teresa.io/run"
+GRANT_LABEL = "teresa.io/grant"     # on Secrets holding a presigned URL: what it grants ("slug")
 OWNER_LABEL = "teresa.io/owner"     # on one-off pods and build Secrets: the server replica that deletes them
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 SLUG_ANNOTATION = "teresa.io/slug"   # on pod templates: the slug's storage key (the URL itself is in a Secret)

@@ -10,6 +10,7 @@ from builder.job import BuildRequest, Grants
 from builder.slugrunner import SLUG_URL
 from controller.runtime.kubernetes.meta import (
     BUILD_LABEL,
+    GRANT_LABEL,
     OWNER_LABEL,
     RUN_LABEL,
     SERVICE_ACCOUNT,
@@ -107,8 +108,8 @@ def slug_secret_name(build_id: str) -> str:
 def slug_secret(release: ReleaseSpec, slug_url: str) -> Secret:
     """The release's slug URL (a presigned GET of that one slug), renewed at each deploy and by upkeep.py, which
     finds the slug's key in its annotation; no storage credential."""
-    made = secret(slug_secret_name(release.build_id), release.app, labels(release.app, release=release.version),
-                  {SLUG_URL: slug_url})
+    made = secret(slug_secret_name(release.build_id), release.app,
+                  labels(release.app, release=release.version, extra={GRANT_LABEL: "slug"}), {SLUG_URL: slug_url})
     made["metadata"]["annotations"] = {SLUG_ANNOTATION: release.slug_key}
     return made
 

@@ -32,6 +32,8 @@ DEPLOYMENT = ("apps/v1", "Deployment")
 # Config Secrets kept besides the current one, so an undo or a rollback finds its config.
 KEEP_CONFIG_RELEASES = 5
 SLUG_URL_SECONDS = MAX_PRESIGN_SECONDS
+# What a failed first release leaves besides its Deployments: deleted by the undo.
+ROUTING_AND_SCALING_KINDS = ("Service", "Ingress", "CronJob", "HorizontalPodAutoscaler", "PodDisruptionBudget")
 
 
 def _poll_interval(value: str) -> float:
@@ -116,7 +118,8 @@ class KubernetesRuntime:
     # -- one-off pods
 
     def _one_off(self, pod: Pod, container: str, extra: list[Manifest] | None = None) -> OneOffPod:
-        return OneOffPod(self.kube, pod, container, self.poll_interval, self.settings.kubernetes.start_grace, extra or [])
+        return OneOffPod(self.kube, pod, container, self.poll_interval, self.settings.kubernetes.start_grace,
+                         extra or [])
 
     def _slug_url(self, release: ReleaseSpec) -> str:
         """A presigned GET of the release's slug, as long-lived as storage allows (S3: 7 days; refreshed at each deploy)."""
@@ -241,7 +244,7 @@ class KubernetesRuntime:
                     await self.kube.apply(applicable(live))
             if previous is None:
                 for obj in manifests.render_release(self.settings, release, release.autoscale):
-                    if obj["kind"] in ("Service", "Ingress", "CronJob", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
+                    if obj["kind"] in ROUTING_AND_SCALING_KINDS:
                         await self.kube.delete(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], release.app)
         except (KubeError, ManifestError) as exc:
             logger.error("undo failed", app=release.app, release=release.label, error=str(exc))

@@ -18,8 +18,10 @@ from collections.abc import Callable
 
 from builder.slugrunner import SLUG_URL
 from controller.runtime.kubernetes.client import ALL_NAMESPACES, KubeClient
-from controller.runtime.kubernetes.meta import MANAGED_BY, OWNER_LABEL, SLUG_ANNOTATION, label_value, labels, metadata
-from controller.runtime.kubernetes.objects import LiveObject, Secret
+from controller.runtime.kubernetes.meta import (
+    GRANT_LABEL, MANAGED_BY, OWNER_LABEL, SLUG_ANNOTATION, label_value, labels, metadata,
+)
+from controller.runtime.kubernetes.objects import Secret
 from core import log
 from core.config import Settings
 from core.storage import Storage
@@ -53,14 +55,11 @@ async def _gone_owners(kube: KubeClient, settings: Settings) -> Callable[[str], 
     return gone
 
 
-def slug_url_of(secret: LiveObject) -> str:
-    return base64.b64decode((secret.get("data") or {}).get(SLUG_URL, "")).decode()
-
-
 async def refresh_slug_urls(kube: KubeClient, storage: Storage, seconds: int) -> int:
     """Sign each slug Secret's slug anew (valid `seconds`); returns how many Secrets were renewed."""
     renewed = 0
-    for secret in await kube.list("v1", "Secret", ALL_NAMESPACES, TEAM):
+    # Selected by label: config Secrets (the apps' config vars) are not even read.
+    for secret in await kube.list("v1", "Secret", ALL_NAMESPACES, {**TEAM, GRANT_LABEL: "slug"}):
         meta = secret["metadata"]
         key = (meta.get("annotations") or {}).get(SLUG_ANNOTATION)
         if not key or SLUG_URL not in (secret.get("data") or {}):
