@@ -60,7 +60,7 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # corepack, which fetches yarn and pnpm) and Go come from their official images, pinned above.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        bash ca-certificates curl git gzip tar unzip xz-utils tini \
+        bash ca-certificates curl git gzip tar unzip xz-utils \
         build-essential pkg-config libffi-dev libssl-dev zlib1g-dev libpq-dev \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=node /usr/local/bin/node /usr/local/bin/node
@@ -94,7 +94,7 @@ ENV PATH=/usr/local/go/bin:$PATH \
     HOME=/app
 WORKDIR /app
 USER ${APP_UID}:${APP_UID}
-# tini (Debian's) as PID 1, signalling the process group: the pods Teresa renders say the same in their
-# command (controller/runtime/kubernetes/pods.py), as does hack/cluster/images' test image.
-ENTRYPOINT ["/usr/bin/tini", "-g", "--"]
+# The slug runner's init as PID 1: it passes signals to the command's process group and waits for all of it
+# (builder/slug_init.py). The pods Teresa renders say the same in their command, as does hack/cluster/images.
+ENTRYPOINT ["teresa-slugrunner", "init", "--"]
 CMD ["teresa-slugrunner", "start", "web"]

@@ -1,6 +1,6 @@
 """The Kubernetes runtime's pod rules on the real cluster, as deploy/base's ServiceAccount (so every call passes
 RBAC): the rollout timeout is a progress deadline, a PodDisruptionBudget follows web's replicas, apps get SIGTERM
-through tini, a pod that cannot be pulled or scheduled gets a grace period, `run` pods stop at their deadline,
+through `teresa-slugrunner init`, a pod that cannot be pulled or scheduled gets a grace period, `run` pods stop at their deadline,
 and at start the runtime removes what a crashed replica left and renews the slug URLs.
 
 Slugs are made here (a tarball with a Procfile, as the slugbuilder leaves them): no build is needed to show any
@@ -56,7 +56,8 @@ class Hello(http.server.BaseHTTPRequestHandler):
 print("listening", flush=True)
 http.server.HTTPServer(("", int(os.environ["PORT"])), Hello).serve_forever()
 """
-# Not a simple command: bash stays the app's parent, so only a signal sent to the process group reaches python.
+# Not a simple command: bash stays the app's parent, so only a signal sent to the process group reaches python,
+# and bash, killed by it at once, must not end the container before python has run its handler.
 PROCFILE = 'web: python3 app.py; echo "web exited"\n'
 TERESA_YAML = "rollingUpdate:\n  maxSurge: 1\n  maxUnavailable: 0\nlifecycle:\n  preStop:\n    drainTimeoutSeconds: 0\n"
 ROLLOUT_TIMEOUT = 24
@@ -179,7 +180,7 @@ def test_a_slow_rollout_that_progresses_outlives_the_rollout_timeout_and_web_get
 def test_the_app_gets_sigterm_when_its_pod_is_deleted(scene: Scene) -> None:
     scene.run(lambda runtime: runtime.deploy(scene.release(4, 1), None, Lines()))
     (pod,) = [p for p in scene.web_pods() if p.metadata.labels["teresa.io/release"] == "v4"]
-    assert pod.spec.containers[0].command[:3] == ["tini", "-g", "--"]
+    assert pod.spec.containers[0].command[:3] == ["teresa-slugrunner", "init", "--"]
     lines: list[str] = []
     stream = scene.core.read_namespaced_pod_log(pod.metadata.name, scene.app, container="web", follow=True,
                                                 _preload_content=False)
@@ -223,7 +224,7 @@ def test_a_run_pod_no_node_can_take_fails_after_the_grace_period(scene: Scene) -
     assert time.monotonic() - started >= GRACE
 
 
-def test_a_run_pod_stops_at_its_deadline_and_exit_codes_pass_through_tini(scene: Scene) -> None:
+def test_a_run_pod_stops_at_its_deadline_and_exit_codes_pass_through_init(scene: Scene) -> None:
     out = MemoryOutput()
     status = scene.run(lambda runtime: runtime.run(scene.release(4, 1), ["sh", "-c", "echo hi; exit 3"],
                                                    BytesInput(), out))

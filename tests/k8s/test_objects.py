@@ -100,7 +100,7 @@ def test_cron_schedules_global_and_per_type() -> None:
     assert cron["spec"]["suspend"] is False and report["spec"]["suspend"] is True
     pod = report["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
-    assert pod["containers"][0]["command"] == ["tini", "-g", "--", "teresa-slugrunner", "start", "cron_report"]
+    assert pod["containers"][0]["command"] == ["teresa-slugrunner", "init", "--", "teresa-slugrunner", "start", "cron_report"]
     assert "lifecycle" not in pod["containers"][0]  # no drain for a scheduled run
     assert not any(o["kind"] == "Deployment" and o["metadata"]["name"].startswith("cron") for o in objects)
 
@@ -207,9 +207,9 @@ def test_release_and_run_pods() -> None:
     phase = manifests.release_pod(settings, release)
     assert phase["metadata"]["name"] == "release-v4"
     assert phase["spec"]["restartPolicy"] == "Never"
-    assert phase["spec"]["containers"][0]["command"] == ["tini", "-g", "--", "teresa-slugrunner", "start", "release"]
+    assert phase["spec"]["containers"][0]["command"] == ["teresa-slugrunner", "init", "--", "teresa-slugrunner", "start", "release"]
     run = manifests.run_pod(settings, release, ["rake", "db:seed"], name="run-1a2b")
-    assert run["spec"]["containers"][0]["command"] == ["tini", "-g", "--", "teresa-slugrunner", "exec", "--", "rake", "db:seed"]
+    assert run["spec"]["containers"][0]["command"] == ["teresa-slugrunner", "init", "--", "teresa-slugrunner", "exec", "--", "rake", "db:seed"]
     # No Deployment may adopt a one-off pod: it has no process-type label.
     assert "teresa.io/process-type" not in run["metadata"]["labels"]
     names = {manifests.run_pod(settings, release, ["x"])["metadata"]["name"] for _ in range(2)}

@@ -155,10 +155,9 @@ def slug_pod_spec(settings: Settings, release: ReleaseSpec, container: Container
     return spec
 
 
-# The slug's process is not PID 1: tini is, and forwards signals to the process group (-g) as Heroku signals
-# every process of a dyno, so a Procfile line that is a shell pipeline or script stops on SIGTERM too. As PID 1
-# the app would ignore SIGTERM unless it installed a handler, and a shell there would never pass it on.
-INIT = ["tini", "-g", "--"]
+# The slug's process is not PID 1: `teresa-slugrunner init` is, and passes signals to the process group as
+# Heroku signals every process of a dyno, then waits for all of it (builder/slug_init.py says why not tini).
+INIT = ["teresa-slugrunner", "init", "--"]
 
 
 def start_command(process_type: str) -> list[str]:
