@@ -94,4 +94,7 @@ ENV PATH=/usr/local/go/bin:$PATH \
     HOME=/app
 WORKDIR /app
 USER ${APP_UID}:${APP_UID}
+# The slug runner's init as PID 1: it passes signals to the command's process group and waits for all of it
+# (builder/slug_init.py). The pods Teresa renders say the same in their command, as does hack/cluster/images.
+ENTRYPOINT ["teresa-slugrunner", "init", "--"]
 CMD ["teresa-slugrunner", "start", "web"]

@@ -6,6 +6,7 @@
 TERESA_SLUG_URL is a read grant for the slug alone (a presigned URL, a file: URL or fd:N; see
 builder/transfer.py): the runner holds no storage credential.
     teresa-slugrunner exec -- CMD ...  run a command in the slug's environment
+    teresa-slugrunner init -- CMD ...  a container's first process: CMD's group gets its signals (slug_init.py)
 
 The slug is unpacked into TERESA_APP_DIR (default /app), which becomes HOME and the working
 directory. `.profile` and `.profile.d/*.sh` are sourced by bash, which then execs the command, so
@@ -21,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Mapping, NoReturn, Sequence
 
-from builder import archive, procfile, transfer
+from builder import archive, procfile, slug_init, transfer
 
 # $1 is the command line; bash -c of a simple command execs it in place.
 PROFILE_THEN_EXEC = (
@@ -124,7 +125,13 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("start", help="run a Procfile process type").add_argument("type")
     commands.add_parser("fetch", help="only download and unpack the slug")
     commands.add_parser("exec", help="run a command in the slug's environment").add_argument("argv", nargs=argparse.REMAINDER)
+    commands.add_parser("init", help="run a command as a container's first process").add_argument(
+        "argv", nargs=argparse.REMAINDER)
     return parse
+
+
+def _command(argv: list[str]) -> list[str]:
+    return argv[1:] if argv[:1] == ["--"] else argv
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -135,8 +142,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"Unpacked the slug into {fetch(env)}", flush=True)
         elif args.command == "start":
             start(env, args.type)
+        elif args.command == "init":
+            slug_init.main(_command(args.argv))
         else:
-            run_command(env, args.argv[1:] if args.argv[:1] == ["--"] else args.argv)
+            run_command(env, _command(args.argv))
     except RunnerError as exc:
         print(f"teresa-slugrunner: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)

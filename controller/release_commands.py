@@ -253,9 +253,13 @@ def _domain_of(session: Session, inv: Invocation[Platform], host: str) -> tuple[
 
 
 async def _apply_domains(inv: Invocation[Platform], app: str) -> None:
-    hosts = await inv.services.db.run(lambda s: list(releases.domains_of(s, access.find_app(s, app))))
+    def routing(session: Session) -> tuple[list[str], str]:
+        found = access.find_app(session, app)
+        return list(releases.domains_of(session, found)), found.tls_secret
+
+    hosts, tls_secret = await inv.services.db.run(routing)
     if inv.services.controller.has_runtime:  # otherwise the next release carries them
-        await inv.services.controller.runtime.set_domains(app, hosts)
+        await inv.services.controller.runtime.set_domains(app, hosts, tls_secret=tls_secret)
 
 
 @command("domains:add", "Route a custom host name to an app.", APP, arg("host", metavar="HOST", help="the host name"),
@@ -324,3 +328,32 @@ async def domains_remove(inv: Invocation[Platform]) -> None:
     await inv.print(f"{host} removed from {app}.")
 
 
+
+
+SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+@command("domains:tls", "Serve an app's hosts over TLS with a certificate Secret in its namespace (Kubernetes).", APP,
+         arg("--secret", metavar="NAME", help="a kubernetes.io/tls Secret in the app's namespace"),
+         arg("--off", action="store_true", help="stop using the app's own Secret"), access=APP_TEAM,
+         example="domains:tls myapp --secret myapp-example-com", mutating=True)
+async def domains_tls(inv: Invocation[Platform]) -> None:
+    secret, off = inv.args.secret, inv.args.off
+    if bool(secret) == bool(off):
+        raise CommandError("domains:tls needs either --secret NAME (a TLS Secret in the app's namespace) or --off.")
+    if secret and not SECRET_NAME.match(secret):
+        raise CommandError(f"{secret[:64]!r} is not a Secret name; use lowercase letters, digits, '-' and '.'.")
+
+    def save(session: Session) -> str:
+        app = access.app_for(session, inv.actor, inv.args.app)
+        app.tls_secret = "" if off else secret
+        return app.name
+
+    app = await inv.services.db.run(save)
+    await _apply_domains(inv, app)
+    if off:
+        issuer = inv.services.settings.kubernetes.cluster_issuer
+        how = f"a certificate from the cluster issuer {issuer}" if issuer else "no TLS from Teresa"
+        await inv.print(f"{app} no longer uses its own TLS Secret; its hosts get {how}.")
+    else:
+        await inv.print(f"{app}'s hosts are served over TLS with the Secret {secret}.")

@@ -108,7 +108,7 @@ def to_spec(app: App, version: int, fields: ReleaseFields, reason: str, domains:
         app=app.name, version=version, build_id=fields.build_id, slug_key=fields.slug_key, config=fields.config,
         processes=fields.processes, formation=fields.formation, spec=teresa_yaml.parse(fields.teresa_yaml or None),
         reason=reason, domains=domains, limits=limits_for(fields.limits, fields.processes),
-        autoscale=Autoscale(**fields.autoscale) if fields.autoscale else None,
+        autoscale=Autoscale(**fields.autoscale) if fields.autoscale else None, tls_secret=app.tls_secret,
     )
 
 

@@ -45,6 +45,7 @@ class ReleaseSpec:
     domains: tuple[str, ...] = ()     # custom domains, besides <app>.<TERESA_DOMAIN>
     limits: dict[str, dict[str, str]] = field(default_factory=dict)  # type -> {"cpu": .., "memory": ..}
     autoscale: Autoscale | None = None  # Kubernetes only: a HorizontalPodAutoscaler
+    tls_secret: str = ""              # Kubernetes only: the TLS Secret the Ingress serves the app's hosts with
 
     @property
     def label(self) -> str:

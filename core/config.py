@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Mapping, Union
 from urllib.parse import quote
 
+from core.envparse import ConfigError, _bool, _int, _positive, _seconds
+from core.kubesettings import KubernetesSettings, kubernetes_from_env
+
+__all__ = ["ConfigError", "KubernetesSettings", "Settings", "StorageSettings", "kubernetes_from_env"]
+
 
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
-
-
-class ConfigError(Exception):
-    """A setting has a value Teresa cannot use; the message names it and the fix."""
 
 
 def parse_addr(value: str, name: str) -> tuple[str, int]:
@@ -28,17 +29,6 @@ def parse_addr(value: str, name: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"{name}={value!r} is not HOST:PORT; set it like 127.0.0.1:2222.")
     return host.strip("[]") or "0.0.0.0", int(port)
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
-    value = env.get(name, "").strip().lower()
-    if not value:
-        return default
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name}={value!r} is not a boolean; use true or false.")
 
 
 def trusted_proxies(env: Mapping[str, str]) -> tuple[Network, ...]:
@@ -51,16 +41,6 @@ def trusted_proxies(env: Mapping[str, str]) -> tuple[Network, ...]:
             raise ConfigError(f"TERESA_TRUSTED_PROXIES has {item!r}, which is not an address or CIDR; "
                               "list them like 10.0.0.0/8, 192.168.1.5.") from None
     return tuple(networks)
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    value = env.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(f"{name}={value!r} is not a whole number; set a number like {default}.") from None
 
 
 @dataclass(frozen=True)
@@ -105,93 +85,6 @@ def storage_from_env(env: Mapping[str, str], data_dir: Path) -> StorageSettings:
     if kind == "s3" and not settings.aws_bucket:
         raise ConfigError("TERESAFILESTORAGE_TYPE=s3 needs TERESAFILESTORAGE_AWS_BUCKET; set the bucket name.")
     return settings
-
-
-def _quantity(env: Mapping[str, str], name: str, default: str) -> str:
-    value = env.get(name, "").strip()
-    if not value:
-        return default
-    from kubernetes.utils.quantity import parse_quantity  # heavy import: only when the setting is given
-
-    try:
-        parse_quantity(value)
-    except ValueError:
-        raise ConfigError(f"{name}={value!r} is not a Kubernetes quantity; use a value like {default}.") from None
-    return value
-
-
-@dataclass(frozen=True)
-class KubernetesSettings:
-    """How Teresa reaches the cluster and what it puts into the objects it renders there."""
-
-    host: str = ""
-    username: str = ""
-    password: str = field(default="", repr=False)
-    insecure: bool = False
-    config_file: str = ""
-    slugbuilder_image: str = "teresa/stack:latest"
-    slugrunner_image: str = "teresa/stack:latest"
-    build_limit_cpu: str = "1"
-    build_limit_memory: str = "1Gi"
-    default_limit_cpu: str = "500m"
-    default_limit_memory: str = "512Mi"
-    default_request_cpu: str = "100m"
-    default_request_memory: str = "128Mi"
-    allow_priv_containers: bool = False
-    run_as_user: int = 1000
-    ingress_class: str = ""
-    namespace: str = "teresa"                       # where Teresa itself runs: app pods may not reach it
-    cluster_cidrs: tuple[str, ...] = ()             # pod/service ranges that egress/ingress ipBlocks must skip
-    quota_cpu: str = "4"                            # per-app ResourceQuota: limits.cpu
-    quota_memory: str = "8Gi"                       # limits.memory
-    quota_pods: str = "20"                          # pods
-    max_limit_cpu: str = "2"                        # the most `limits:set --cpu` may ask for
-    max_limit_memory: str = "4Gi"                   # the most `limits:set --memory` may ask for
-    max_replicas: int = 10                          # the most `autoscale:set --max` may ask for
-
-
-def kubernetes_from_env(env: Mapping[str, str]) -> KubernetesSettings:
-    defaults = KubernetesSettings()
-    run_as_user = _int(env, "TERESA_RUN_AS_USER", defaults.run_as_user)
-    if run_as_user <= 0:
-        raise ConfigError(f"TERESA_RUN_AS_USER={run_as_user} must be a non-root user id; use a number like 1000.")
-    return KubernetesSettings(
-        host=env.get("TERESAK8S_HOST", "").strip(),
-        username=env.get("TERESAK8S_USERNAME", ""),
-        password=env.get("TERESAK8S_PASSWORD", ""),
-        insecure=_bool(env, "TERESAK8S_INSECURE"),
-        config_file=env.get("TERESAK8S_CONFIG_FILE", "").strip(),
-        slugbuilder_image=env.get("TERESA_SLUGBUILDER_IMAGE", "").strip() or defaults.slugbuilder_image,
-        slugrunner_image=env.get("TERESA_SLUGRUNNER_IMAGE", "").strip() or defaults.slugrunner_image,
-        build_limit_cpu=_quantity(env, "TERESA_BUILD_LIMIT_CPU", defaults.build_limit_cpu),
-        build_limit_memory=_quantity(env, "TERESA_BUILD_LIMIT_MEMORY", defaults.build_limit_memory),
-        default_limit_cpu=_quantity(env, "TERESA_DEFAULT_LIMIT_CPU", defaults.default_limit_cpu),
-        default_limit_memory=_quantity(env, "TERESA_DEFAULT_LIMIT_MEMORY", defaults.default_limit_memory),
-        default_request_cpu=_quantity(env, "TERESA_DEFAULT_REQUEST_CPU", defaults.default_request_cpu),
-        default_request_memory=_quantity(env, "TERESA_DEFAULT_REQUEST_MEMORY", defaults.default_request_memory),
-        allow_priv_containers=_bool(env, "TERESA_ALLOW_PRIV_CONTAINERS"),
-        run_as_user=run_as_user,
-        ingress_class=env.get("TERESA_INGRESS_CLASS", "").strip(),
-        namespace=env.get("TERESA_NAMESPACE", "").strip() or defaults.namespace,
-        cluster_cidrs=tuple(c.strip() for c in env.get("TERESA_CLUSTER_CIDRS", "").split(",") if c.strip()),
-        quota_cpu=_quantity(env, "TERESA_APP_QUOTA_CPU", defaults.quota_cpu),
-        quota_memory=_quantity(env, "TERESA_APP_QUOTA_MEMORY", defaults.quota_memory),
-        quota_pods=_quantity(env, "TERESA_APP_QUOTA_PODS", defaults.quota_pods),
-        max_limit_cpu=_quantity(env, "TERESA_MAX_LIMIT_CPU", defaults.max_limit_cpu),
-        max_limit_memory=_quantity(env, "TERESA_MAX_LIMIT_MEMORY", defaults.max_limit_memory),
-        max_replicas=_positive(env, "TERESA_MAX_REPLICAS", defaults.max_replicas),
-    )
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    value = env.get(name, "").strip()
-    try:
-        seconds = float(value) if value else default
-    except ValueError:
-        seconds = -1.0
-    if not seconds > 0:
-        raise ConfigError(f"{name}={value!r} is not a positive number of seconds; set one like {default:g}.")
-    return seconds
 
 
 @dataclass(frozen=True)
@@ -276,6 +169,13 @@ class Settings:
     log_format: str = "console"
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
+    @property
+    def push_seconds(self) -> int:
+        """The longest a push's deploy can take once received: a build and a release phase (each bounded by
+        build_timeout) and a rollout given rollout_timeout to progress, plus a minute; what a draining server
+        waits for (server/serve.py) and deploy/'s terminationGracePeriodSeconds must cover."""
+        return 2 * self.build_timeout + self.rollout_timeout + 60
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
@@ -324,13 +224,6 @@ class Settings:
             log_format=env.get("TERESA_LOG_FORMAT", "").strip().lower() or "console",
             env=env,
         )
-
-
-def _positive(env: Mapping[str, str], name: str, default: int) -> int:
-    value = _int(env, name, default)
-    if value <= 0:
-        raise ConfigError(f"{name}={value} must be a positive whole number; set a number like {default}.")
-    return value
 
 
 def _isolation(env: Mapping[str, str]) -> bool | None:

@@ -75,6 +75,7 @@ class App(Base):
     current_release: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the running version
     limits: Mapped[dict[str, dict[str, str]]] = mapped_column(JSON, default=dict)  # type (or "*") -> {"cpu": ..}
     autoscale: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)  # Autoscale
+    tls_secret: Mapped[str] = mapped_column(String(253), default="", server_default="")  # domains:tls --secret
 
     team: Mapped[Team] = relationship(back_populates="apps")
 

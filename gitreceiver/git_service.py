@@ -103,6 +103,12 @@ class PushGate:
         self.services = services  # with them, the repository is checked against and published to storage
         self.locked = False
         self.stale: set[bytes] = set()  # refs another replica moved since they were advertised
+        self.lines: queue.Queue[Any] | None = None  # what the handler's thread relays to the client, once deploying
+
+    def announce(self, line: str) -> None:
+        """From the event loop: a line for the client among its deploy's output (nothing before the deploy)."""
+        if self.lines is not None:
+            self.lines.put(line)
 
     def _on_loop(self, fn: Any, *args: Any) -> Any:
         async def call() -> Any:
@@ -175,6 +181,7 @@ class PushGate:
         if self.refusal:
             return self.refusal
         lines: queue.Queue[Any] = queue.Queue()
+        self.lines = lines
 
         async def sink(line: str) -> None:
             lines.put(line)
@@ -297,6 +304,12 @@ class GitService:
         self.services = services
         self.controller = controller
         self.pushes: set[asyncio.Task[Any]] = set()  # sessions of git-receive-pack in flight (for draining)
+        self.gates: set[PushGate] = set()  # and their gates, to tell their clients what happens
+
+    def announce(self, line: str) -> None:
+        """Tell every push in flight (those deploying) `line`."""
+        for gate in list(self.gates):
+            gate.announce(line)
 
     async def drained(self) -> None:
         """Return once no push is in flight (new ones are kept out by closing the listener first)."""
@@ -325,6 +338,7 @@ class GitService:
         this = asyncio.current_task()
         assert this is not None
         self.pushes.add(this)
+        self.gates.add(gate)
         try:
             return await self._serve(
                 process, repo, lambda backend, proto: TeresaReceivePack(backend, ["/"], proto, gate))
@@ -333,6 +347,7 @@ class GitService:
                 await asyncio.shield(gate.close())
             finally:
                 self.pushes.discard(this)
+                self.gates.discard(gate)
 
     async def _serve(self, process: asyncssh.SSHServerProcess[bytes], repo: Path,
                      make_handler: Callable[[DictBackend, Protocol], ReceivePackHandler | UploadPackHandler]) -> int:

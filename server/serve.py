@@ -16,6 +16,7 @@ from aiohttp import web
 from controller import watchers
 from controller.controller import Controller
 from controller.platform import Platform
+from controller.grant_renewal import renewal_loop
 from controller.recovery import recover
 from controller.runtime import make_runtime
 from controller.runtime.base import Runtime
@@ -81,6 +82,8 @@ class Server:
         self.tasks.append(asyncio.create_task(backup_loop(self.services)))
         self.tasks += [asyncio.create_task(job) for job in watchers.background(self.services, self.services.controller)]
         self.tasks.append(asyncio.create_task(prune_loop(self.services)))
+        if settings.runtime == "kubernetes":
+            self.tasks.append(asyncio.create_task(renewal_loop(self.services, self.runtime)))
 
     @property
     def http_port(self) -> int:
@@ -97,9 +100,10 @@ class Server:
         self.draining.set()
         if self.ssh.server is not None:
             self.ssh.server.close()  # the listener only: established sessions carry on
-        settings = self.services.settings
-        limit = settings.build_timeout + settings.rollout_timeout + 60
+        limit = self.services.settings.push_seconds
         log.info("teresa_draining", pushes=len(self.git.pushes), limit_seconds=limit)
+        self.git.announce(f"-----> This Teresa server is shutting down: your push finishes here first "
+                          f"(it has up to {limit} seconds).")
         try:
             await asyncio.wait_for(self.git.drained(), limit)
         except asyncio.TimeoutError:

@@ -139,6 +139,9 @@ class Runtime(Protocol):
         """After a restart: run each app at its release in `wanted` (None: nothing released), whatever
         the runtime restored; apps not in `wanted` no longer exist."""
 
+    async def refresh_grants(self) -> int:
+        """Renew the storage grants (presigned URLs) that running apps' future processes will read; how many."""
+
     async def health(self) -> None:
         """For /readyz: return when the runtime can take work, raise when it cannot."""
 
@@ -159,8 +162,9 @@ class Runtime(Protocol):
 
     async def ps(self, app: str) -> list[ProcessStatus]: ...
 
-    async def set_domains(self, app: str, domains: Sequence[str]) -> None:
-        """Route these custom host names to the app, besides APP.<TERESA_DOMAIN>."""
+    async def set_domains(self, app: str, domains: Sequence[str], *, tls_secret: str = "") -> None:
+        """Route these custom host names to the app, besides APP.<TERESA_DOMAIN>; with TLS from `tls_secret`
+        where the runtime terminates TLS (Kubernetes' Ingress)."""
 
     async def restart(self, app: str, process_type: str | None) -> None: ...
 

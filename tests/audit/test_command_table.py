@@ -46,6 +46,7 @@ def steps(bob_key: bytes) -> list[tuple[str, str, bytes, bool]]:
         ("domains:add shop www.example.com", "dev", b"", True), ("domains shop", "dev", b"", True),
         ("domains:verify shop www.example.com", "local", b"", True),
         ("domains:remove shop www.example.com", "dev", b"", True),
+        ("domains:tls shop --secret shop-example-com", "dev", b"", True), ("domains:tls shop --off", "dev", b"", True),
         ("limits shop", "dev", b"", True), ("limits:set shop --cpu 250m", "dev", b"", True),
         ("autoscale:set shop --min 1 --max 2 --cpu 80", "dev", b"", True),
         ("autoscale:unset shop", "dev", b"", True), ("manifests shop", "dev", b"", True),

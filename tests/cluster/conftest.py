@@ -17,8 +17,10 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 
 from core.config import StorageSettings
 from tests.cluster import kubecluster
@@ -28,6 +30,7 @@ from tests.conftest import require_services, skip_or_fail
 CLUSTER_START_BUDGET = 300
 
 _prepare_error: str | None = None
+RBAC_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 TIMINGS: dict[str, float] = {}  # printed at the end of the session: "cluster start", "smoke test", ...
 
 
@@ -135,3 +138,22 @@ def pod_storage(kube_cluster: kubecluster.KubeCluster, tmp_path_factory: pytest.
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture(scope="session")
+def teresa_kubeconfig(kube_cluster: kubecluster.KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kubeconfig with the token of deploy/base's ServiceAccount, after applying deploy/base's RBAC objects."""
+    rendered = kube_cluster.kubectl("kustomize", str(kubecluster.REPO / "deploy" / "base")).stdout
+    objects = [o for o in yaml.safe_load_all(rendered) if o and o["kind"] in RBAC_KINDS]
+    kube_cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    account = next(o for o in objects if o["kind"] == "ServiceAccount")["metadata"]
+    token = kube_cluster.service_account_token(account["namespace"], account["name"], seconds=3600)
+    path = tmp_path_factory.mktemp("teresa-sa") / "kubeconfig"
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "teresa",
+        "clusters": [{"name": "test", "cluster": {"server": kube_cluster.server,
+                                                  "certificate-authority": str(kube_cluster.ca_path)}}],
+        "users": [{"name": "teresa", "user": {"token": token}}],
+        "contexts": [{"name": "teresa", "context": {"cluster": "test", "user": "teresa"}}],
+    }))
+    return path

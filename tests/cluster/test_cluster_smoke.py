@@ -46,7 +46,7 @@ def pod_log(core: kubernetes.client.CoreV1Api, name: str, namespace: str) -> str
 
 
 def restricted_pod_spec(image: str, args: list[str], restart_policy: str = "Always", **extra: Any) -> dict[str, Any]:
-    """A pod spec PodSecurity `restricted` admits without a warning; the image's entrypoint (tini) stays."""
+    """A pod spec PodSecurity `restricted` admits without a warning; the image's entrypoint (teresa-slugrunner init) stays."""
     return {
         "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
         "automountServiceAccountToken": False,

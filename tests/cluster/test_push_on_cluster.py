@@ -13,7 +13,6 @@ from pathlib import Path
 import kubernetes.client
 import pexpect
 import pytest
-import yaml
 
 from core.config import StorageSettings
 from tests.cluster.conftest import TIMINGS
@@ -21,27 +20,7 @@ from tests.cluster.kubecluster import REPO, KubeCluster
 from tests.fixtures.teresa import Deploy, make_deploy
 
 HELLO = REPO / "examples" / "python-hello"
-RBAC_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 CRASHING_PROCFILE = "web: python3 -c \"import sys; print('boom: no module named wsgi', flush=True); sys.exit(3)\"\n"
-
-
-@pytest.fixture(scope="session")
-def teresa_kubeconfig(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A kubeconfig with the token of deploy/base's ServiceAccount, after applying deploy/base's RBAC objects."""
-    rendered = kube_cluster.kubectl("kustomize", str(REPO / "deploy" / "base")).stdout
-    objects = [o for o in yaml.safe_load_all(rendered) if o and o["kind"] in RBAC_KINDS]
-    kube_cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
-    account = next(o for o in objects if o["kind"] == "ServiceAccount")["metadata"]
-    token = kube_cluster.service_account_token(account["namespace"], account["name"], seconds=3600)
-    path = tmp_path_factory.mktemp("teresa-sa") / "kubeconfig"
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "teresa",
-        "clusters": [{"name": "test", "cluster": {"server": kube_cluster.server,
-                                                  "certificate-authority": str(kube_cluster.ca_path)}}],
-        "users": [{"name": "teresa", "user": {"token": token}}],
-        "contexts": [{"name": "teresa", "context": {"cluster": "test", "user": "teresa"}}],
-    }))
-    return path
 
 
 @pytest.fixture(scope="module")

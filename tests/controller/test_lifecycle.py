@@ -186,6 +186,18 @@ def test_custom_domains_route_to_the_app(app: Deploy) -> None:
     assert app.get(host="www.shop.test")[0] == 404
 
 
+def test_domains_tls_takes_a_secret_name_or_off_in_one_sentence(app: Deploy) -> None:
+    assert app.command("domains:tls shop")[2] == (
+        "error: domains:tls needs either --secret NAME (a TLS Secret in the app's namespace) or --off.\n")
+    assert app.command("domains:tls shop --secret Shop_TLS")[2] == (
+        "error: 'Shop_TLS' is not a Secret name; use lowercase letters, digits, '-' and '.'.\n")
+    assert app.command("domains:tls shop --secret shop-tls")[:2] == (
+        0, "shop's hosts are served over TLS with the Secret shop-tls.\n")
+    assert app.command("domains:tls shop --off")[:2] == (0, "shop no longer uses its own TLS Secret; its hosts get "
+                                                           "no TLS from Teresa.\n")
+    assert app.get()[0] == 200  # the local runtime's router serves on as it did
+
+
 def test_a_server_restart_brings_the_app_back(app: Deploy) -> None:
     app.command("domains:add shop www.shop.test")
     running = releases(app)[0]["version"]

@@ -91,7 +91,7 @@ async def test_create_refuses_an_existing_object(kube_api: KubeAPI) -> None:
     settings, request = samples.settings(), samples.build_request()
     async with await KubeClient.connect(client_settings(kube_api)) as kube:
         await kube.apply_all(manifests.app_objects(settings, "shop"))
-        await kube.create(manifests.build_secret(request))
+        await kube.create(manifests.build_secret(settings, request))
         pod = await kube.create(manifests.slugbuilder_pod(settings, request, samples.GRANTS))
         assert pod["metadata"]["uid"] and pod["metadata"]["labels"]["teresa.io/build"] == request.build_id
         with pytest.raises(KubeError, match="refused to create Pod slugbuilder-20261122-abc123") as err:

@@ -119,7 +119,7 @@ def test_slug_is_fetched_by_an_init_container_into_an_empty_dir() -> None:
     (slug_url,) = [e for e in fetch["env"] if e["name"] == "TERESA_SLUG_URL"]
     assert slug_url["valueFrom"] == {"secretKeyRef": {"name": "slug-20261122-abc123", "key": "TERESA_SLUG_URL"}}
     assert "envFrom" not in fetch  # a presigned URL of this slug, no storage credentials
-    assert main["command"] == ["teresa-slugrunner", "start", "web"]
+    assert main["command"] == ["teresa-slugrunner", "init", "--", "teresa-slugrunner", "start", "web"]
     assert main["image"] == fetch["image"] == "registry.example.net/teresa/stack:24-run"
     assert fetch["volumeMounts"] == main["volumeMounts"] == [{"name": "app", "mountPath": "/app"}]
     # The app gets its config vars, not the storage credentials; nothing tells it to fetch again.
@@ -141,7 +141,7 @@ def test_process_types_without_formation_or_limits() -> None:
     mail = manifests.deployment(samples.settings(), samples.release(), "mail_sender")
     assert mail["metadata"]["name"] == "mail-sender"
     assert mail["spec"]["replicas"] == 0
-    assert main_container(mail)["command"] == ["teresa-slugrunner", "start", "mail_sender"]
+    assert main_container(mail)["command"] == ["teresa-slugrunner", "init", "--", "teresa-slugrunner", "start", "mail_sender"]
     assert "resources" not in main_container(mail)  # the LimitRange supplies the defaults
 
 

@@ -53,7 +53,7 @@ def test_config_secret_holds_the_config_vars() -> None:
 def test_yaml_dump_masks_every_secret_value() -> None:
     settings = samples.settings()
     objects = [*manifests.render_release(settings, samples.release(), samples.AUTOSCALE),
-               manifests.build_secret(samples.build_request())]
+               manifests.build_secret(samples.settings(), samples.build_request())]
     dumped = manifests.to_yaml(objects)
     encoded = [base64.b64encode(v.encode()).decode() for v in (*samples.CONFIG.values(), samples.STORAGE_SECRET_VALUE)]
     for value in (*samples.CONFIG.values(), samples.STORAGE_SECRET_VALUE, samples.K8S_PASSWORD, *encoded):
@@ -100,7 +100,7 @@ def test_cron_schedules_global_and_per_type() -> None:
     assert cron["spec"]["suspend"] is False and report["spec"]["suspend"] is True
     pod = report["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
-    assert pod["containers"][0]["command"] == ["teresa-slugrunner", "start", "cron_report"]
+    assert pod["containers"][0]["command"] == ["teresa-slugrunner", "init", "--", "teresa-slugrunner", "start", "cron_report"]
     assert "lifecycle" not in pod["containers"][0]  # no drain for a scheduled run
     assert not any(o["kind"] == "Deployment" and o["metadata"]["name"].startswith("cron") for o in objects)
 
@@ -152,8 +152,10 @@ def test_slugbuilder_pod_follows_the_builder_contract() -> None:
     assert env["TERESA_BUILD_TIMEOUT"] == "600"
     name = pod["metadata"]["name"]
     assert env["TERESA_BUILD_CONFIG"] == {"secretKeyRef": {"name": name, "key": "TERESA_BUILD_CONFIG"}}
-    build_secret = manifests.build_secret(request)
+    build_secret = manifests.build_secret(samples.settings(), request)
     assert build_secret["metadata"]["name"] == name
+    # The replica that runs the build deletes it, or (crashed) its successor: upkeep.py removes orphans by this.
+    assert pod["metadata"]["labels"]["teresa.io/owner"] == build_secret["metadata"]["labels"]["teresa.io/owner"]
     assert json.loads(base64.b64decode(build_secret["data"]["TERESA_BUILD_CONFIG"])) == samples.CONFIG
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
 
@@ -162,7 +164,7 @@ def test_no_build_pod_or_app_object_carries_storage_credentials() -> None:
     """Issue 12: a build read the bucket's keys from its environment; now it gets URLs for its own objects."""
     settings, release, request = samples.settings(), samples.release(), samples.build_request()
     objects = [*manifests.render_release(settings, release, samples.AUTOSCALE, "https://s3.example.net/x?sig"),
-               manifests.build_secret(request), manifests.slugbuilder_pod(settings, request, samples.GRANTS),
+               manifests.build_secret(settings, request), manifests.slugbuilder_pod(settings, request, samples.GRANTS),
                manifests.release_pod(settings, release), manifests.run_pod(settings, release, ["sh"])]
     dumped = manifests.to_yaml(objects, mask=False)
     for credential in (samples.STORAGE_SECRET_VALUE, "AKIAEXAMPLE", "TERESAFILESTORAGE", "teresa-storage"):
@@ -205,9 +207,9 @@ def test_release_and_run_pods() -> None:
     phase = manifests.release_pod(settings, release)
     assert phase["metadata"]["name"] == "release-v4"
     assert phase["spec"]["restartPolicy"] == "Never"
-    assert phase["spec"]["containers"][0]["command"] == ["teresa-slugrunner", "start", "release"]
+    assert phase["spec"]["containers"][0]["command"] == ["teresa-slugrunner", "init", "--", "teresa-slugrunner", "start", "release"]
     run = manifests.run_pod(settings, release, ["rake", "db:seed"], name="run-1a2b")
-    assert run["spec"]["containers"][0]["command"] == ["teresa-slugrunner", "exec", "--", "rake", "db:seed"]
+    assert run["spec"]["containers"][0]["command"] == ["teresa-slugrunner", "init", "--", "teresa-slugrunner", "exec", "--", "rake", "db:seed"]
     # stdin open for the one attach that forwards the client's (see attach.py); a terminal only when asked
     assert {k: run["spec"]["containers"][0][k] for k in ("stdin", "stdinOnce", "tty")} == \
         {"stdin": True, "stdinOnce": True, "tty": False}

@@ -35,7 +35,7 @@ def test_removed_process_types_and_autoscaler_are_stale() -> None:
 def test_config_secrets_of_recent_releases_are_kept() -> None:
     settings = samples.settings()
     olds = [manifests.config_secret(samples.release(version=v, config={"V": str(v)})) for v in range(1, 10)]
-    live = olds + [manifests.build_secret(samples.build_request())]
+    live = olds + [manifests.build_secret(samples.settings(), samples.build_request())]
     desired = manifests.render_release(settings, samples.release(version=10))
     assert stale(desired, "v1", "Secret", as_listed(live, "Secret"), 3) == sorted(
         s["metadata"]["name"] for s in olds[:7])

@@ -104,21 +104,6 @@ async def test_a_crash_loop_is_undone_with_the_last_lines(runtime: KubernetesRun
 
 
 @pytest.mark.asyncio
-async def test_an_image_pull_failure_fails_fast_and_is_undone(runtime: KubernetesRuntime, kube_api: KubeAPI,
-                                                              kubelet: Kubelet) -> None:
-    await runtime.deploy(release(1), None, Lines())
-    spec_before = deployment_spec(kube_api)
-    kubelet.stall_after = 30  # the runtime must not wait for the deadline to see this
-    kubelet.misbehave("v2", "image_pull")
-    with pytest.raises(RolloutFailed, match=r"^v2 did not become ready: web cannot start its pods \(pod web-\w+-\w+: the image "
-                                            r"teresa/stack:latest could not be pulled \(ImagePullBackOff: .*\)\); "
-                                            r"v1 is still running\.$"):
-        deploy = runtime.deploy(release(2, V2_SLUG, formation={"web": 2}), release(1), Lines())
-        await asyncio.wait_for(deploy, timeout=10)
-    assert deployment_spec(kube_api) == spec_before
-
-
-@pytest.mark.asyncio
 async def test_a_failed_first_release_leaves_nothing_running(runtime: KubernetesRuntime, kube_api: KubeAPI,
                                                              kubelet: Kubelet) -> None:
     kubelet.misbehave("v1", "never_ready")

@@ -23,7 +23,7 @@ def everything(allow_priv: bool, teresa_yaml: str) -> list[dict]:
     request = samples.build_request()
     return [
         *manifests.render_release(settings, release, samples.AUTOSCALE),
-        manifests.build_secret(request),
+        manifests.build_secret(settings, request),
         manifests.slugbuilder_pod(settings, request, samples.GRANTS),
         manifests.release_pod(settings, release),
         manifests.run_pod(settings, release, ["python", "manage.py", "shell"], tty=True),
@@ -63,7 +63,7 @@ def test_every_rendered_object_validates(version: str, allow_priv: bool, teresa_
     objects = everything(allow_priv, teresa_yaml)
     kinds = {o["kind"] for o in objects}
     assert kinds == {"Namespace", "ServiceAccount", "LimitRange", "ResourceQuota", "NetworkPolicy", "Secret", "Deployment", "Service",
-                     "Ingress", "HorizontalPodAutoscaler", "Pod"} | ({"CronJob"} if teresa_yaml else set())
+                     "Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Pod"} | ({"CronJob"} if teresa_yaml else set())
     for obj in objects:
         validated = kubernetes_validate.validate(obj, version, strict=True)
         assert validated == version, f"validated {obj['kind']} against {validated}, not {version}"
@@ -83,3 +83,36 @@ def test_rendered_objects_use_each_option() -> None:
     assert {"livenessProbe", "readinessProbe", "lifecycle", "resources", "ports"} <= container.keys()
     assert by_kind["Ingress"][0]["spec"]["ingressClassName"] == "nginx"
     assert len(by_kind["Ingress"][0]["spec"]["rules"]) == 3
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_tls_disruption_budget_and_pull_settings_validate(version: str) -> None:
+    settings = samples.settings(TERESA_IMAGE_PULL_POLICY="IfNotPresent", TERESA_IMAGE_PULL_SECRETS="regcred",
+                                TERESA_INGRESS_CLUSTER_ISSUER="letsencrypt")
+    issued = samples.release(formation={"web": 3})
+    own = samples.release(formation={"web": 3}, tls_secret="shop-example-com")
+    objects = [*manifests.render_release(settings, issued), manifests.ingress(settings, own),
+               manifests.run_pod(settings, issued, ["true"]), manifests.release_pod(settings, issued)]
+    for obj in objects:
+        assert kubernetes_validate.validate(obj, version, strict=True) == version
+        assert_names_and_labels_are_valid(obj)
+    budget = next(o for o in objects if o["kind"] == "PodDisruptionBudget")
+    assert budget["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": {"teresa.io/app": "shop",
+                                                                                  "teresa.io/process-type": "web"}}}
+    by_issuer, by_secret = [o for o in objects if o["kind"] == "Ingress"]
+    assert by_issuer["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
+    assert by_issuer["spec"]["tls"] == [{"hosts": [r["host"] for r in by_issuer["spec"]["rules"]],
+                                         "secretName": "shop-tls"}]
+    assert "annotations" not in by_secret["metadata"]  # the app's own certificate: cert-manager keeps off it
+    assert by_secret["spec"]["tls"][0]["secretName"] == "shop-example-com"
+    pods = [o["spec"] for o in objects if o["kind"] == "Pod"]
+    pods += [o["spec"]["template"]["spec"] for o in objects if o["kind"] == "Deployment"]
+    for spec in pods:
+        assert spec["imagePullSecrets"] == [{"name": "regcred"}]
+        assert all(c["imagePullPolicy"] == "IfNotPresent" for c in spec["containers"] + spec.get("initContainers", []))
+    assert [o["spec"]["activeDeadlineSeconds"] for o in objects if o["kind"] == "Pod"] == [3600, 15 * 60 + 60]
+
+
+def test_one_web_replica_gets_no_disruption_budget() -> None:
+    kinds = {o["kind"] for o in manifests.render_release(samples.settings(), samples.release(formation={"web": 1}))}
+    assert "PodDisruptionBudget" not in kinds and "Ingress" in kinds

@@ -13,7 +13,9 @@ def test_defaults() -> None:
     assert k8s == KubernetesSettings()
     assert (k8s.build_limit_cpu, k8s.build_limit_memory) == ("1", "1Gi")
     assert k8s.allow_priv_containers is False and k8s.ingress_class == ""
-    assert k8s.slugbuilder_image == k8s.slugrunner_image == "teresa/stack:latest"
+    assert k8s.slugbuilder_image == k8s.slugrunner_image == ""  # no :latest: the server refuses to start (below)
+    assert (k8s.image_pull_policy, k8s.image_pull_secrets, k8s.cluster_issuer) == ("", (), "")
+    assert (k8s.start_grace, k8s.run_timeout) == (180.0, 3600)
 
 
 def test_values_from_env() -> None:
@@ -36,3 +38,47 @@ def test_values_from_env() -> None:
 def test_bad_values_are_one_clear_sentence(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env({name: value})
+
+
+def test_new_pod_settings_from_env() -> None:
+    k8s = Settings.from_env({
+        "TERESA_SLUGBUILDER_IMAGE": "registry.example.net/stack:7", "TERESA_IMAGE_PULL_POLICY": "Always",
+        "TERESA_IMAGE_PULL_SECRETS": "regcred, mirror", "TERESA_POD_START_GRACE": "30", "TERESA_RUN_TIMEOUT": "600",
+        "TERESA_INGRESS_CLUSTER_ISSUER": "letsencrypt", "TERESA_SLUG_URL_REFRESH_INTERVAL": "3600",
+    }).kubernetes
+    assert k8s.slugrunner_image == "registry.example.net/stack:7"  # the runner defaults to the builder's image
+    assert (k8s.image_pull_policy, k8s.image_pull_secrets) == ("Always", ("regcred", "mirror"))
+    assert (k8s.start_grace, k8s.run_timeout, k8s.cluster_issuer, k8s.slug_url_refresh) == (
+        30.0, 600, "letsencrypt", 3600)
+
+
+@pytest.mark.parametrize(("env", "sentence"), [
+    ({"TERESA_IMAGE_PULL_POLICY": "always"},
+     "TERESA_IMAGE_PULL_POLICY='always' is not a pull policy; use one of Always, IfNotPresent, Never."),
+    ({"TERESA_IMAGE_PULL_SECRETS": "Reg_Cred"},
+     "TERESA_IMAGE_PULL_SECRETS has 'Reg_Cred', which is not a Secret name; list names like regcred, other."),
+    ({"TERESA_POD_START_GRACE": "soon"},
+     "TERESA_POD_START_GRACE='soon' is not a positive number of seconds; set one like 180."),
+])
+def test_bad_pod_settings_are_one_sentence(env: dict[str, str], sentence: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env(env)
+    assert str(error.value) == sentence
+
+
+@pytest.mark.parametrize(("env", "sentence"), [
+    ({"TERESAFILESTORAGE_TYPE": "s3", "TERESAFILESTORAGE_AWS_BUCKET": "b"},
+     "TERESA_SLUGBUILDER_IMAGE is not set; set it to the stack image pushed to your registry (a pinned tag or "
+     "digest, like registry.example.com/teresa-stack:0.1.0)."),
+    ({"TERESA_SLUGBUILDER_IMAGE": "registry.example.net/stack:7"},
+     "TERESAFILESTORAGE_TYPE=local cannot serve pods on Kubernetes; set TERESAFILESTORAGE_TYPE=s3 and the "
+     "TERESAFILESTORAGE_AWS_* settings."),
+])
+def test_the_kubernetes_runtime_refuses_to_start_without_an_image_or_with_local_storage(
+        env: dict[str, str], sentence: str) -> None:
+    from controller.runtime import make_runtime
+
+    settings = Settings.from_env({"TERESA_RUNTIME": "kubernetes", "TERESAK8S_HOST": "https://k8s.example.net", **env})
+    with pytest.raises(ConfigError) as error:
+        make_runtime(settings)
+    assert str(error.value) == sentence

@@ -33,7 +33,7 @@ class AcceptingRuntime:
     async def deploy(self, release: object, previous: object, out: object, *, restart: bool = False) -> None:
         pass
 
-    async def set_domains(self, app: str, hosts: list[str]) -> None:
+    async def set_domains(self, app: str, hosts: list[str], *, tls_secret: str = "") -> None:
         pass
 
 

@@ -65,12 +65,13 @@ def test_cluster_role_grants_no_wildcards_and_is_not_cluster_admin(overlay: str)
     assert granted == {
         ("", "namespaces"), ("", "pods"), ("", "pods/log"), ("", "pods/attach"), ("", "secrets"), ("", "services"),
         ("", "serviceaccounts"), ("", "limitranges"), ("", "resourcequotas"), ("apps", "deployments"),
-        ("apps", "replicasets"), ("batch", "jobs"), ("batch", "cronjobs"), ("networking.k8s.io", "ingresses"),
+        ("apps", "replicasets"), ("batch", "cronjobs"), ("networking.k8s.io", "ingresses"),
         ("networking.k8s.io", "networkpolicies"),
-        ("autoscaling", "horizontalpodautoscalers"),
+        ("autoscaling", "horizontalpodautoscalers"), ("policy", "poddisruptionbudgets"),
     }
     attach = next(rule for rule in role["rules"] if "pods/attach" in rule["resources"])
     assert attach["resources"] == ["pods/attach"] and attach["verbs"] == ["get", "create"]  # not exec, not portforward
+    assert not any({"watch", "update"} & set(rule["verbs"]) for rule in role["rules"])  # no code watches or PUTs
     binding = find(objects, "ClusterRoleBinding", "teresa")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "teresa"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "teresa", "namespace": "teresa"}]
@@ -163,7 +164,7 @@ def test_prod_runs_two_replicas_that_upgrade_one_at_a_time_and_drain() -> None:
     data = next(v for v in pod["volumes"] if v["name"] == "data")
     assert "emptyDir" in data
     settings = Settings.from_env({**pod_environment(objects), "TERESADB_HOSTNAME": "db", "TERESAFILESTORAGE_AWS_BUCKET": "b"})
-    assert pod["terminationGracePeriodSeconds"] >= settings.build_timeout + settings.rollout_timeout
+    assert pod["terminationGracePeriodSeconds"] >= settings.push_seconds  # what a draining replica waits
     assert settings.login_budget_replicas == spec["replicas"]
     names = {e["name"]: e for e in container(objects)["env"]}
     assert names["TERESA_REPLICA_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
@@ -200,7 +201,7 @@ def pod_environment(objects: tuple[dict, ...]) -> dict[str, str]:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_variable_the_manifests_set_is_a_setting_teresa_reads(overlay: str) -> None:
-    source = (ROOT / "core" / "config.py").read_text()
+    source = "".join((ROOT / "core" / name).read_text() for name in ("config.py", "kubesettings.py"))
     unread = [name for name in pod_environment(render(f"overlays/{overlay}"))
               if f'"{name}"' not in source and name != "HOME"]
     assert unread == []

@@ -51,13 +51,16 @@ class Kind:
     namespaced: bool = True
 
     def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        """The object's path; a namespaced kind's list in every namespace with namespace ALL_NAMESPACES."""
         prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        if self.namespaced:
+        if self.namespaced and namespace != ALL_NAMESPACES:
             if not namespace:
                 raise ValueError(f"{self.kind} is namespaced: give its namespace.")
             prefix += f"/namespaces/{namespace}"
         return f"{prefix}/{self.plural}" + (f"/{name}" if name else "")
 
+
+ALL_NAMESPACES = "*"
 
 KINDS = {
     (k.api_version, k.kind): k
@@ -76,6 +79,7 @@ KINDS = {
         Kind("batch/v1", "CronJob", "cronjobs"),
         Kind("batch/v1", "Job", "jobs"),
         Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+        Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
     )
 }
 
@@ -249,9 +253,12 @@ class KubeClient:
             return None
 
     async def list(self, api_version: str, kind: str, namespace: str | None = None,
-                   labels: dict[str, str] | None = None) -> list[LiveObject]:
+                   labels: dict[str, str] | None = None, *, has: tuple[str, ...] = ()) -> list[LiveObject]:
+        """Objects with every label of `labels` and a label named by each of `has`; in every namespace with
+        namespace ALL_NAMESPACES."""
         found = kind_of(api_version, kind)
-        query = [("labelSelector", ",".join(f"{k}={v}" for k, v in labels.items()))] if labels else []
+        terms = [f"{k}={v}" for k, v in (labels or {}).items()] + list(has)
+        query = [("labelSelector", ",".join(terms))] if terms else []
         result = await self.request("GET", found.path(namespace), f"list {found.plural}", query=query)
         items: list[LiveObject] = result.get("items") or []
         return items

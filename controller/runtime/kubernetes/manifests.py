@@ -43,6 +43,7 @@ from controller.runtime.kubernetes.objects import (
     Manifest,
     Namespace,
     NetworkPolicy,
+    PodDisruptionBudget,
     PodTemplate,
     Probe,
     ResourceQuota,
@@ -67,7 +68,7 @@ from core.config import Settings
 
 __all__ = [
     "ManifestError", "app_objects", "autoscaler", "build_secret", "config_secret", "cron_job", "cron_types",
-    "deployment", "ingress", "limit_range", "mask_secrets", "namespace", "network_policy", "release_pod",
+    "deployment", "disruption_budget", "ingress", "limit_range", "mask_secrets", "namespace", "network_policy", "release_pod",
     "render_release", "resource_quota", "run_pod", "service", "service_account", "slug_secret", "slugbuilder_pod",
     "to_yaml",
 ]
@@ -258,23 +259,53 @@ def service(app: str) -> Service:
     }
 
 
+def web_replicas(release: ReleaseSpec, autoscale: Autoscale | None) -> int:
+    """The fewest web replicas the release runs with (an autoscaler's minimum when it scales web)."""
+    if autoscale and autoscale.process_type == WEB:
+        return autoscale.clamp(release.replicas(WEB))
+    return release.replicas(WEB)
+
+
+def disruption_budget(app: str) -> PodDisruptionBudget:
+    """Voluntary disruptions (a node drained for an upgrade) take one web replica at a time, never all of them.
+
+    Only rendered for more than one replica: with one, the budget would block every drain for good.
+    """
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(WEB, app, labels(app, WEB)),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(app, WEB)}},
+    }
+
+
 def hosts(settings: Settings, release: ReleaseSpec) -> list[str]:
     return list(dict.fromkeys([f"{release.app}.{settings.domain}", *release.domains]))
 
 
+CLUSTER_ISSUER = "cert-manager.io/cluster-issuer"
+
+
 def ingress(settings: Settings, release: ReleaseSpec) -> Ingress:
+    """The app's hosts to its web Service; with TLS from the app's Secret (`domains:tls APP --secret NAME`),
+    else, with TERESA_INGRESS_CLUSTER_ISSUER, from a certificate cert-manager issues into `<app>-tls`."""
     backend: IngressBackend = {"service": {"name": WEB, "port": {"number": 80}}}
     spec: IngressSpec = {}
     if settings.kubernetes.ingress_class:
         spec["ingressClassName"] = settings.kubernetes.ingress_class
+    names = hosts(settings, release)
+    issuer = settings.kubernetes.cluster_issuer if not release.tls_secret else ""
+    if secret_name := release.tls_secret or (f"{release.app}-tls" if issuer else ""):
+        spec["tls"] = [{"hosts": names, "secretName": secret_name}]
     spec["rules"] = [
         {"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}
-        for host in hosts(settings, release)
+        for host in names
     ]
+    annotations = {CLUSTER_ISSUER: issuer} if issuer else {}
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
-        "metadata": metadata(WEB, release.app, labels(release.app, WEB)),
+        "metadata": metadata(WEB, release.app, labels(release.app, WEB), **annotations),
         "spec": spec,
     }
 
@@ -361,6 +392,8 @@ def render_release(settings: Settings, release: ReleaseSpec, autoscale: Autoscal
     objects += [deployment(settings, release, t, autoscale) for t in types]
     if WEB in types:
         objects += [service(release.app), ingress(settings, release)]
+        if web_replicas(release, autoscale) > 1:
+            objects.append(disruption_budget(release.app))
     objects += [cron_job(settings, release, t) for t in crons]
     if autoscale:
         objects.append(autoscaler(release, autoscale))

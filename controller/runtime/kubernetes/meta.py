@@ -17,6 +17,8 @@ PROCESS_TYPE_LABEL = "teresa.io/process-type"
 RELEASE_LABEL = "teresa.io/release"
 BUILD_LABEL = "teresa.io/build"
 RUN_LABEL = "teresa.io/run"
+GRANT_LABEL = "teresa.io/grant"     # on Secrets holding a presigned URL: what it grants ("slug")
+OWNER_LABEL = "teresa.io/owner"     # on one-off pods and build Secrets: the server replica that deletes them
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 SLUG_ANNOTATION = "teresa.io/slug"   # on pod templates: the slug's storage key (the URL itself is in a Secret)
 
@@ -45,6 +47,11 @@ def labels(app: str, process_type: str | None = None, release: int | None = None
         result[RELEASE_LABEL] = f"v{release}"
     result.update(extra or {})
     return result
+
+
+def label_value(text: str) -> str:
+    """`text` as a label value: at most 63 of [A-Za-z0-9_.-], starting and ending alphanumeric."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", text)[:63].strip("-_.")
 
 
 def selector(app: str, process_type: str) -> dict[str, str]:

@@ -134,6 +134,7 @@ class Probe(TypedDict, total=False):
 class Container(TypedDict, total=False):
     name: str
     image: str
+    imagePullPolicy: str
     command: list[str]
     workingDir: str
     envFrom: list[EnvFromSource]
@@ -173,6 +174,7 @@ class PodSpec(TypedDict, total=False):
     volumes: list[Volume]
     terminationGracePeriodSeconds: int
     activeDeadlineSeconds: int
+    imagePullSecrets: list[LocalObjectReference]
 
 
 class PodTemplate(TypedDict):
@@ -383,8 +385,14 @@ class IngressRule(TypedDict):
     http: HTTPIngressRuleValue
 
 
+class IngressTLS(TypedDict):
+    hosts: list[str]
+    secretName: str
+
+
 class IngressSpec(TypedDict, total=False):
     ingressClassName: str
+    tls: list[IngressTLS]
     rules: list[IngressRule]
 
 
@@ -395,9 +403,21 @@ class Ingress(TypedDict):
     spec: IngressSpec
 
 
+class PodDisruptionBudgetSpec(TypedDict):
+    maxUnavailable: int
+    selector: LabelSelector
+
+
+class PodDisruptionBudget(TypedDict):
+    apiVersion: Literal["policy/v1"]
+    kind: Literal["PodDisruptionBudget"]
+    metadata: ObjectMeta
+    spec: PodDisruptionBudgetSpec
+
+
 # Any object Teresa renders and applies (one-off pods and their Secrets included).
 Manifest = (Namespace | ServiceAccount | LimitRange | ResourceQuota | NetworkPolicy | Secret | Pod | Deployment
-            | CronJob | HorizontalPodAutoscaler | Service | Ingress)
+            | CronJob | HorizontalPodAutoscaler | Service | Ingress | PodDisruptionBudget)
 
 
 # -- merge patches

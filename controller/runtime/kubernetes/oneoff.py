@@ -28,12 +28,17 @@ class PodFailed(Exception):
     """The pod could not run its command; the message is a phrase ("the image x could not be pulled")."""
 
 
+class PodDeadline(PodFailed):
+    """The pod ran past its activeDeadlineSeconds and the kubelet stopped it."""
+
+
 @dataclass
 class OneOffPod:
     kube: KubeClient
     pod: Pod
     container: str
     poll_interval: float = 1.0
+    start_grace: float = 180.0  # how long the pod may be Unschedulable or fail to pull its image
     extra: list[Manifest] = field(default_factory=list)  # created first, deleted with the pod
     last_lines: list[str] = field(default_factory=list)
 
@@ -64,9 +69,15 @@ class OneOffPod:
 
     async def exit_status(self) -> int:
         """The container's exit code, once it has ended."""
-        while (ended := podstate.terminated(await self._read(), self.container)) is None:
+        while (ended := self._ended(await self._read())) is None:
             await asyncio.sleep(self.poll_interval)
         return int(ended.get("exitCode", 1))
+
+    def _ended(self, pod: LiveObject) -> LiveObject | None:
+        """The container's terminated state, once it has ended; raises PodDeadline when the kubelet stopped it."""
+        if (pod.get("status") or {}).get("reason") == "DeadlineExceeded":
+            raise PodDeadline("it ran past its deadline and was stopped")
+        return podstate.terminated(pod, self.container)
 
     async def delete(self) -> None:
         for obj in [self.pod, *self.extra]:
@@ -83,13 +94,14 @@ class OneOffPod:
         return pod
 
     async def _wait_started(self) -> None:
+        patience = podstate.Patience(self.start_grace)
         while True:
             pod = await self._read()
             if failed := podstate.failed_init(pod):
                 lines = await tail(self.kube, self.namespace, self.name, failed[0], TAIL_LINES)
                 shown = f"; last output: {' / '.join(lines)}" if lines else ""
                 raise PodFailed(f"its {failed[0]} step failed with exit status {failed[1]}{shown}")
-            if problem := podstate.start_problem(pod):
+            if problem := patience.verdict(self.name, podstate.start_problem(pod)):
                 raise PodFailed(problem)
             if podstate.started(pod, self.container):
                 return
@@ -105,8 +117,7 @@ class OneOffPod:
 
         while True:
             end = await follow_lines(self.kube, self.namespace, self.name, self.container, cursor, relay)
-            pod = await self._read()
-            ended = podstate.terminated(pod, self.container)
+            ended = self._ended(await self._read())
             if ended is not None:
                 if not end.clean:  # dropped just before the end: catch up on what it missed
                     await follow_lines(self.kube, self.namespace, self.name, self.container, cursor, relay,

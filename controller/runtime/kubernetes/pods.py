@@ -10,10 +10,14 @@ from builder.job import BuildRequest, Grants
 from builder.slugrunner import SLUG_URL
 from controller.runtime.kubernetes.meta import (
     BUILD_LABEL,
+    GRANT_LABEL,
+    OWNER_LABEL,
     RUN_LABEL,
     SERVICE_ACCOUNT,
+    SLUG_ANNOTATION,
     ManifestError,
     config_secret_name,
+    label_value,
     labels,
     metadata,
     secret,
@@ -65,6 +69,9 @@ def container_security(k8s: KubernetesSettings) -> SecurityContext:
 
 
 def _secured(container: Container, k8s: KubernetesSettings) -> Container:
+    """The container with the operator's security context and image pull policy."""
+    if k8s.image_pull_policy:
+        container["imagePullPolicy"] = k8s.image_pull_policy
     if context := container_security(k8s):
         container["securityContext"] = context
     return container
@@ -82,6 +89,8 @@ def base_pod_spec(k8s: KubernetesSettings, restart_policy: str) -> PodSpec:
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
     }
+    if k8s.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": name} for name in k8s.image_pull_secrets]
     if context := pod_security(k8s):
         spec["securityContext"] = context
     return spec
@@ -97,9 +106,12 @@ def slug_secret_name(build_id: str) -> str:
 
 
 def slug_secret(release: ReleaseSpec, slug_url: str) -> Secret:
-    """The release's slug URL (a presigned GET of that one slug), refreshed at each deploy; no storage credential."""
-    return secret(slug_secret_name(release.build_id), release.app, labels(release.app, release=release.version),
-                  {SLUG_URL: slug_url})
+    """The release's slug URL (a presigned GET of that one slug), renewed at each deploy and by upkeep.py, which
+    finds the slug's key in its annotation; no storage credential."""
+    made = secret(slug_secret_name(release.build_id), release.app,
+                  labels(release.app, release=release.version, extra={GRANT_LABEL: "slug"}), {SLUG_URL: slug_url})
+    made["metadata"]["annotations"] = {SLUG_ANNOTATION: release.slug_key}
+    return made
 
 
 def fetch_container(settings: Settings, release: ReleaseSpec) -> Container:
@@ -143,8 +155,17 @@ def slug_pod_spec(settings: Settings, release: ReleaseSpec, container: Container
     return spec
 
 
+# The slug's process is not PID 1: `teresa-slugrunner init` is, and passes signals to the process group as
+# Heroku signals every process of a dyno, then waits for all of it (builder/slug_init.py says why not tini).
+INIT = ["teresa-slugrunner", "init", "--"]
+
+
 def start_command(process_type: str) -> list[str]:
-    return ["teresa-slugrunner", "start", process_type]
+    return [*INIT, "teresa-slugrunner", "start", process_type]
+
+
+def exec_command(argv: list[str]) -> list[str]:
+    return [*INIT, "teresa-slugrunner", "exec", "--", *argv]
 
 
 def release_pod(settings: Settings, release: ReleaseSpec) -> Pod:
@@ -155,9 +176,17 @@ def release_pod(settings: Settings, release: ReleaseSpec) -> Pod:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": metadata(f"release-{release.label}", release.app, labels(release.app, "release", release.version)),
-        "spec": slug_pod_spec(settings, release, container, "Never"),
+        "metadata": metadata(f"release-{release.label}", release.app,
+                             labels(release.app, "release", release.version, extra=owner(settings))),
+        "spec": _deadline(slug_pod_spec(settings, release, container, "Never"),
+                          settings.build_timeout + BUILD_DEADLINE_MARGIN),
     }
+
+
+def _deadline(spec: PodSpec, seconds: int) -> PodSpec:
+    """A one-off pod stops after `seconds` even when nobody is left to stop it (the server crashed)."""
+    spec["activeDeadlineSeconds"] = seconds
+    return spec
 
 
 def run_pod(settings: Settings, release: ReleaseSpec, argv: list[str], name: str | None = None, *,
@@ -167,15 +196,20 @@ def run_pod(settings: Settings, release: ReleaseSpec, argv: list[str], name: str
     if not argv:
         raise ManifestError("run needs a command after --, like: run myapp -- bash.")
     name = name or f"run-{secrets.token_hex(4)}"
-    container = slug_container(settings, release, "run", ["teresa-slugrunner", "exec", "--", *argv],
-                               release.limits.get("run"))
+    container = slug_container(settings, release, "run", exec_command(argv), release.limits.get("run"))
     container["stdin"], container["stdinOnce"], container["tty"] = True, True, tty
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": metadata(name, release.app, labels(release.app, release=release.version, extra={RUN_LABEL: name})),
-        "spec": slug_pod_spec(settings, release, container, "Never"),
+        "metadata": metadata(name, release.app, labels(release.app, release=release.version,
+                                                            extra={RUN_LABEL: name, **owner(settings)})),
+        "spec": _deadline(slug_pod_spec(settings, release, container, "Never"), settings.kubernetes.run_timeout),
     }
+
+
+def owner(settings: Settings) -> dict[str, str]:
+    """The label naming the server replica that runs a one-off pod: it deletes the pod, or (crashed) its successor."""
+    return {OWNER_LABEL: label_value(settings.replica_name)}
 
 
 def _name_suffix(build_id: str) -> str:
@@ -186,15 +220,14 @@ def build_pod_name(build_id: str) -> str:
     return f"slugbuilder-{_name_suffix(build_id)}"
 
 
-def build_secret(request: BuildRequest) -> Secret:
+def build_secret(settings: Settings, request: BuildRequest) -> Secret:
     """The build's config vars for TERESA_BUILD_CONFIG, named like its pod; delete it with the pod."""
-    name = build_pod_name(request.build_id)
-    return secret(name, request.app, labels(request.app, extra={BUILD_LABEL: _build_label(request.build_id)}),
+    return secret(build_pod_name(request.build_id), request.app, _build_labels(settings, request),
                   {BUILD_CONFIG_KEY: request.config_json()})
 
 
-def _build_label(build_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", build_id)[:63].strip("-_.")
+def _build_labels(settings: Settings, request: BuildRequest) -> dict[str, str]:
+    return labels(request.app, extra={BUILD_LABEL: label_value(request.build_id), **owner(settings)})
 
 
 def slugbuilder_pod(settings: Settings, request: BuildRequest, grants: Grants) -> Pod:
@@ -210,13 +243,12 @@ def slugbuilder_pod(settings: Settings, request: BuildRequest, grants: Grants) -
         "env": env,
         "resources": {"limits": {"cpu": k8s.build_limit_cpu, "memory": k8s.build_limit_memory}},
     }, k8s)
-    spec = base_pod_spec(k8s, "Never")
     # A backstop: the slugbuilder enforces TERESA_BUILD_TIMEOUT itself.
-    spec["activeDeadlineSeconds"] = request.timeout_seconds + BUILD_DEADLINE_MARGIN
+    spec = _deadline(base_pod_spec(k8s, "Never"), request.timeout_seconds + BUILD_DEADLINE_MARGIN)
     spec["containers"] = [container]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": metadata(name, request.app, labels(request.app, extra={BUILD_LABEL: _build_label(request.build_id)})),
+        "metadata": metadata(name, request.app, _build_labels(settings, request)),
         "spec": spec,
     }

@@ -2,11 +2,44 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
+
 from controller.runtime.kubernetes.objects import LiveObject
 
 # Waiting reasons after which a container will not start without someone changing something.
 IMAGE_FAILURES = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
+# ... except these, which a registry's hiccup or a node still pulling can cause: judged after a grace period.
+TRANSIENT_IMAGE_FAILURES = ("ErrImagePull", "ImagePullBackOff")
 CONFIG_FAILURES = ("CreateContainerConfigError", "CreateContainerError")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a pod does not start, as a phrase; `transient` when it is normal for a while on an autoscaled cluster
+    (no node yet: the autoscaler adds one; an image pull that failed once: the kubelet retries)."""
+
+    phrase: str
+    transient: bool = False
+
+
+@dataclass
+class Patience:
+    """Transient problems count once a pod has had them for `grace` seconds (since first seen); others at once."""
+
+    grace: float
+    since: dict[str, float] = field(default_factory=dict)
+
+    def verdict(self, pod: str, problem: Problem | None) -> str | None:
+        if problem is None:
+            self.since.pop(pod, None)
+            return None
+        if not problem.transient:
+            return problem.phrase
+        first = self.since.setdefault(pod, time.monotonic())
+        if time.monotonic() - first < self.grace:
+            return None
+        return f"{problem.phrase}, for {self.grace:g} seconds (TERESA_POD_START_GRACE)"
 
 
 def statuses(pod: LiveObject, init: bool = False) -> list[LiveObject]:
@@ -46,8 +79,8 @@ def image_of(pod: LiveObject, container: str) -> str:
     return ""
 
 
-def waiting_problem(pod: LiveObject, status: LiveObject) -> str | None:
-    """Why a waiting container will not start, as a phrase; None while it may still start."""
+def waiting_problem(pod: LiveObject, status: LiveObject) -> Problem | None:
+    """Why a waiting container will not start; None while it may still start."""
     state, details = state_of(status)
     reason = details.get("reason", "")
     message = details.get("message", "").strip()
@@ -55,24 +88,36 @@ def waiting_problem(pod: LiveObject, status: LiveObject) -> str | None:
         return None
     if reason in IMAGE_FAILURES:
         image = image_of(pod, status.get("name", ""))
-        return f"the image {image} could not be pulled ({reason}{': ' + message if message else ''})"
+        return Problem(f"the image {image} could not be pulled ({reason}{': ' + message if message else ''})",
+                       transient=reason in TRANSIENT_IMAGE_FAILURES)
     if reason in CONFIG_FAILURES:
-        return f"its container could not be created ({reason}{': ' + message if message else ''})"
+        return Problem(f"its container could not be created ({reason}{': ' + message if message else ''})")
     return None
 
 
-def start_problem(pod: LiveObject) -> str | None:
-    """Why the pod will not start as it is, as a phrase; None while it still may."""
+def unschedulable(pod: LiveObject) -> Problem | None:
     for condition in (pod.get("status") or {}).get("conditions") or []:
         if (condition.get("type"), condition.get("status"), condition.get("reason")) == (
                 "PodScheduled", "False", "Unschedulable"):
-            return f"no node can run it ({condition.get('message') or 'Unschedulable'})"
+            return Problem(f"no node can run it ({condition.get('message') or 'Unschedulable'})", transient=True)
+    return None
+
+
+def container_problem(pod: LiveObject) -> Problem | None:
+    """The first waiting container's problem, init containers first; None while they may all still start."""
     for status in statuses(pod, init=True) + statuses(pod):
         if problem := waiting_problem(pod, status):
             return problem
+    return None
+
+
+def start_problem(pod: LiveObject) -> Problem | None:
+    """Why the pod will not start as it is; None while it still may."""
+    if problem := unschedulable(pod) or container_problem(pod):
+        return problem
     status = pod.get("status") or {}
     if status.get("phase") == "Failed" and not any(terminated(pod, s["name"]) for s in statuses(pod)):
-        return f"it was stopped ({status.get('reason') or 'Failed'}: {status.get('message') or 'no message'})"
+        return Problem(f"it was stopped ({status.get('reason') or 'Failed'}: {status.get('message') or 'no message'})")
     return None
 
 

@@ -18,6 +18,7 @@ PRUNABLE_KINDS = (
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("v1", "Service"),
     ("networking.k8s.io/v1", "Ingress"),
+    ("policy/v1", "PodDisruptionBudget"),  # web scaled down to one replica
     ("v1", "Secret"),
 )
 

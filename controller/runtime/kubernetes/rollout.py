@@ -27,6 +27,13 @@ class Progress:
     deadline_exceeded: bool
     observed: bool = True  # the controller has seen the current generation: the status is about it
     replica_failure: str = ""  # a ReplicaFailure condition's message (pods cannot even be created)
+    ready: int = 0
+
+    @property
+    def counts(self) -> tuple[int, int, int, int]:
+        """What changes when a rollout progresses, as the Deployment controller counts progress: replicas
+        created or updated, pods that became ready or available."""
+        return self.replicas, self.updated, self.ready, self.available
 
     @property
     def line(self) -> str:
@@ -52,7 +59,7 @@ def progress(deployment: LiveObject) -> Progress:
     failure = next((c.get("message") or c.get("reason") or "ReplicaFailure" for c in conditions
                     if (c.get("type"), c.get("status")) == ("ReplicaFailure", "True")), "")
     return Progress(deployment["metadata"]["name"], replicas, updated, available, complete, stalled,
-                    observed, failure)
+                    observed, failure, status.get("readyReplicas", 0))
 
 
 class Stalled(Exception):
@@ -64,11 +71,14 @@ class Stalled(Exception):
         self.needs_diagnosis = needs_diagnosis
 
 
-async def watch(kube: KubeClient, namespace: str, names: list[str], out: Callable[[str], Awaitable[None]],
-                timeout: float, poll_interval: float) -> None:
-    """Until every named Deployment is complete; raises Stalled (deadline exceeded, timeout, or pods that cannot start)."""
-    deadline = time.monotonic() + timeout
+async def watch(kube: KubeClient, namespace: str, names: list[str], out: Callable[[str], Awaitable[None]], *,
+                timeout: float, poll_interval: float, start_grace: float) -> None:
+    """Until every named Deployment is complete; raises Stalled (no progress for `timeout` seconds, its deadline
+    exceeded, or pods that cannot start: at once, or after `start_grace` seconds when that is normal for a while)."""
     shown: dict[str, str] = {}
+    counted: dict[str, tuple[int, int, int, int]] = {}
+    last_progress = dict.fromkeys(names, time.monotonic())
+    patience = podstate.Patience(start_grace)
     pending = list(names)
     while pending:
         for name in list(pending):
@@ -76,6 +86,8 @@ async def watch(kube: KubeClient, namespace: str, names: list[str], out: Callabl
             if deployment is None:
                 raise Stalled(name, "was deleted during the rollout", needs_diagnosis=False)
             state = progress(deployment)
+            if counted.get(name) != state.counts:
+                counted[name], last_progress[name] = state.counts, time.monotonic()
             if shown.get(name) != state.line:
                 shown[name] = state.line
                 await out(state.line)
@@ -87,12 +99,13 @@ async def watch(kube: KubeClient, namespace: str, names: list[str], out: Callabl
                 raise Stalled(name, f"cannot create its pods ({state.replica_failure})", needs_diagnosis=False)
             elif state.deadline_exceeded:
                 raise Stalled(name, "made no progress within its deadline")
-            elif problem := await _start_problem(kube, namespace, deployment):
+            elif problem := await _start_problem(kube, namespace, deployment, patience):
                 raise Stalled(name, f"cannot start its pods ({problem})", needs_diagnosis=False)
             elif crashed := await _crashed(kube, namespace, deployment):
                 raise Stalled(name, f"has a replica that exited ({crashed})")
-        if pending and time.monotonic() > deadline:
-            raise Stalled(pending[0], f"was not ready after {timeout:g} seconds")
+        for name in pending:
+            if time.monotonic() - last_progress[name] > timeout:
+                raise Stalled(name, f"made no progress for {timeout:g} seconds")
         if pending:
             await asyncio.sleep(poll_interval)
 
@@ -126,12 +139,14 @@ async def _new_template_hash(kube: KubeClient, namespace: str, deployment: LiveO
     return ""
 
 
-async def _start_problem(kube: KubeClient, namespace: str, deployment: LiveObject) -> str | None:
-    """Pods whose image cannot be pulled or container not created will not recover by waiting: fail fast."""
+async def _start_problem(kube: KubeClient, namespace: str, deployment: LiveObject,
+                         patience: podstate.Patience) -> str | None:
+    """Pods whose image cannot be pulled, container not created or that no node can run, once `patience` says so."""
     for pod in await _pods(kube, namespace, deployment):
-        for status in podstate.statuses(pod, init=True) + podstate.statuses(pod):
-            if problem := podstate.waiting_problem(pod, status):
-                return f"pod {pod['metadata']['name']}: {problem}"
+        name = pod["metadata"]["name"]
+        problem = podstate.unschedulable(pod) or podstate.container_problem(pod)
+        if verdict := patience.verdict(name, problem):
+            return f"pod {name}: {verdict}"
     return None
 
 
@@ -183,7 +198,7 @@ async def diagnose(kube: KubeClient, namespace: str, deployment_name: str) -> st
             state, details = podstate.state_of(status)
             last = (status.get("lastState") or {}).get("terminated") or {}
             if problem := podstate.waiting_problem(pod, status):
-                reasons.append(problem)
+                reasons.append(problem.phrase)
             elif _failed(status, init):
                 code = last.get("exitCode", details.get("exitCode"))
                 restarts = status.get("restartCount", 0)

@@ -10,7 +10,7 @@ from builder.job import BuildRequest, Grants
 from controller.runtime.base import (
     BuildFailed, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeFailure,
 )
-from controller.runtime.kubernetes import manifests, podstate
+from controller.runtime.kubernetes import manifests, podstate, upkeep
 from controller.runtime.kubernetes.attach import run_attached
 from controller.runtime.kubernetes.client import KubeClient, KubeError
 from controller.runtime.kubernetes.logstream import LogCursor, follow_lines, shown_timestamp, stream_once
@@ -18,7 +18,7 @@ from controller.runtime.kubernetes.meta import (
     APP_LABEL, MANAGED_BY, PROCESS_TYPE_LABEL, RELEASE_LABEL, WEB, ManifestError, selector,
 )
 from controller.runtime.kubernetes.objects import LiveObject, Manifest, Pod
-from controller.runtime.kubernetes.oneoff import OneOffPod, PodFailed
+from controller.runtime.kubernetes.oneoff import OneOffPod, PodDeadline, PodFailed
 from controller.runtime.kubernetes.prune import PRUNABLE_KINDS, stale
 from controller.runtime.kubernetes.rollout import Stalled, diagnose, watch
 from controller.runtime.kubernetes.templates import applicable, keep_template, restart_patch
@@ -33,6 +33,8 @@ DEPLOYMENT = ("apps/v1", "Deployment")
 # Config Secrets kept besides the current one, so an undo or a rollback finds its config.
 KEEP_CONFIG_RELEASES = 5
 SLUG_URL_SECONDS = MAX_PRESIGN_SECONDS
+# What a failed first release leaves besides its Deployments: deleted by the undo.
+ROUTING_AND_SCALING_KINDS = ("Service", "Ingress", "CronJob", "HorizontalPodAutoscaler", "PodDisruptionBudget")
 
 
 def _poll_interval(value: str) -> float:
@@ -65,7 +67,21 @@ class KubernetesRuntime:
 
     async def reconcile(self, wanted: Mapping[str, ReleaseSpec | None]) -> None:
         """The cluster keeps each Deployment at what was last applied, and an interrupted rollout is undone
-        by the next deploy; orphaned build and one-off pods are the Kubernetes part of issue 12, not done here."""
+        by the next deploy; what a crash left (one-off pods, build Secrets) is removed, slug URLs renewed."""
+        try:
+            removed = await upkeep.remove_orphans(self.kube, self.settings)
+            renewed = await self.refresh_grants()
+        except (KubeError, RuntimeFailure) as exc:  # the server starts all the same: a later push still works
+            logger.error("kubernetes upkeep failed", error=str(exc))
+            return
+        logger.info("kubernetes reconciled", orphans_removed=removed, slug_urls_renewed=renewed)
+
+    async def refresh_grants(self) -> int:
+        """Renew the slug URLs in every app namespace (pods started later read them); no pod restarts."""
+        try:
+            return await upkeep.refresh_slug_urls(self.kube, self.storage, SLUG_URL_SECONDS)
+        except KubeError as exc:
+            raise RuntimeFailure(f"The slug URLs could not be renewed: {exc}") from None
 
     async def health(self) -> None:
         """A readiness check for /readyz: the API server answers."""
@@ -81,22 +97,30 @@ class KubernetesRuntime:
 
     async def create_app(self, app: str) -> None:
         await self.kube.apply_all(manifests.app_objects(self.settings, app))
+        await self.kube.apply_all(await self._pull_secrets(app))
+
+    async def _pull_secrets(self, app: str) -> list[Manifest]:
+        try:
+            return list(await upkeep.pull_secret_copies(self.kube, self.settings, app))
+        except upkeep.PullSecretMissing as exc:
+            raise RuntimeFailure(str(exc)) from None
 
     async def destroy_app(self, app: str) -> None:
         await self.kube.delete("v1", "Namespace", app)
 
-    async def set_domains(self, app: str, domains: Sequence[str]) -> None:
+    async def set_domains(self, app: str, domains: Sequence[str], *, tls_secret: str = "") -> None:
         """Route the app's custom domains now (its Ingress), without a new release; no Ingress yet: nothing to do."""
         if await self.kube.get("networking.k8s.io/v1", "Ingress", WEB, app) is None:
             return
         routing = ReleaseSpec(app=app, version=0, build_id="", slug_key="", config={}, processes={}, formation={},
-                              domains=tuple(domains))
+                              domains=tuple(domains), tls_secret=tls_secret)
         await self.kube.apply(manifests.ingress(self.settings, routing))
 
     # -- one-off pods
 
     def _one_off(self, pod: Pod, container: str, extra: list[Manifest] | None = None) -> OneOffPod:
-        return OneOffPod(self.kube, pod, container, self.poll_interval, extra or [])
+        return OneOffPod(self.kube, pod, container, self.poll_interval, self.settings.kubernetes.start_grace,
+                         extra or [])
 
     def _slug_url(self, release: ReleaseSpec) -> str:
         """A presigned GET of the release's slug, as long-lived as storage allows (S3: 7 days; refreshed at each deploy)."""
@@ -111,7 +135,7 @@ class KubernetesRuntime:
     async def build(self, request: BuildRequest, out: LineSink) -> None:
         grants = await asyncio.to_thread(self._grants, request)
         pod = self._one_off(manifests.slugbuilder_pod(self.settings, request, grants), "slugbuilder",
-                            [manifests.build_secret(request)])
+                            [manifests.build_secret(self.settings, request)])
         try:
             async with asyncio.timeout(request.timeout_seconds):
                 status = await pod.run(out)
@@ -153,6 +177,9 @@ class KubernetesRuntime:
             pod = manifests.run_pod(self.settings, release, argv, tty=stdin.terminal is not None)
             await self.kube.apply_all([manifests.config_secret(release), await self._slug_secret(release)])
             return await run_attached(self._one_off(pod, "run"), stdin, out)
+        except PodDeadline:
+            raise RuntimeFailure(f"The command ran longer than {self.settings.kubernetes.run_timeout} seconds and "
+                                 "was stopped; ask the operator to raise TERESA_RUN_TIMEOUT.") from None
         except (PodFailed, KubeError, ManifestError) as exc:
             raise RuntimeFailure(f"The command could not run: {str(exc).rstrip('.')}.") from None
 
@@ -168,7 +195,8 @@ class KubernetesRuntime:
         await out(f"-----> Rolling out {release.label}: {formation or 'no processes'}")
         try:
             await self.kube.apply_all(objects)
-            await watch(self.kube, release.app, list(before), out, self.settings.rollout_timeout, self.poll_interval)
+            await watch(self.kube, release.app, list(before), out, timeout=self.settings.rollout_timeout,
+                        poll_interval=self.poll_interval, start_grace=self.settings.kubernetes.start_grace)
         except Stalled as exc:
             why = await diagnose(self.kube, release.app, exc.name) if exc.needs_diagnosis else ""
             await self._undo(release, previous, before, out)
@@ -188,6 +216,7 @@ class KubernetesRuntime:
         """The objects to apply, and each Deployment among them as it is live now (None: new)."""
         slug_url = await asyncio.to_thread(self._slug_url, release)
         objects = manifests.render_release(self.settings, release, release.autoscale, slug_url)
+        objects[1:1] = await self._pull_secrets(release.app)  # after the namespace, before any pod
         kept: list[Manifest] = []
         live_deployments: dict[str, LiveObject | None] = {}
         for obj in objects:
@@ -214,7 +243,7 @@ class KubernetesRuntime:
                     await self.kube.apply(applicable(live))
             if previous is None:
                 for obj in manifests.render_release(self.settings, release, release.autoscale):
-                    if obj["kind"] in ("Service", "Ingress", "CronJob", "HorizontalPodAutoscaler"):
+                    if obj["kind"] in ROUTING_AND_SCALING_KINDS:
                         await self.kube.delete(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], release.app)
         except (KubeError, ManifestError) as exc:
             logger.error("undo failed", app=release.app, release=release.label, error=str(exc))

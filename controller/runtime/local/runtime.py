@@ -124,6 +124,10 @@ class LocalRuntime:
         if self._http:
             await self._http.close()
 
+    async def refresh_grants(self) -> int:
+        """Nothing to renew: local processes get their slug from this process, through no grant that expires."""
+        return 0
+
     async def reconcile(self, wanted: Mapping[str, ReleaseSpec | None]) -> None:
         """Each app at its release in `wanted`; an app not there, or with nothing released, runs nothing."""
         await self.wait_restored()
@@ -202,7 +206,7 @@ class LocalRuntime:
             await supervisor.stop_all(drain=False)
             supervisor.logs.close()
 
-    async def set_domains(self, app: str, domains: Sequence[str]) -> None:
+    async def set_domains(self, app: str, domains: Sequence[str], *, tls_secret: str = "") -> None:
         """Custom domains the router sends to `app`, besides APP.<TERESA_DOMAIN>, kept across restarts.
 
         A later deploy replaces them with its release's `domains`.
