@@ -175,9 +175,9 @@ def test_the_dump_is_gzip_json_lines_in_dependency_order(tmp_path) -> None:
     ("payload", "message"),
     [
         (b"plain text, not gzip", "damaged or not a Teresa backup"),
-        (gzip.compress(b'{"hello": 1}\n'), "not a Teresa backup"),
-        (gzip.compress(b'{"format": "teresa-backup", "version": 99}\n'), "format version 99"),
-        (gzip.compress(b'{"format": "teresa-backup", "version": 1}\n{"table": "nope", "columns": []}\n'), "table 'nope'"),
+        (gzip.compress(b'{"hello": 1}\n', mtime=0), "not a Teresa backup"),
+        (gzip.compress(b'{"format": "teresa-backup", "version": 99}\n', mtime=0), "format version 99"),
+        (gzip.compress(b'{"format": "teresa-backup", "version": 1}\n{"table": "nope", "columns": []}\n', mtime=0), "table 'nope'"),
     ],
 )
 def test_bad_backup_files_get_one_clear_sentence(tmp_path, payload: bytes, message: str) -> None:
