@@ -119,6 +119,7 @@ class Bench:
             TERESA_DATA_DIR=str(root / "data"), TERESA_RUNTIME="local", TERESA_LOG_FORMAT="console",
             TERESA_SSH_ADDR=f"{LOOPBACK}:{self.ports['ssh']}", TERESA_ROUTER_ADDR=f"{LOOPBACK}:{self.ports['router']}",
             TERESA_HTTP_ADDR=f"{LOOPBACK}:{self.ports['http']}", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
+            TERESA_APP_ISOLATION="off",  # one user's benchmark: apps run as this user
         )
         self.key = root / "id_ed25519"
         self.work = root / "work"
@@ -267,7 +268,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=3.0,
                         help="seconds of load before the first push and after the last (default 3)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (server log, data)")
-    return parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="1 s of load before the first push and after the last")
+    args = parser.parse_args()
+    if args.quick:
+        args.settle = 1.0
+    return args
 
 
 async def run(bench: Bench, args: argparse.Namespace) -> int:

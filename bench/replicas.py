@@ -91,14 +91,18 @@ def round_of(name: str, clients: list[Client], pick: Callable[[int], Replica]) -
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="4 clients")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (replica logs)")
     options = parser.parse_args()
+    if options.quick:
+        options.clients = 4
     root = Path(tempfile.mkdtemp(prefix="teresa-bench-replicas-"))
     key = root / "key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     with postgresql_database() as url:
         shared = {"TERESADB_URL": url, "TERESAFILESTORAGE_TYPE": "local",
-                  "TERESAFILESTORAGE_LOCAL_ROOT": str(root / "storage"), "TERESA_BACKUP_INTERVAL": "0"}
+                  "TERESAFILESTORAGE_LOCAL_ROOT": str(root / "storage"), "TERESA_BACKUP_INTERVAL": "0",
+                  "TERESA_APP_ISOLATION": "off"}  # one user's benchmark: apps run as this user
         a, b = Replica("replica-a", root / "a", shared), Replica("replica-b", root / "b", shared)
         try:
             a.start()
