@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from core.commands import CommandError, shown
+from core.errors import CommandError, shown
 
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
