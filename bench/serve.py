@@ -37,6 +37,7 @@ class Run:
     serving: float  # push start -> the new version answers through the router
     returned: float  # push start -> `git push` exits
     phases: dict[str, float]
+    output: str
 
 
 def change_line(work: Path, version: int) -> None:
@@ -79,10 +80,10 @@ async def push_and_watch(bench: redeploy.Bench, version: int) -> Run:
     done = DONE.search(output)
     phases = {name: float(seconds.rstrip("s")) for name, seconds in
               (part.split() for part in done.group(2).split(", "))} if done else {}
-    return Run(answered - started, returned, phases)
+    return Run(answered - started, returned, phases, output)
 
 
-async def run(bench: redeploy.Bench, runs: int) -> int:
+async def run(bench: redeploy.Bench, runs: int, show_output: bool) -> int:
     await asyncio.to_thread(bench.start)
     await asyncio.to_thread(bench.bootstrap)
     shutil.copytree(EXAMPLE, bench.work)
@@ -99,6 +100,8 @@ async def run(bench: redeploy.Bench, runs: int) -> int:
         results.append(result)
         print(f"  push {version - 1}: serving after {result.serving:.2f}s, push returned after "
               f"{result.returned:.2f}s; " + ", ".join(f"{k} {v:.1f}s" for k, v in result.phases.items()), flush=True)
+    if show_output:
+        print(results[-1].output)
     serving = statistics.median(r.serving for r in results)
     print(f"python-hello, one changed line, warm build cache, median of {runs}:")
     print(f"  push start -> new version answers  {serving:6.2f} s   goal <= {GOAL_SECONDS:g} s  "
@@ -113,12 +116,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5, help="pushes after the first; medians (5)")
     parser.add_argument("--quick", action="store_true", help="2 pushes after the first")
+    parser.add_argument("--show-output", action="store_true", help="print the last push's output")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (server log, data)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="teresa-serve-bench-"))
     bench = redeploy.Bench(root)
     try:
-        return asyncio.run(run(bench, 2 if args.quick else args.runs))
+        return asyncio.run(run(bench, 2 if args.quick else args.runs, args.show_output))
     finally:
         bench.stop()
         if args.keep:
