@@ -16,7 +16,9 @@ from typing import Any, Awaitable, Callable, Generic, NoReturn, Protocol, TypeVa
 
 from core import audit
 from core import log as logging
-from core.errors import CommandError, PermissionDenied, UserError, shown
+from core.errors import UserError
+# Defined in core.errors (which the slugbuilder and slugrunner import cheaply); re-exported for the commands.
+from core.errors import CommandError as CommandError, PermissionDenied as PermissionDenied, shown as shown
 from core.services import Services
 
 log = logging.get(__name__)
