@@ -52,8 +52,10 @@ class Head:
 
     def not_forwarded(self) -> frozenset[bytes]:
         """Hop-by-hop headers: the standard ones and any the Connection header names."""
-        named = {t.strip().lower() for t in self.get(b"connection").split(b",") if t.strip()}
-        return HOP_BY_HOP | named
+        connection = self.get(b"connection").lower()
+        if connection in (b"", b"keep-alive", b"close"):
+            return HOP_BY_HOP
+        return HOP_BY_HOP | {t.strip() for t in connection.split(b",") if t.strip()}
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ logger = log.get("router")
 
 IDEMPOTENT = {b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"}
 HEAD_LIMIT = 64 * 1024
+LINGER_SECONDS = 2.0
 # Set by the router itself, whatever the client sent (X-Forwarded-For/-Proto keep a trusted proxy's).
 REPLACED = frozenset({b"expect", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id"})
 # What a client may choose as its request id (Heroku accepts 20 to 200 of these characters).
@@ -163,6 +164,8 @@ class Router:
             self._pool.sweep()
 
     def trusted(self, peer: str | None) -> bool:
+        if not self.trusted_proxies:
+            return False
         try:
             address = ipaddress.ip_address(peer or "")
         except ValueError:
@@ -191,7 +194,7 @@ class Router:
         finally:
             self.connections.leave(peer)
             self._clients.discard(writer)
-            writer.transport.abort() if not writer.is_closing() else None
+            writer.close()
 
     async def _next(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> bool:
         """Serve the connection's next request; whether the connection stays open for another."""
@@ -202,14 +205,12 @@ class Router:
             logger.info("router connection closed", address=peer, reason="request headers too slow")
             return False
         except asyncio.LimitOverrunError:
-            writer.write(page(431, HEAD_TOO_LARGE, close=True, content_type="text/plain"))
-            return False
+            return await _refuse(reader, writer, page(431, HEAD_TOO_LARGE, close=True, content_type="text/plain"))
         try:
             head, method, target = parse_request(raw)
             framing = request_framing(head)
         except BadMessage:
-            writer.write(page(400, BAD_REQUEST, close=True, content_type="text/plain"))
-            return False
+            return await _refuse(reader, writer, page(400, BAD_REQUEST, close=True, content_type="text/plain"))
         host = head.get(b"host").decode("latin-1")
         request = Request(head, method, target, framing, reader, writer, peer, host,
                           keep_alive=head.keep_alive and framing is NO_BODY)
@@ -353,6 +354,20 @@ class Router:
         elif request.head.version == b"HTTP/1.0":
             headers.append((b"Connection", b"keep-alive"))
         return render_head(b"HTTP/1.1" + response.first[8:], headers)
+
+
+async def _refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: bytes) -> bool:
+    """Answer a request the router will not pass on, then close without losing the answer: what the
+    client is still sending is read and dropped for a moment first (a close with unread data resets
+    the connection, and the client may never see the answer)."""
+    writer.write(answer)
+    if writer.can_write_eof():
+        writer.write_eof()
+    with contextlib.suppress(OSError, TimeoutError):
+        async with asyncio.timeout(LINGER_SECONDS):
+            while await reader.read(CHUNK):
+                pass
+    return False
 
 
 async def _response_head(upstream: Upstream, client: asyncio.StreamWriter) -> tuple[Head, int]:

@@ -1,0 +1,59 @@
+"""The router's HTTP/1.1: pooled connections to the app, body framing both ways, requests it refuses."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.localrt.harness import async_test, harness
+
+
+async def exchange(port: int, request: bytes) -> bytes:
+    """Send one raw request on a new connection; everything the router answers until it closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+
+
+@async_test
+async def test_connections_to_the_app_are_reused_and_chunked_bodies_pass_both_ways(tmp_path):
+    async with harness(tmp_path) as h:
+        await h.rt.deploy(h.release("pool", 1), None, h.out)
+        port = h.rt.router.port
+        get = b"GET /peer HTTP/1.1\r\nHost: pool.localhost\r\nConnection: close\r\n\r\n"
+        # Five clients one after the other, each on its own connection: one connection to the app.
+        peers = {(await exchange(port, get)).rpartition(b"\r\n\r\n")[2] for _ in range(5)}
+        assert len(peers) == 1, peers
+
+        # A chunked request body reaches the app whole; a chunked answer reaches an HTTP/1.1 client as sent.
+        body = b"5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n"
+        answer = await exchange(port, b"POST /echo HTTP/1.1\r\nHost: pool.localhost\r\nConnection: close\r\n"
+                                      b"Transfer-Encoding: chunked\r\n\r\n" + body)
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"\r\n\r\nhello, world"), answer
+        answer = await exchange(port, b"GET /chunked HTTP/1.1\r\nHost: pool.localhost\r\nConnection: close\r\n\r\n")
+        assert b"Transfer-Encoding: chunked" in answer
+        assert answer.endswith(b"\r\n\r\n6\r\nfirst \r\n7\r\nsecond \r\n6\r\nthird\n\r\n0\r\n\r\n"), answer
+        # An HTTP/1.0 client cannot read chunks: it gets the bare body, ended by the connection's close.
+        answer = await exchange(port, b"GET /chunked HTTP/1.0\r\nHost: pool.localhost\r\n\r\n")
+        head, _, rest = answer.partition(b"\r\n\r\n")
+        assert b"Connection: close" in head and b"chunked" not in head and rest == b"first second third\n"
+
+
+@async_test
+async def test_ambiguous_or_malformed_requests_are_refused_with_a_sentence(tmp_path):
+    async with harness(tmp_path) as h:
+        await h.rt.deploy(h.release("strict", 1), None, h.out)
+        port = h.rt.router.port
+        # Content-Length and Transfer-Encoding together: where the body ends is ambiguous (request smuggling).
+        answer = await exchange(port, b"POST /echo HTTP/1.1\r\nHost: strict.localhost\r\nContent-Length: 5\r\n"
+                                      b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 400") and b"not valid HTTP/1.1; fix the client" in answer
+        answer = await exchange(port, b"GET / HTTP/1.1\r\nHost: strict.localhost\r\nno colon here\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 400")
+        answer = await exchange(port, b"GET / HTTP/1.1\r\nHost: strict.localhost\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 431") and b"larger than 64 KB" in answer
+        # The router still serves the next client.
+        assert (await h.get("strict"))[0] == 200
