@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+from hypothesis import given, strategies as st
+
+from controller.runtime.local.http1 import BadMessage, ChunkedEnd
 from tests.localrt.harness import async_test, harness
 
 
@@ -57,3 +61,20 @@ async def test_ambiguous_or_malformed_requests_are_refused_with_a_sentence(tmp_p
         assert answer.startswith(b"HTTP/1.1 431") and b"larger than 64 KB" in answer
         # The router still serves the next client.
         assert (await h.get("strict"))[0] == 200
+
+
+@given(chunks=st.lists(st.binary(min_size=1, max_size=40), max_size=6), cuts=st.lists(st.integers(1, 30), max_size=40),
+       trailer=st.sampled_from([b"", b"X-Sum: 1\r\n"]))
+def test_the_end_of_a_chunked_body_is_found_however_it_is_cut(chunks, cuts, trailer):
+    body = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n" + trailer + b"\r\n"
+    stream, end, used, at = body + b"HTTP/1.1 200 OK\r\n", ChunkedEnd(), 0, 0
+    for cut in [*cuts, len(stream)]:
+        piece, at = stream[at:at + cut], at + cut
+        if piece and not end.done:
+            used += end.feed(piece)
+    assert end.done and used == len(body)
+
+
+def test_a_bad_chunk_size_is_refused():
+    with pytest.raises(BadMessage):
+        ChunkedEnd().feed(b"zz\r\nhello\r\n")

@@ -13,7 +13,7 @@ import asyncio
 import re
 from dataclasses import dataclass, field
 
-CHUNK = 64 * 1024
+CHUNK = 256 * 1024
 CRLF = b"\r\n"
 END_OF_HEAD = b"\r\n\r\n"
 HOP_BY_HOP = frozenset({
@@ -141,6 +141,65 @@ async def relay_body(framing: Framing, reader: asyncio.StreamReader, writer: asy
             await writer.drain()
     else:
         await relay_exactly(framing.length, reader, writer)
+
+
+async def relay_response(framing: Framing, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+                         dechunk: bool) -> bool:
+    """Copy a response body; whether the connection it came on is still clean (nothing after the body).
+
+    A chunked body is passed on in whatever pieces arrive, its chunk boundaries only counted
+    (ChunkedEnd): one read and one write per piece, however small the app's chunks are."""
+    if not framing.chunked or dechunk:
+        await relay_body(framing, reader, writer, dechunk=dechunk)
+        return True
+    end = ChunkedEnd()
+    while not end.done:
+        piece = await reader.read(CHUNK)
+        if not piece:
+            raise asyncio.IncompleteReadError(b"", None)
+        used = end.feed(piece)
+        writer.write(piece if used == len(piece) else piece[:used])
+        await writer.drain()
+    return used == len(piece)
+
+
+class ChunkedEnd:
+    """Finds where a chunked body ends in the pieces it arrives in, reading only its size lines."""
+
+    def __init__(self) -> None:
+        self.left = 0  # bytes of the current chunk (with its CRLF) still to come
+        self.line = b""  # the start of a size or trailer line cut by the end of a piece
+        self.trailers = False
+        self.done = False
+
+    def feed(self, piece: bytes) -> int:
+        """How many bytes of `piece` belong to the body: all, unless the body ends inside it."""
+        at, size = 0, len(piece)
+        while at < size and not self.done:
+            if self.left:
+                step = min(self.left, size - at)
+                at, self.left = at + step, self.left - step
+                continue
+            newline = piece.find(b"\n", at)
+            if newline < 0:
+                self.line += piece[at:]
+                if len(self.line) > 4096:
+                    raise BadMessage("chunk size line too long")
+                return size
+            line, self.line, at = self.line + piece[at:newline + 1], b"", newline + 1
+            self._line(line)
+        return at
+
+    def _line(self, line: bytes) -> None:
+        if self.trailers:
+            self.done = line == CRLF
+            return
+        size_text = line.partition(b";")[0].strip()
+        if not HEX.fullmatch(size_text):
+            raise BadMessage("bad chunk size")
+        size = int(size_text, 16)
+        self.trailers = size == 0
+        self.left = size + 2 if size else 0
 
 
 async def relay_exactly(length: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

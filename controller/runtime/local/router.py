@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 from controller.runtime.local.connections import BUSY, Connections
 from controller.runtime.local.http1 import (
     CHUNK, END_OF_HEAD, NO_BODY, BadMessage, Framing, Head, page, parse_request, parse_response, relay_body,
-    render_head, request_framing, response_framing,
+    relay_response, render_head, request_framing, response_framing,
 )
 from controller.runtime.local.probes import HOST
 from controller.runtime.local.upstreams import IDLE_SECONDS, Pool, Upstream
@@ -287,12 +287,13 @@ class Router:
             dechunk = framing.chunked and request.head.version == b"HTTP/1.0"
             request.keep_alive &= not (framing.until_close or dechunk)
             head = self._client_head(request, response, framing, dechunk)
+            clean = True
             if framing.chunked or framing.until_close or framing.length > CHUNK:
                 request.writer.write(head)
-                await relay_body(framing, upstream.reader, request.writer, dechunk=dechunk)
+                clean = await relay_response(framing, upstream.reader, request.writer, dechunk=dechunk)
             else:  # a small body: with its head in one write
                 request.writer.write(head + await upstream.reader.readexactly(framing.length))
-            reusable = response.keep_alive and not framing.until_close
+            reusable = clean and response.keep_alive and not framing.until_close
             if sending is not None:
                 reusable &= await _finished(sending)
                 request.keep_alive &= reusable
