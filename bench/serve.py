@@ -17,7 +17,6 @@ import re
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,17 +118,9 @@ def main() -> int:
     parser.add_argument("--show-output", action="store_true", help="print the last push's output")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (server log, data)")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="teresa-serve-bench-"))
-    bench = redeploy.Bench(root)
-    try:
-        return asyncio.run(run(bench, 2 if args.quick else args.runs, args.show_output))
-    finally:
-        bench.stop()
-        if args.keep:
-            print(f"kept {root}", file=sys.stderr)
-        else:
-            shutil.rmtree(root, ignore_errors=True)
-
+    runs = 2 if args.quick else args.runs
+    return redeploy.with_bench("teresa-serve-bench-", args.keep,
+                               lambda bench: redeploy.until_stopped(run(bench, runs, args.show_output), 600))
 
 if __name__ == "__main__":
     sys.exit(main())
