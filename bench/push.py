@@ -417,7 +417,8 @@ def report(label: str, packed: int, figures: Figures, goal: float | None = None)
     teresa, openssh = statistics.median(figures.teresa), statistics.median(figures.openssh)
     print(f"{label} ({packed / 1e6:.1f} MB packed), median of {len(figures.teresa)}:")
     print(f"  OpenSSH sshd + git-receive-pack  {openssh:8.2f} s")
-    print(f"  Teresa (push, build, release)    {teresa:8.2f} s")
+    what = "(push, stored only)  " if goal else "(push, build, release)"
+    print(f"  Teresa {what}    {teresa:8.2f} s")
     if figures.accepted:
         print(f"  Teresa, until the pack is stored {statistics.median(figures.accepted):8.2f} s")
     ratio = teresa / openssh
