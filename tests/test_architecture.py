@@ -54,3 +54,14 @@ def test_no_blanket_type_ignores() -> None:
     assert blanket == []
     config = (ROOT / "pyproject.toml").read_text()
     assert "ignore_errors" not in config and "disable_error_code" not in config
+
+
+def test_the_slug_programs_start_without_the_servers_libraries() -> None:
+    """teresa-slugrunner starts for every process, fetch and release phase, teresa-slugbuilder for every
+    build: importing SQLAlchemy, Alembic or aiohttp there cost 0.8 s per start (bench/serve.py)."""
+    heavy = ("sqlalchemy", "alembic", "aiohttp", "asyncssh", "kubernetes", "dulwich", "boto3")
+    check = (f"import sys, builder.slugrunner, builder.slugbuilder; "
+             f"print(' '.join(m for m in {heavy!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", f"the slug programs import {result.stdout.strip()}"
