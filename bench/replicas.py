@@ -101,8 +101,7 @@ def main() -> int:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     with postgresql_database() as url:
         shared = {"TERESADB_URL": url, "TERESAFILESTORAGE_TYPE": "local",
-                  "TERESAFILESTORAGE_LOCAL_ROOT": str(root / "storage"), "TERESA_BACKUP_INTERVAL": "0",
-                  "TERESA_APP_ISOLATION": "off"}  # one user's benchmark: apps run as this user
+                  "TERESAFILESTORAGE_LOCAL_ROOT": str(root / "storage"), "TERESA_BACKUP_INTERVAL": "0"}
         a, b = Replica("replica-a", root / "a", shared), Replica("replica-b", root / "b", shared)
         try:
             a.start()
