@@ -237,6 +237,27 @@ async def _relay_chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWri
     await writer.drain()
 
 
+async def copy_until_eof(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(CHUNK):
+        writer.write(data)
+        await writer.drain()
+    if writer.can_write_eof():
+        writer.write_eof()
+
+
+async def pipe_both(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter,
+                    app_reader: asyncio.StreamReader, app_writer: asyncio.StreamWriter) -> None:
+    """An upgraded connection (WebSocket): bytes both ways until both ends have finished, or one fails."""
+    tasks = [asyncio.create_task(copy_until_eof(client_reader, app_writer)),
+             asyncio.create_task(copy_until_eof(app_reader, client_writer))]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def render_head(first: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
     return first + CRLF + b"".join(name + b": " + value + CRLF for name, value in headers) + CRLF
 

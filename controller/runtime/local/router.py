@@ -29,8 +29,8 @@ from typing import Callable, Sequence
 
 from controller.runtime.local.connections import BUSY, Connections
 from controller.runtime.local.http1 import (
-    CHUNK, END_OF_HEAD, NO_BODY, BadMessage, Framing, Head, page, parse_request, parse_response, relay_body,
-    relay_response, render_head, request_framing, response_framing,
+    CHUNK, END_OF_HEAD, NO_BODY, BadMessage, Framing, Head, page, parse_request, parse_response, pipe_both,
+    relay_body, relay_response, render_head, request_framing, response_framing,
 )
 from controller.runtime.local.probes import HOST
 from controller.runtime.local.upstreams import IDLE_SECONDS, Pool, Upstream
@@ -189,8 +189,8 @@ class Router:
         try:
             while await self._next(reader, writer, peer):
                 pass
-        except (ConnectionError, asyncio.IncompleteReadError, BadMessage, TimeoutError):
-            pass
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, BadMessage, TimeoutError):
+            pass  # either side broke off mid-way: this connection ends, the response cut short
         finally:
             self.connections.leave(peer)
             self._clients.discard(writer)
@@ -315,12 +315,13 @@ class Router:
         try:
             upstream.writer.write(self._forward_head(request, upgrade=True))
             raw = await upstream.reader.readuntil(END_OF_HEAD)
-            request.status = parse_response(raw)[1]
+            response, request.status = parse_response(raw)
             request.writer.write(raw)
             if request.status == 101:
-                await _pipe_both(request.reader, request.writer, upstream.reader, upstream.writer)
-            else:
-                await _copy(upstream.reader, request.writer)
+                await pipe_both(request.reader, request.writer, upstream.reader, upstream.writer)
+            else:  # refused: its answer as the app framed it
+                framing = response_framing(response, request.status, request.method)
+                await relay_body(framing, upstream.reader, request.writer)
         finally:
             upstream.close()
 
@@ -388,26 +389,6 @@ async def _finished(sending: asyncio.Future[None]) -> bool:
     with contextlib.suppress(asyncio.CancelledError):
         await sending
     return not sending.cancelled() and sending.exception() is None
-
-
-async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while data := await reader.read(CHUNK):
-        writer.write(data)
-        await writer.drain()
-    if writer.can_write_eof():
-        writer.write_eof()
-
-
-async def _pipe_both(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter,
-                     app_reader: asyncio.StreamReader, app_writer: asyncio.StreamWriter) -> None:
-    tasks = [asyncio.create_task(_copy(client_reader, app_writer)),
-             asyncio.create_task(_copy(app_reader, client_writer))]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _strip_port(host: str) -> str:
