@@ -21,6 +21,9 @@ class Upstream:
     idle_since: float = 0.0
 
     def usable(self, now: float) -> bool:
+        """Idle not too long, still open, and silent: bytes the app sent while the connection sat idle
+        (a 408 before closing it, say) would be read as the answer to the next request. StreamReader
+        has no public way to ask whether it holds data; `_buffer` is its buffer since Python 3.4."""
         return (now - self.idle_since < IDLE_SECONDS and not self.writer.is_closing()
                 and not self.reader.at_eof() and not self.reader._buffer)  # type: ignore[attr-defined]
 
