@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 
 import pytest
 from hypothesis import given, strategies as st
 
-from controller.runtime.local.http1 import BadMessage, ChunkedEnd
-from tests.localrt.harness import async_test, harness
+from controller.runtime.local.http1 import CHUNK, BadMessage, ChunkedEnd
+from controller.runtime.local.passthrough import HIGH_WATER
+from tests.localrt.harness import async_test, harness, until
 
 
 async def exchange(port: int, request: bytes) -> bytes:
@@ -78,3 +81,34 @@ def test_the_end_of_a_chunked_body_is_found_however_it_is_cut(chunks, cuts, trai
 def test_a_bad_chunk_size_is_refused():
     with pytest.raises(BadMessage):
         ChunkedEnd().feed(b"zz\r\nhello\r\n")
+
+
+@async_test
+async def test_a_client_that_reads_slowly_pauses_the_app_instead_of_filling_the_routers_memory(tmp_path):
+    async with harness(tmp_path) as h:
+        await h.rt.deploy(h.release("slowread", 1), None, h.out)
+        payload = os.urandom(8 * 1024 * 1024)
+        reader, writer = await asyncio.open_connection("127.0.0.1", h.rt.router.port)
+        writer.write(b"POST /echo HTTP/1.1\r\nHost: slowread.localhost\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(payload))
+        upload = asyncio.create_task(_send(writer, payload))
+
+        def waiting_for_client() -> int:  # what the router holds for this client, unsent
+            return max((w.transport.get_write_buffer_size() for w in h.rt.router._clients), default=0)
+
+        # The client reads nothing yet: the router's buffer for it fills up to the high-water mark ...
+        await until(lambda: waiting_for_client() >= HIGH_WATER, timeout=30)
+        head = await reader.readuntil(b"\r\n\r\n")
+        digest, held = hashlib.sha256(), []
+        while piece := await reader.read(65536):  # ... and never far beyond it while the client catches up
+            held.append(waiting_for_client())
+            digest.update(piece)
+        await upload
+        writer.close()
+        assert head.startswith(b"HTTP/1.1 200") and digest.digest() == hashlib.sha256(payload).digest()
+        assert max(held) <= HIGH_WATER + 2 * CHUNK, max(held)
+
+
+async def _send(writer: asyncio.StreamWriter, payload: bytes) -> None:
+    writer.write(payload)
+    await writer.drain()

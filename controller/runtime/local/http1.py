@@ -143,26 +143,6 @@ async def relay_body(framing: Framing, reader: asyncio.StreamReader, writer: asy
         await relay_exactly(framing.length, reader, writer)
 
 
-async def relay_response(framing: Framing, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                         dechunk: bool) -> bool:
-    """Copy a response body; whether the connection it came on is still clean (nothing after the body).
-
-    A chunked body is passed on in whatever pieces arrive, its chunk boundaries only counted
-    (ChunkedEnd): one read and one write per piece, however small the app's chunks are."""
-    if not framing.chunked or dechunk:
-        await relay_body(framing, reader, writer, dechunk=dechunk)
-        return True
-    end = ChunkedEnd()
-    while not end.done:
-        piece = await reader.read(CHUNK)
-        if not piece:
-            raise asyncio.IncompleteReadError(b"", None)
-        used = end.feed(piece)
-        writer.write(piece if used == len(piece) else piece[:used])
-        await writer.drain()
-    return used == len(piece)
-
-
 class ChunkedEnd:
     """Finds where a chunked body ends in the pieces it arrives in, reading only its size lines."""
 

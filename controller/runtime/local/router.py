@@ -25,13 +25,14 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Sequence, cast
 
 from controller.runtime.local.connections import BUSY, Connections
 from controller.runtime.local.http1 import (
     CHUNK, END_OF_HEAD, NO_BODY, BadMessage, Framing, Head, page, parse_request, parse_response, pipe_both,
-    relay_body, relay_response, render_head, request_framing, response_framing,
+    relay_body, render_head, request_framing, response_framing,
 )
+from controller.runtime.local.passthrough import pass_body
 from controller.runtime.local.probes import HOST
 from controller.runtime.local.upstreams import IDLE_SECONDS, Pool, Upstream
 from core import log
@@ -288,9 +289,13 @@ class Router:
             request.keep_alive &= not (framing.until_close or dechunk)
             head = self._client_head(request, response, framing, dechunk)
             clean = True
-            if framing.chunked or framing.until_close or framing.length > CHUNK:
+            if framing.until_close or dechunk:
                 request.writer.write(head)
-                clean = await relay_response(framing, upstream.reader, request.writer, dechunk=dechunk)
+                await relay_body(framing, upstream.reader, request.writer, dechunk=dechunk)
+            elif framing.chunked or framing.length > CHUNK:
+                request.writer.write(head)
+                transport = cast(asyncio.Transport, upstream.writer.transport)
+                clean = await pass_body(framing, upstream.reader, transport, request.writer)
             else:  # a small body: with its head in one write
                 request.writer.write(head + await upstream.reader.readexactly(framing.length))
             reusable = clean and response.keep_alive and not framing.until_close
