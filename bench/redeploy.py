@@ -29,6 +29,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Coroutine
 
 import aiohttp
 
@@ -119,6 +120,7 @@ class Bench:
             TERESA_DATA_DIR=str(root / "data"), TERESA_RUNTIME="local", TERESA_LOG_FORMAT="console",
             TERESA_SSH_ADDR=f"{LOOPBACK}:{self.ports['ssh']}", TERESA_ROUTER_ADDR=f"{LOOPBACK}:{self.ports['router']}",
             TERESA_HTTP_ADDR=f"{LOOPBACK}:{self.ports['http']}", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
+            TERESA_APP_ISOLATION="off",  # one user's benchmark: apps run as this user
         )
         self.key = root / "id_ed25519"
         self.work = root / "work"
@@ -267,7 +269,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=3.0,
                         help="seconds of load before the first push and after the last (default 3)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (server log, data)")
-    return parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="1 s of load before the first push and after the last")
+    args = parser.parse_args()
+    if args.quick:
+        args.settle = 1.0
+    return args
 
 
 async def run(bench: Bench, args: argparse.Namespace) -> int:
@@ -283,18 +289,18 @@ async def run(bench: Bench, args: argparse.Namespace) -> int:
     return report(load, problems)
 
 
-async def run_until_stopped(bench: Bench, args: argparse.Namespace) -> int:
-    """`run`, cancelled by SIGINT, SIGTERM, SIGHUP or the time limit."""
+async def until_stopped(work: Coroutine[Any, Any, int], max_seconds: float) -> int:
+    """`work`, cancelled by SIGINT, SIGTERM, SIGHUP or the time limit."""
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, task.cancel)
     try:
-        async with asyncio.timeout(args.max_seconds):
-            return await run(bench, args)
+        async with asyncio.timeout(max_seconds):
+            return await work
     except TimeoutError:
-        print(f"the benchmark did not finish within {args.max_seconds:g}s", file=sys.stderr)
+        print(f"the benchmark did not finish within {max_seconds:g}s", file=sys.stderr)
         return 1
     except asyncio.CancelledError:
         print("interrupted", file=sys.stderr)
@@ -303,13 +309,18 @@ async def run_until_stopped(bench: Bench, args: argparse.Namespace) -> int:
 
 def main() -> int:
     args = parse_args()
-    root = Path(tempfile.mkdtemp(prefix="teresa-redeploy-bench-"))
+    return with_bench("teresa-redeploy-bench-", args.keep, lambda bench: until_stopped(run(bench, args), args.max_seconds))
+
+
+def with_bench(prefix: str, keep: bool, body: Callable[[Bench], Coroutine[Any, Any, int]]) -> int:
+    """Run `body` with a Bench in a new temporary directory; stop the server and clean up after."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     bench = Bench(root)
     try:
-        return asyncio.run(run_until_stopped(bench, args))
+        return asyncio.run(body(bench))
     finally:
         bench.stop()
-        if args.keep:
+        if keep:
             print(f"kept {root}", file=sys.stderr)
         else:
             shutil.rmtree(root, ignore_errors=True)

@@ -91,8 +91,11 @@ def round_of(name: str, clients: list[Client], pick: Callable[[int], Replica]) -
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="4 clients")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (replica logs)")
     options = parser.parse_args()
+    if options.quick:
+        options.clients = 4
     root = Path(tempfile.mkdtemp(prefix="teresa-bench-replicas-"))
     key = root / "key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)

@@ -17,6 +17,8 @@ from typing import Any, Awaitable, Callable, Generic, NoReturn, Protocol, TypeVa
 from core import audit
 from core import log as logging
 from core.errors import UserError
+# Defined in core.errors (which the slugbuilder and slugrunner import cheaply); re-exported for the commands.
+from core.errors import CommandError as CommandError, PermissionDenied as PermissionDenied, shown as shown
 from core.services import Services
 
 log = logging.get(__name__)
@@ -29,14 +31,6 @@ ADMIN = "admins"
 APP_TEAM = "members of the app's team, and admins"
 TEAM = "members of the team, and admins"
 LOCAL = "the operator, locally on the server host"
-
-
-class CommandError(UserError):
-    """A wrong command line, an unknown app, a missing permission: one sentence saying what to do."""
-
-
-class PermissionDenied(CommandError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -212,12 +206,6 @@ def split_command_line(line: str) -> list[str]:
     if len(argv) > MAX_ARGUMENTS:
         raise CommandError(f"too many arguments ({len(argv)}); the limit is {MAX_ARGUMENTS}.")
     return argv
-
-
-def shown(text: str, limit: int = 40) -> str:
-    """A user-supplied value, safe to echo in an error: printable and short."""
-    clean = "".join(c if c.isprintable() else "?" for c in text)
-    return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
 
 def lookup(name: str, remote: bool) -> Command:

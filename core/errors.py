@@ -1,14 +1,30 @@
 """The one base of the failures a user can cause or must hear about: the message is their sentence.
 
-`core.commands.CommandError` (a wrong command, no permission) and the runtime's
+`CommandError` (a wrong command, no permission; `core.commands` re-exports it) and the runtime's
 failures (`controller.runtime.base.RuntimeFailure`) both derive from it, and
 the command boundary (`core.commands.execute`) prints any of them as one line.
 """
 
 from __future__ import annotations
 
+# Kept free of imports: the slugrunner and slugbuilder import it (through core.names) at every start.
+
 
 class UserError(Exception):
     """Its message is one sentence saying what is wrong and what to do."""
 
     exit_status = 1
+
+
+class CommandError(UserError):
+    """A wrong command line, an unknown app, a missing permission: one sentence saying what to do."""
+
+
+class PermissionDenied(CommandError):
+    pass
+
+
+def shown(text: str, limit: int = 40) -> str:
+    """A user-supplied value, safe to echo in an error: printable and short."""
+    clean = "".join(c if c.isprintable() else "?" for c in text)
+    return clean if len(clean) <= limit else clean[: limit - 1] + "…"

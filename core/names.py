@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from core.commands import CommandError, shown
+from core.errors import CommandError, shown
 from core.process_types import PROCESS_TYPE, PROCESS_TYPE_RULE
 
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")

@@ -86,6 +86,21 @@ def _write_atomically(path: Path, fileobj: BinaryIO) -> None:
         raise
 
 
+def _copy_atomically(source: Path, path: Path) -> None:
+    """Copy a file to `path` through a temporary file in the same directory, in the kernel
+    (shutil.copyfile: sendfile or copy_file_range): a pushed pack is copied without passing
+    through Python."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class LocalStorage:
     """Objects are files under `root`; writes land atomically (temporary file, then rename)."""
 
@@ -99,8 +114,7 @@ class LocalStorage:
         _write_atomically(self._path(key), fileobj)
 
     def put_file(self, key: str, path: str | os.PathLike[str]) -> None:
-        with open(path, "rb") as source:
-            self.put_stream(key, source)
+        _copy_atomically(Path(path), self._path(key))
 
     def open_read(self, key: str) -> BinaryIO:
         try:
@@ -109,8 +123,10 @@ class LocalStorage:
             raise StorageNotFound(key) from None
 
     def get_file(self, key: str, path: str | os.PathLike[str]) -> None:
-        with self.open_read(key) as source:
-            _write_atomically(Path(path), source)
+        try:
+            _copy_atomically(self._path(key), Path(path))
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise StorageNotFound(key) from None
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

@@ -10,6 +10,7 @@ version by reading the app's own files.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import subprocess
@@ -35,15 +36,21 @@ def setting_paths(value: str) -> list[str]:
     return [entry.split("=", 1)[-1] for entry in re.split(r"[,\s]+", value.strip()) if entry]
 
 
-def discover(setting: str, patterns: Iterable[str], version_argv: Sequence[str], name: str = r".*") -> list[Runtime]:
+def discover(setting: str, patterns: Iterable[str], version_argv: Sequence[str], name: str = r".*",
+             cache: str | None = None) -> list[Runtime]:
     """Every runtime listed or found, newest first, one per real executable.
 
     `version_argv` is appended to the executable to print its version (e.g. `--version`); found
-    files whose name does not match the regular expression `name` are skipped (`python3.11-config`)."""
+    files whose name does not match the regular expression `name` are skipped (`python3.11-config`).
+    With `cache` (a JSON file in the app's build cache), a version learnt in an earlier build is
+    reused while the executable's file is unchanged: probing every runtime of a stack costs a
+    process start each, a good part of a small app's build."""
     candidates = setting_paths(setting)
     for pattern in patterns:
         found_here = sorted(glob.glob(os.path.expanduser(pattern)))
         candidates.extend(path for path in found_here if re.fullmatch(name, os.path.basename(path)))
+    known = _load(cache)
+    learnt: dict[str, list[int]] = {}
     found: dict[str, Runtime] = {}
     for candidate in candidates:
         if SHIM_DIRS.search(candidate) or not os.access(candidate, os.X_OK) or os.path.isdir(candidate):
@@ -51,10 +58,38 @@ def discover(setting: str, patterns: Iterable[str], version_argv: Sequence[str],
         real = os.path.realpath(candidate)
         if real in found:
             continue
-        version = probe(candidate, version_argv)
+        key = _identity(real)
+        version = tuple(known[key]) if key in known else probe(candidate, version_argv)
         if version:
-            found[real] = Runtime(version, candidate)
+            found[real] = Runtime(version, candidate)  # type: ignore[arg-type]
+            learnt[key] = list(version)
+    if cache and learnt != known:
+        _save(cache, learnt)
     return sorted(found.values(), reverse=True)
+
+
+def _identity(real: str) -> str:
+    """The executable as a cache key: its path, size and modification time."""
+    info = os.stat(real)
+    return f"{real}:{info.st_size}:{info.st_mtime_ns}"
+
+
+def _load(cache: str | None) -> dict[str, list[int]]:
+    try:
+        with open(cache or "", encoding="utf-8") as handle:
+            data = json.load(handle)
+        return {str(k): [int(n) for n in v][:3] for k, v in data.items()} if isinstance(data, dict) else {}
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def _save(cache: str, versions: dict[str, list[int]]) -> None:
+    try:
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        with open(cache, "w", encoding="utf-8") as handle:
+            json.dump(versions, handle)
+    except OSError:
+        pass  # a cache that cannot be written only costs the next build its probes
 
 
 def probe(executable: str, version_argv: Sequence[str]) -> tuple[int, int, int] | None:

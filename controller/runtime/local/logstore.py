@@ -41,6 +41,7 @@ class LogStore:
         self._followers: set[tuple[asyncio.Queue[LogLine | None], str | None]] = set()
         self._file: TextIO | None = None
         self._file_size = 0
+        self._flush_pending = False
 
     @property
     def path(self) -> Path:
@@ -102,6 +103,24 @@ class LogStore:
             self._file.close()
             self._file = None
 
+    def _flush_soon(self) -> None:
+        """Flush once the event loop has run what is ready: the router's access lines of many
+        requests answered together reach the file in one write rather than one each."""
+        if self._flush_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._flush()
+            return
+        self._flush_pending = True
+        loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        if self._file:
+            self._file.flush()
+
     def _write(self, text: str) -> None:
         # Small appends to a local file: the page cache absorbs them.
         if self._file is None:
@@ -110,7 +129,7 @@ class LogStore:
             self._file_size = self._file.tell()
         data = text + "\n"
         self._file.write(data)
-        self._file.flush()
+        self._flush_soon()
         self._file_size += len(data)
         if self._file_size > FILE_LIMIT:
             self._file.close()

@@ -31,13 +31,24 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(500, "never ready\n")
         elif url.path == "/crash":
             os._exit(3)
+        elif url.path == "/peer":  # the router's side of the connection: the same port means a reused one
+            self.reply(200, str(self.client_address[1]))
+        elif url.path == "/chunked":  # a streamed response of unknown length
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for piece in (b"first ", b"second ", b"third\n"):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
         elif url.path == "/env":
             self.reply(200, os.environ.get(parse_qs(url.query)["name"][0], ""))
         else:
             self.reply(404, "not found\n")
 
     def do_POST(self) -> None:
-        """Echo the body back chunk by chunk, as it arrives."""
+        """Echo the body back chunk by chunk, as it arrives (a chunked one whole, once it has all come)."""
+        if self.headers.get("Transfer-Encoding") == "chunked":
+            return self.reply(200, self.read_chunked().decode())
         remaining = int(self.headers["Content-Length"])
         self.send_response(200)
         self.send_header("Content-Length", str(remaining))
@@ -49,6 +60,15 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(chunk)
             self.wfile.flush()
             remaining -= len(chunk)
+
+    def read_chunked(self) -> bytes:
+        body = b""
+        while size := int(self.rfile.readline().split(b";")[0], 16):
+            body += self.rfile.read(size)
+            self.rfile.readline()
+        while self.rfile.readline() not in (b"\r\n", b""):  # trailers
+            pass
+        return body
 
     def reply(self, status: int, text: str) -> None:
         body = text.encode()

@@ -50,10 +50,11 @@ class Request:
     origin: str  # the file it came from, e.g. ".python-version"
 
 
-def interpreters() -> list[stack.Runtime]:
+def interpreters(cache: Path | None = None) -> list[stack.Runtime]:
     patterns = stack.setting_paths(os.environ[DIRS_SETTING]) if DIRS_SETTING in os.environ else INSTALL_DIRS
     probe = ["-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"]
-    return stack.discover(os.environ.get(SETTING, ""), patterns, probe, name=r"python3(\.\d+)?")
+    return stack.discover(os.environ.get(SETTING, ""), patterns, probe, name=r"python3(\.\d+)?",
+                          cache=str(cache / "python" / "interpreters.json") if cache else None)
 
 
 def version_lines(path: Path) -> list[str]:
@@ -143,8 +144,8 @@ def requested(build: Path) -> Request | None:
     return None
 
 
-def choose(build: Path) -> stack.Runtime:
-    available = interpreters()
+def choose(build: Path, cache: Path | None = None) -> stack.Runtime:
+    available = interpreters(cache)
     if not available:
         kit.fail(f"This stack lists no Python interpreters; set {SETTING} or install CPython under /opt/python/VERSION.")
     request = requested(build)

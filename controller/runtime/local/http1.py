@@ -1,0 +1,250 @@
+"""Just enough HTTP/1.1 for the router: message heads, body framing, and bodies relayed chunk by chunk.
+
+A body is never held whole: it is copied from one stream to the other in pieces of
+at most CHUNK bytes, chunked framing passed through as it is. Anything ambiguous
+(two differing Content-Lengths, Content-Length with Transfer-Encoding, a header
+line without a colon) is refused as a bad request: a proxy that guesses where a
+body ends invites request smuggling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+
+CHUNK = 256 * 1024
+CRLF = b"\r\n"
+END_OF_HEAD = b"\r\n\r\n"
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
+    b"trailers", b"transfer-encoding", b"upgrade", b"proxy-connection",
+})
+HEX = re.compile(rb"[0-9a-fA-F]{1,16}")
+TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+REASONS = {400: "Bad Request", 404: "Not Found", 431: "Request Header Fields Too Large",
+           502: "Bad Gateway", 503: "Service Unavailable"}
+
+
+class BadMessage(ValueError):
+    """A message head or body framing this proxy will not pass on."""
+
+
+@dataclass
+class Head:
+    """A request or response head; `first` is the request line or the status line, as sent."""
+    first: bytes
+    headers: list[tuple[bytes, bytes]]
+    version: bytes
+    # Lower-cased names of the headers present, to their (last) value.
+    index: dict[bytes, bytes] = field(default_factory=dict)
+
+    def get(self, name: bytes, default: bytes = b"") -> bytes:
+        return self.index.get(name, default)
+
+    def values(self, name: bytes) -> list[bytes]:
+        return [value for key, value in self.headers if key.lower() == name]
+
+    @property
+    def keep_alive(self) -> bool:
+        tokens = {t.strip().lower() for t in self.get(b"connection").split(b",")}
+        return b"keep-alive" in tokens if self.version == b"HTTP/1.0" else b"close" not in tokens
+
+    def not_forwarded(self) -> frozenset[bytes]:
+        """Hop-by-hop headers: the standard ones and any the Connection header names."""
+        connection = self.get(b"connection").lower()
+        if connection in (b"", b"keep-alive", b"close"):
+            return HOP_BY_HOP
+        return HOP_BY_HOP | {t.strip() for t in connection.split(b",") if t.strip()}
+
+
+@dataclass(frozen=True)
+class Framing:
+    """Where a body ends: `length` bytes, or chunked, or (responses only) at the connection's end."""
+    length: int = 0
+    chunked: bool = False
+    until_close: bool = False
+
+
+NO_BODY = Framing()
+
+
+def parse_head(raw: bytes) -> Head:
+    lines = raw[:-4].split(CRLF)
+    first = lines[0]
+    headers: list[tuple[bytes, bytes]] = []
+    index: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or not TOKEN.fullmatch(name):
+            raise BadMessage(f"malformed header line {line[:40]!r}")
+        value = value.strip(b" \t")
+        headers.append((name, value))
+        index[name.lower()] = value
+    return Head(first, headers, b"", index)
+
+
+def parse_request(raw: bytes) -> tuple[Head, bytes, bytes]:
+    """The head, method and target of a request."""
+    head = parse_head(raw)
+    parts = head.first.split(b" ")
+    if len(parts) != 3 or not TOKEN.fullmatch(parts[0]) or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
+        raise BadMessage("malformed request line")
+    head.version = parts[2]
+    return head, parts[0], parts[1]
+
+
+def parse_response(raw: bytes) -> tuple[Head, int]:
+    head = parse_head(raw)
+    version, _, rest = head.first.partition(b" ")
+    code = rest[:3]
+    if not version.startswith(b"HTTP/1.") or not code.isdigit():
+        raise BadMessage("malformed status line")
+    head.version = version
+    return head, int(code)
+
+
+def request_framing(head: Head) -> Framing:
+    return _declared(head) or NO_BODY
+
+
+def response_framing(head: Head, status: int, method: bytes) -> Framing:
+    if method == b"HEAD" or status in (204, 304) or 100 <= status < 200:
+        return NO_BODY
+    framing = _declared(head)
+    return Framing(until_close=True) if framing is None else framing
+
+
+def _declared(head: Head) -> Framing | None:
+    encoding = head.get(b"transfer-encoding")
+    lengths = set(head.values(b"content-length"))
+    if encoding:
+        if lengths or encoding.lower().rsplit(b",", 1)[-1].strip() != b"chunked":
+            raise BadMessage("ambiguous body framing")
+        return Framing(chunked=True)
+    if not lengths:
+        return None
+    if len(lengths) > 1 or not (value := lengths.pop()).isdigit():
+        raise BadMessage("bad Content-Length")
+    return Framing(length=int(value))
+
+
+async def relay_body(framing: Framing, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+                     dechunk: bool = False) -> None:
+    """Copy one body from reader to writer in pieces of at most CHUNK bytes, chunked framing
+    passed through (or removed, for an HTTP/1.0 client: `dechunk`)."""
+    if framing.chunked:
+        await _relay_chunked(reader, writer, dechunk)
+    elif framing.until_close:
+        while piece := await reader.read(CHUNK):
+            writer.write(piece)
+            await writer.drain()
+    else:
+        await relay_exactly(framing.length, reader, writer)
+
+
+class ChunkedEnd:
+    """Finds where a chunked body ends in the pieces it arrives in, reading only its size lines."""
+
+    def __init__(self) -> None:
+        self.left = 0  # bytes of the current chunk (with its CRLF) still to come
+        self.line = b""  # the start of a size or trailer line cut by the end of a piece
+        self.trailers = False
+        self.done = False
+
+    def feed(self, piece: bytes) -> int:
+        """How many bytes of `piece` belong to the body: all, unless the body ends inside it."""
+        at, size = 0, len(piece)
+        while at < size and not self.done:
+            if self.left:
+                step = min(self.left, size - at)
+                at, self.left = at + step, self.left - step
+                continue
+            newline = piece.find(b"\n", at)
+            if newline < 0:
+                self.line += piece[at:]
+                if len(self.line) > 4096:
+                    raise BadMessage("chunk size line too long")
+                return size
+            line, self.line, at = self.line + piece[at:newline + 1], b"", newline + 1
+            self._line(line)
+        return at
+
+    def _line(self, line: bytes) -> None:
+        if self.trailers:
+            self.done = line == CRLF
+            return
+        size_text = line.partition(b";")[0].strip()
+        if not HEX.fullmatch(size_text):
+            raise BadMessage("bad chunk size")
+        size = int(size_text, 16)
+        self.trailers = size == 0
+        self.left = size + 2 if size else 0
+
+
+async def relay_exactly(length: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while length > 0:
+        piece = await reader.read(min(length, CHUNK))
+        if not piece:
+            raise asyncio.IncompleteReadError(b"", length)
+        length -= len(piece)
+        writer.write(piece)
+        await writer.drain()
+
+
+async def _relay_chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dechunk: bool) -> None:
+    while True:
+        line = await reader.readuntil(CRLF)
+        size_text = line.partition(b";")[0].strip()
+        if not HEX.fullmatch(size_text):
+            raise BadMessage("bad chunk size")
+        size = int(size_text, 16)
+        if not dechunk:
+            writer.write(line)
+        if size == 0:
+            break
+        await relay_exactly(size, reader, writer)
+        if await reader.readexactly(2) != CRLF:
+            raise BadMessage("bad chunk end")
+        if not dechunk:
+            writer.write(CRLF)
+    while True:  # trailers, up to the empty line
+        line = await reader.readuntil(CRLF)
+        if not dechunk:
+            writer.write(line)
+        if line == CRLF:
+            break
+    await writer.drain()
+
+
+async def copy_until_eof(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(CHUNK):
+        writer.write(data)
+        await writer.drain()
+    if writer.can_write_eof():
+        writer.write_eof()
+
+
+async def pipe_both(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter,
+                    app_reader: asyncio.StreamReader, app_writer: asyncio.StreamWriter) -> None:
+    """An upgraded connection (WebSocket): bytes both ways until both ends have finished, or one fails."""
+    tasks = [asyncio.create_task(copy_until_eof(client_reader, app_writer)),
+             asyncio.create_task(copy_until_eof(app_reader, client_writer))]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def render_head(first: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    return first + CRLF + b"".join(name + b": " + value + CRLF for name, value in headers) + CRLF
+
+
+def page(status: int, body: str, *, close: bool = False, content_type: str = "text/html") -> bytes:
+    """A whole response made by the router itself."""
+    data = body.encode()
+    head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\nContent-Type: {content_type}; charset=utf-8\r\n"
+            f"Content-Length: {len(data)}\r\n{'Connection: close' + chr(13) + chr(10) if close else ''}\r\n")
+    return head.encode() + data

@@ -1,0 +1,114 @@
+"""The router's HTTP/1.1: pooled connections to the app, body framing both ways, requests it refuses."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+
+import pytest
+from hypothesis import given, strategies as st
+
+from controller.runtime.local.http1 import CHUNK, BadMessage, ChunkedEnd
+from controller.runtime.local.passthrough import HIGH_WATER
+from tests.localrt.harness import async_test, harness, until
+
+
+async def exchange(port: int, request: bytes) -> bytes:
+    """Send one raw request on a new connection; everything the router answers until it closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+
+
+@async_test
+async def test_connections_to_the_app_are_reused_and_chunked_bodies_pass_both_ways(tmp_path):
+    async with harness(tmp_path) as h:
+        await h.rt.deploy(h.release("pool", 1), None, h.out)
+        port = h.rt.router.port
+        get = b"GET /peer HTTP/1.1\r\nHost: pool.localhost\r\nConnection: close\r\n\r\n"
+        # Five clients one after the other, each on its own connection: one connection to the app.
+        peers = {(await exchange(port, get)).rpartition(b"\r\n\r\n")[2] for _ in range(5)}
+        assert len(peers) == 1, peers
+
+        # A chunked request body reaches the app whole; a chunked answer reaches an HTTP/1.1 client as sent.
+        body = b"5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n"
+        answer = await exchange(port, b"POST /echo HTTP/1.1\r\nHost: pool.localhost\r\nConnection: close\r\n"
+                                      b"Transfer-Encoding: chunked\r\n\r\n" + body)
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"\r\n\r\nhello, world"), answer
+        answer = await exchange(port, b"GET /chunked HTTP/1.1\r\nHost: pool.localhost\r\nConnection: close\r\n\r\n")
+        assert b"Transfer-Encoding: chunked" in answer
+        assert answer.endswith(b"\r\n\r\n6\r\nfirst \r\n7\r\nsecond \r\n6\r\nthird\n\r\n0\r\n\r\n"), answer
+        # An HTTP/1.0 client cannot read chunks: it gets the bare body, ended by the connection's close.
+        answer = await exchange(port, b"GET /chunked HTTP/1.0\r\nHost: pool.localhost\r\n\r\n")
+        head, _, rest = answer.partition(b"\r\n\r\n")
+        assert b"Connection: close" in head and b"chunked" not in head and rest == b"first second third\n"
+
+
+@async_test
+async def test_ambiguous_or_malformed_requests_are_refused_with_a_sentence(tmp_path):
+    async with harness(tmp_path) as h:
+        await h.rt.deploy(h.release("strict", 1), None, h.out)
+        port = h.rt.router.port
+        # Content-Length and Transfer-Encoding together: where the body ends is ambiguous (request smuggling).
+        answer = await exchange(port, b"POST /echo HTTP/1.1\r\nHost: strict.localhost\r\nContent-Length: 5\r\n"
+                                      b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 400") and b"not valid HTTP/1.1; fix the client" in answer
+        answer = await exchange(port, b"GET / HTTP/1.1\r\nHost: strict.localhost\r\nno colon here\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 400")
+        answer = await exchange(port, b"GET / HTTP/1.1\r\nHost: strict.localhost\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 431") and b"larger than 64 KB" in answer
+        # The router still serves the next client.
+        assert (await h.get("strict"))[0] == 200
+
+
+@given(chunks=st.lists(st.binary(min_size=1, max_size=40), max_size=6), cuts=st.lists(st.integers(1, 30), max_size=40),
+       trailer=st.sampled_from([b"", b"X-Sum: 1\r\n"]))
+def test_the_end_of_a_chunked_body_is_found_however_it_is_cut(chunks, cuts, trailer):
+    body = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n" + trailer + b"\r\n"
+    stream, end, used, at = body + b"HTTP/1.1 200 OK\r\n", ChunkedEnd(), 0, 0
+    for cut in [*cuts, len(stream)]:
+        piece, at = stream[at:at + cut], at + cut
+        if piece and not end.done:
+            used += end.feed(piece)
+    assert end.done and used == len(body)
+
+
+def test_a_bad_chunk_size_is_refused():
+    with pytest.raises(BadMessage):
+        ChunkedEnd().feed(b"zz\r\nhello\r\n")
+
+
+@async_test
+async def test_a_client_that_reads_slowly_pauses_the_app_instead_of_filling_the_routers_memory(tmp_path):
+    async with harness(tmp_path) as h:
+        await h.rt.deploy(h.release("slowread", 1), None, h.out)
+        payload = os.urandom(8 * 1024 * 1024)
+        reader, writer = await asyncio.open_connection("127.0.0.1", h.rt.router.port)
+        writer.write(b"POST /echo HTTP/1.1\r\nHost: slowread.localhost\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(payload))
+        upload = asyncio.create_task(_send(writer, payload))
+
+        def waiting_for_client() -> int:  # what the router holds for this client, unsent
+            return max((w.transport.get_write_buffer_size() for w in h.rt.router._clients), default=0)
+
+        # The client reads nothing yet: the router's buffer for it fills up to the high-water mark ...
+        await until(lambda: waiting_for_client() >= HIGH_WATER, timeout=30)
+        head = await reader.readuntil(b"\r\n\r\n")
+        digest, held = hashlib.sha256(), []
+        while piece := await reader.read(65536):  # ... and never far beyond it while the client catches up
+            held.append(waiting_for_client())
+            digest.update(piece)
+        await upload
+        writer.close()
+        assert head.startswith(b"HTTP/1.1 200") and digest.digest() == hashlib.sha256(payload).digest()
+        assert max(held) <= HIGH_WATER + 2 * CHUNK, max(held)
+
+
+async def _send(writer: asyncio.StreamWriter, payload: bytes) -> None:
+    writer.write(payload)
+    await writer.drain()
