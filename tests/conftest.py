@@ -27,9 +27,13 @@ def skip_or_fail(reason: str) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test` runs `-n` workers, `--dist loadgroup`), every test of the real
-    cluster runs on one worker: each worker would otherwise start a cluster of its own."""
+    """Under pytest-xdist (`make test` runs `-n` workers, `--dist loadgroup`) each module runs on one worker, in
+    order: many share a server or a pushed app through module-scoped fixtures. Every test of the real cluster
+    runs on one worker too (each worker would otherwise start a cluster of its own); a test's own
+    `xdist_group` mark (e.g. the Go builds sharing one build cache) wins."""
     cluster = config.rootpath / "tests" / "cluster"
     for item in items:
-        if cluster in item.path.parents:
-            item.add_marker(pytest.mark.xdist_group("cluster"))
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        group = "cluster" if cluster in item.path.parents else item.path.relative_to(config.rootpath).as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -220,7 +220,7 @@ def test_a_run_pod_no_node_can_take_fails_after_the_grace_period(scene: Scene) -
         scene.run(lambda runtime: runtime.run(huge, ["true"], BytesInput(), MemoryOutput()))
     message = str(failed.value)
     assert message.startswith("The command could not run: no node can run it (0/1 nodes are available"), message
-    assert "Insufficient cpu" in message and message.endswith(f"for {GRACE} seconds (TERESA_POD_START_GRACE)"), message
+    assert "Insufficient cpu" in message and message.endswith(f"for {GRACE} seconds (TERESA_POD_START_GRACE)."), message
     assert time.monotonic() - started >= GRACE
 
 
