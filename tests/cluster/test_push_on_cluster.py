@@ -19,38 +19,23 @@ from tests.cluster.kubecluster import REPO, KubeCluster
 from tests.fixtures.teresa import Deploy, make_deploy
 
 HELLO = REPO / "examples" / "python-hello"
-RBAC_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 CRASHING_PROCFILE = "web: python3 -c \"import sys; print('boom: no module named wsgi', flush=True); sys.exit(3)\"\n"
 
 
-@pytest.fixture(scope="session")
-def teresa_kubeconfig(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A kubeconfig with the token of deploy/base's ServiceAccount, after applying deploy/base's RBAC objects."""
-    rendered = kube_cluster.kubectl("kustomize", str(REPO / "deploy" / "base")).stdout
-    objects = [o for o in yaml.safe_load_all(rendered) if o and o["kind"] in RBAC_KINDS]
-    kube_cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
-    account = next(o for o in objects if o["kind"] == "ServiceAccount")["metadata"]
-    token = kube_cluster.service_account_token(account["namespace"], account["name"], seconds=3600)
-    path = tmp_path_factory.mktemp("teresa-sa") / "kubeconfig"
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "teresa",
-        "clusters": [{"name": "test", "cluster": {"server": kube_cluster.server,
-                                                  "certificate-authority": str(kube_cluster.ca_path)}}],
-        "users": [{"name": "teresa", "user": {"token": token}}],
-        "contexts": [{"name": "teresa", "context": {"cluster": "test", "user": "teresa"}}],
-    }))
-    return path
+def server_env(kube_cluster: KubeCluster, kubeconfig: Path, **extra: str) -> dict[str, str]:
+    """A Teresa server on the Kubernetes runtime of the test cluster, as deploy/base's ServiceAccount."""
+    return dict(
+        TERESA_RUNTIME="kubernetes", TERESAK8S_CONFIG_FILE=str(kubeconfig),
+        TERESA_SLUGBUILDER_IMAGE=kube_cluster.stack_image, TERESA_SLUGRUNNER_IMAGE=kube_cluster.stack_image,
+        TERESA_ROLLOUT_TIMEOUT="120", TERESA_BUILD_TIMEOUT="300", TERESAK8S_POLL_INTERVAL="0.5",
+        TERESA_DEFAULT_REQUEST_CPU="10m", TERESA_DEFAULT_REQUEST_MEMORY="32Mi", TERESA_BUILD_LIMIT_MEMORY="512Mi",
+    ) | extra
 
 
 @pytest.fixture
 def cluster_deploy(tmp_path: Path, kube_cluster: KubeCluster, pod_storage: StorageSettings,
                    teresa_kubeconfig: Path, ssh_keys: dict[str, Path]) -> Iterator[Deploy]:
-    yield from make_deploy(
-        tmp_path, pod_storage, ssh_keys, TERESA_RUNTIME="kubernetes", TERESAK8S_CONFIG_FILE=str(teresa_kubeconfig),
-        TERESA_SLUGBUILDER_IMAGE=kube_cluster.stack_image, TERESA_SLUGRUNNER_IMAGE=kube_cluster.stack_image,
-        TERESA_ROLLOUT_TIMEOUT="120", TERESA_BUILD_TIMEOUT="300", TERESAK8S_POLL_INTERVAL="0.5",
-        TERESA_DEFAULT_REQUEST_CPU="10m", TERESA_DEFAULT_REQUEST_MEMORY="32Mi", TERESA_BUILD_LIMIT_MEMORY="512Mi",
-    )
+    yield from make_deploy(tmp_path, pod_storage, ssh_keys, **server_env(kube_cluster, teresa_kubeconfig))
 
 
 def web_pod_ips(kube_cluster: KubeCluster, app: str, release: str) -> list[str]:

@@ -13,6 +13,7 @@ from controller.runtime.base import (
 from controller.runtime.kubernetes import manifests, podstate
 from controller.runtime.kubernetes.client import KubeClient, KubeError
 from controller.runtime.kubernetes.logstream import LogCursor, follow_lines, shown_timestamp, stream_once
+from controller.runtime.kubernetes.namespaces import NAMESPACE_GONE_SECONDS, is_apps, wait_gone_if_terminating
 from controller.runtime.kubernetes.meta import (
     APP_LABEL, MANAGED_BY, PROCESS_TYPE_LABEL, RELEASE_LABEL, WEB, ManifestError, selector,
 )
@@ -79,9 +80,21 @@ class KubernetesRuntime:
     # -- apps
 
     async def create_app(self, app: str) -> None:
+        """Teresa's namespace for the app; one left terminating by `apps:destroy` is waited for, a stranger's refused."""
+        live = await wait_gone_if_terminating(self.kube, app, NAMESPACE_GONE_SECONDS, self.poll_interval)
+        if live is not None and not is_apps(live, app):
+            raise RuntimeFailure(f"The cluster already has a namespace {app} that Teresa did not create; "
+                                 "choose another app name, or ask the operator to remove that namespace.")
         await self.kube.apply_all(manifests.app_objects(self.settings, app))
 
     async def destroy_app(self, app: str) -> None:
+        """Deletes the app's namespace (asynchronously, as Kubernetes does), never one not labelled as the app's."""
+        live = await self.kube.get("v1", "Namespace", app)
+        if live is None:
+            return
+        if not is_apps(live, app):
+            logger.warning("namespace not deleted: not labelled as the app's", app=app)
+            return
         await self.kube.delete("v1", "Namespace", app)
 
     async def set_domains(self, app: str, domains: Sequence[str]) -> None:
