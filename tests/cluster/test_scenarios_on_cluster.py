@@ -9,10 +9,12 @@ created again. Pushes cost ~15 s each; the scenarios share them where they can.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import threading
 import time
+import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,8 +151,10 @@ def test_run_exits_with_the_commands_status_and_leaves_no_pod_or_build_secret(
     assert result.returncode == 3, result.stderr
     assert b"one-off here" in result.stdout + result.stderr
     api = core(kube_cluster)
-    assert api.list_namespaced_pod(APP, label_selector=RUN_LABEL).items == []
     assert api.list_namespaced_secret(APP, label_selector=BUILD_LABEL).items == []
+    # Deleted when the command ended; the kubelet then removes it (the container has exited already).
+    assert all(p.metadata.deletion_timestamp for p in api.list_namespaced_pod(APP, label_selector=RUN_LABEL).items)
+    wait_for(lambda: not api.list_namespaced_pod(APP, label_selector=RUN_LABEL).items, timeout=30, interval=0.2)
     assert [p.metadata.name for p in api.list_namespaced_pod(APP).items
             if "teresa.io/process-type" not in (p.metadata.labels or {})] == []
 
@@ -206,7 +210,8 @@ def test_logs_follow_new_pods_across_a_rollout_and_stop_following_deleted_ones(
         gone = api_404s_on_pods(kube_cluster)
         time.sleep(3)   # ... and then asks no more: a follower polling it would draw a 404 every 0.5 s
         assert api_404s_on_pods(kube_cluster) == gone
-        get(f"http://{ip}:5000/followed")
+        with contextlib.suppress(urllib.error.HTTPError):  # python-hello answers 404, and logs the request
+            get(f"http://{ip}:5000/followed")
         wait_for(lambda: any("/followed" in line for line in lines), timeout=15, interval=0.2)
         assert follower.poll() is None
     finally:

@@ -21,7 +21,7 @@ from controller.runtime.kubernetes.objects import LiveObject, Manifest, Pod
 from controller.runtime.kubernetes.oneoff import OneOffPod, PodFailed
 from controller.runtime.kubernetes.prune import PRUNABLE_KINDS, stale
 from controller.runtime.kubernetes.rollout import Stalled, diagnose, watch
-from controller.runtime.kubernetes.templates import applicable, keep_template, restart_patch
+from controller.runtime.kubernetes.templates import applicable, keep_autoscaled_replicas, keep_template, restart_patch
 from controller.spec import ReleaseSpec
 from core import log
 from core.commands import Input, Output
@@ -208,7 +208,7 @@ class KubernetesRuntime:
             if obj["kind"] == "Deployment":
                 name = obj["metadata"]["name"]
                 live = live_deployments[name] = await self.kube.get(*DEPLOYMENT, name, release.app)
-                obj = keep_template(obj, live, restart)
+                obj = keep_autoscaled_replicas(keep_template(obj, live, restart), live, release.autoscale)
             kept.append(obj)
         return kept, live_deployments
 
@@ -300,8 +300,9 @@ class KubernetesRuntime:
             async def put(line: str) -> None:
                 queue.put_nowait(f"{shown_timestamp(cursor.last)} {_prefix(pod)} | {line}")
             while True:
-                end = await follow_lines(self.kube, app, pod["metadata"]["name"], _main_container(pod), cursor, put)
-                if end.clean and await self.kube.get("v1", "Pod", pod["metadata"]["name"], app) is None:
+                await follow_lines(self.kube, app, pod["metadata"]["name"], _main_container(pod), cursor, put)
+                live = await self.kube.get("v1", "Pod", pod["metadata"]["name"], app)
+                if not _may_log_again(live, _main_container(pod)):
                     return
                 await asyncio.sleep(self.poll_interval)
 
@@ -335,6 +336,14 @@ def _now() -> str:
 def _main_container(pod: LiveObject) -> str:
     name: str = pod["spec"]["containers"][0]["name"]
     return name
+
+
+def _may_log_again(pod: LiveObject | None, container: str) -> bool:
+    """Whether a follow that ended (or dropped) should reconnect: not to a pod that is gone, nor to one being
+    deleted whose container has exited (its log is complete; asking again would only poll it until it goes)."""
+    if pod is None:
+        return False
+    return not (pod["metadata"].get("deletionTimestamp") and podstate.terminated(pod, container) is not None)
 
 
 def _prefix(pod: LiveObject) -> str:
