@@ -228,13 +228,12 @@ def test_app_namespaces_enforce_restricted_and_no_pod_teresa_made_drew_a_warning
     # Every pod so far (builds, release phases, web, one-off) and every template were admitted without a warning.
     assert list(kube.warnings) == []
     # ... and a warning would have been seen: a template the restricted level refuses, created as a dry run.
-    privileged = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "rogue", "namespace": APP},
-                  "spec": {"selector": {"matchLabels": {"x": "y"}}, "template": {
-                      "metadata": {"labels": {"x": "y"}},
-                      "spec": {"containers": [{"name": "c", "image": kube_cluster.stack_image,
-                                               "securityContext": {"privileged": True}}]}}}}
+    unrestricted = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "rogue", "namespace": APP},
+                    "spec": {"selector": {"matchLabels": {"x": "y"}}, "template": {
+                        "metadata": {"labels": {"x": "y"}},
+                        "spec": {"containers": [{"name": "c", "image": kube_cluster.stack_image}]}}}}
     shop.server.call(kube.request("POST", f"/apis/apps/v1/namespaces/{APP}/deployments", "create a rogue",
-                                  body=privileged, query=[("dryRun", "All")]))
+                                  body=unrestricted, query=[("dryRun", "All")]))
     assert any('violate PodSecurity "restricted' in warning for warning in kube.warnings), list(kube.warnings)
     kube.warnings.clear()
 
