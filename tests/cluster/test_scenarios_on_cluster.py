@@ -242,7 +242,7 @@ def test_foreign_namespaces_are_neither_adopted_nor_destroyed(shop_server: Deplo
     kube_cluster.kubectl("create", "namespace", "legacy")
     status, _out, err = shop_server.command("apps:create legacy --team web")
     assert status != 0
-    assert err.strip() == ("The cluster already has a namespace legacy that Teresa did not create; "
+    assert err.strip() == ("error: The cluster already has a namespace legacy that Teresa did not create; "
                            "choose another app name, or ask the operator to remove that namespace."), err
     assert "legacy" not in ok(shop_server.command("apps:list"))
     assert "managed-by" not in str(core(kube_cluster).read_namespace("legacy").metadata.labels)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import email.utils
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -177,7 +178,7 @@ class KubeClient:
     def _note_warnings(self, what: str, headers: urllib3.HTTPHeaderDict | None) -> None:
         """RFC 7234 warnings (`299 - "text"`), as the API server sends them: logged and kept."""
         for header in (headers.getlist("Warning") if headers is not None else []):
-            text = header.split(" ", 2)[-1].strip().strip('"') if header[:4] == "299 " else header
+            text = email.utils.unquote(header.split(" ", 2)[-1].strip()) if header[:4] == "299 " else header
             self.warnings.append(f"{what}: {text}")
             logger.warning("the Kubernetes API warned", request=what, warning=text)
 
