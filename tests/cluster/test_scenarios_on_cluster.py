@@ -29,11 +29,11 @@ from tests.cluster.test_push_on_cluster import HELLO, get, server_env
 from tests.fixtures.teresa import Deploy, make_deploy, wait_for
 
 pytestmark = pytest.mark.timeout(300)
-APP = "shop"
+APP = "market"
 
 
 @pytest.fixture(scope="module")
-def shop_server(kube_cluster: KubeCluster, pod_storage: StorageSettings, teresa_kubeconfig: Path,
+def market_server(kube_cluster: KubeCluster, pod_storage: StorageSettings, teresa_kubeconfig: Path,
                 ssh_keys: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deploy]:
     yield from make_deploy(tmp_path_factory.mktemp("scenarios"), pod_storage, ssh_keys,
                            **server_env(kube_cluster, teresa_kubeconfig, TERESA_ROLLOUT_TIMEOUT="30",
@@ -42,15 +42,17 @@ def shop_server(kube_cluster: KubeCluster, pod_storage: StorageSettings, teresa_
 
 
 @pytest.fixture(scope="module")
-def shop(shop_server: Deploy, kube_cluster: KubeCluster) -> Deploy:
+def market(market_server: Deploy, kube_cluster: KubeCluster) -> Deploy:
     """python-hello (with its release phase) pushed and serving as v1."""
     started = time.monotonic()
-    shop_server.git.commit({p.name: p.read_text() for p in HELLO.iterdir() if p.is_file()})
-    push = shop_server.git.push(APP)
+    # Its own app: the session's other push tests use `shop`, in the same bucket and cluster.
+    assert market_server.server.local("apps:create", APP, "--team", "web").status == 0
+    market_server.git.commit({p.name: p.read_text() for p in HELLO.iterdir() if p.is_file()})
+    push = market_server.git.push(APP)
     assert push.returncode == 0 and "Released v1" in push.stderr, push.stderr
     assert "release phase: nothing to migrate" in push.stderr, push.stderr
     TIMINGS["scenarios: first push"] = time.monotonic() - started
-    return shop_server
+    return market_server
 
 
 def core(kube_cluster: KubeCluster) -> kubernetes.client.CoreV1Api:
@@ -84,11 +86,11 @@ def serves(kube_cluster: KubeCluster, text: str = "python-hello") -> dict[str, s
     return pods
 
 
-def rejected(shop: Deploy, files: dict[str, str | bytes]) -> str:
+def rejected(market: Deploy, files: dict[str, str | bytes]) -> str:
     """Push a commit that must be rejected, then put the local branch back; the push's output."""
-    shop.git.commit(files, message="broken")
-    push = shop.git.push(APP)
-    shop.git.git("reset", "-q", "--hard", "HEAD~1")
+    market.git.commit(files, message="broken")
+    push = market.git.push(APP)
+    market.git.git("reset", "-q", "--hard", "HEAD~1")
     assert push.returncode != 0, push.stderr
     return push.stderr
 
@@ -106,21 +108,21 @@ def rejected(shop: Deploy, files: dict[str, str | bytes]) -> str:
                   '"GET /ready HTTP/1.1" 404', "v1 is still running"], id="never-ready"),
 ])
 def test_a_failing_push_is_rejected_with_its_reason_and_the_previous_release_keeps_serving(
-    shop: Deploy, kube_cluster: KubeCluster, files: dict[str, str | bytes], expected: list[str],
+    market: Deploy, kube_cluster: KubeCluster, files: dict[str, str | bytes], expected: list[str],
 ) -> None:
     before = serves(kube_cluster)
-    output = rejected(shop, files)
+    output = rejected(market, files)
     for text in expected:
         assert text in output, output
     assert "Released" not in output, output
     assert ready_web_pods(kube_cluster) == before
     serves(kube_cluster)
-    info = ok(shop.command(f"apps:info {APP}"))
+    info = ok(market.command(f"apps:info {APP}"))
     assert re.search(r"\bv1\b", info) and not re.search(r"\bv[2-9]", info), info
 
 
 def test_a_stalled_rollout_left_behind_does_not_block_the_deploy_that_fixes_it(
-    shop: Deploy, kube_cluster: KubeCluster,
+    market: Deploy, kube_cluster: KubeCluster,
 ) -> None:
     # What a deploy interrupted mid-rollout leaves: a new ReplicaSet that never gets ready, past its deadline
     # (the shortest one allowed: longer than minReadySeconds).
@@ -135,8 +137,8 @@ def test_a_stalled_rollout_left_behind_does_not_block_the_deploy_that_fixes_it(
         return any(c.reason == "ProgressDeadlineExceeded" for c in status.conditions or [])
     wait_for(deadline_exceeded, timeout=60, interval=0.5)
 
-    shop.git.commit({"CHANGES": "the fix\n"}, message="fix")
-    push = shop.git.push(APP)
+    market.git.commit({"CHANGES": "the fix\n"}, message="fix")
+    push = market.git.push(APP)
     assert push.returncode == 0 and "Released v" in push.stderr, push.stderr
     pods = serves(kube_cluster)
     assert len(pods) == 1
@@ -145,9 +147,9 @@ def test_a_stalled_rollout_left_behind_does_not_block_the_deploy_that_fixes_it(
 
 
 def test_run_exits_with_the_commands_status_and_leaves_no_pod_or_build_secret(
-    shop: Deploy, kube_cluster: KubeCluster,
+    market: Deploy, kube_cluster: KubeCluster,
 ) -> None:
-    result = shop.ssh.run(f"run {APP} -- sh -c 'echo one-off here; exit 3'", key=shop.key)
+    result = market.ssh.run(f"run {APP} -- sh -c 'echo one-off here; exit 3'", key=market.key)
     assert result.returncode == 3, result.stderr
     assert b"one-off here" in result.stdout + result.stderr
     api = core(kube_cluster)
@@ -160,21 +162,21 @@ def test_run_exits_with_the_commands_status_and_leaves_no_pod_or_build_secret(
 
 
 def test_scale_and_domains_keep_the_pods_and_config_set_rolls_them_at_the_live_replica_count(
-    shop: Deploy, kube_cluster: KubeCluster,
+    market: Deploy, kube_cluster: KubeCluster,
 ) -> None:
     first = set(ready_web_pods(kube_cluster))
-    ok(shop.command(f"ps:scale {APP} web=2"))
+    ok(market.command(f"ps:scale {APP} web=2"))
     scaled = set(ready_web_pods(kube_cluster))
     assert len(scaled) == 2 and first < scaled
-    ok(shop.command(f"domains:add {APP} www.shop.example"))
+    ok(market.command(f"domains:add {APP} www.market.example"))
     assert set(web_pods(kube_cluster)) == scaled
-    ok(shop.command(f"autoscale:set --min 1 --max 4 --cpu 70 {APP}"))
+    ok(market.command(f"autoscale:set --min 1 --max 4 --cpu 70 {APP}"))
     assert set(web_pods(kube_cluster)) == scaled
     # The HorizontalPodAutoscaler's move, made by hand: the cluster has no metrics to scale on.
     kube_cluster.kubectl("-n", APP, "scale", "deployment/web", "--replicas=1")
     wait_for(lambda: len(web_pods(kube_cluster)) == 1, timeout=60, interval=0.2)
 
-    ok(shop.command(f"config:set {APP} GREETING=Howdy"))
+    ok(market.command(f"config:set {APP} GREETING=Howdy"))
     rolled = serves(kube_cluster, "Howdy from")
     assert len(rolled) == 1 and not set(rolled) & scaled
     deployment = kubernetes.client.AppsV1Api(kube_cluster.api_client()).read_namespaced_deployment("web", APP)
@@ -189,17 +191,17 @@ def api_404s_on_pods(kube_cluster: KubeCluster) -> float:
 
 
 def test_logs_follow_new_pods_across_a_rollout_and_stop_following_deleted_ones(
-    shop: Deploy, kube_cluster: KubeCluster,
+    market: Deploy, kube_cluster: KubeCluster,
 ) -> None:
     (old,) = ready_web_pods(kube_cluster)
-    argv = ["ssh", *shop.ssh.options(shop.key), "git@127.0.0.1", f"logs -f -n 1 {APP}"]
+    argv = ["ssh", *market.ssh.options(market.key), "git@127.0.0.1", f"logs -f -n 1 {APP}"]
     follower = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=shop.ssh.env(None))
+                                env=market.ssh.env(None))
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(follower.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
     reader.start()
     try:
-        ok(shop.command(f"config:set {APP} GREETING=Hola"))
+        ok(market.command(f"config:set {APP} GREETING=Hola"))
         (new, ip), = serves(kube_cluster, "Hola from").items()
         assert new != old
         wait_for(lambda: any(f"web.{new.rsplit('-', 1)[-1]} |" in line and '"GET / HTTP' in line for line in lines),
@@ -220,11 +222,11 @@ def test_logs_follow_new_pods_across_a_rollout_and_stop_following_deleted_ones(
 
 
 def test_app_namespaces_enforce_restricted_and_no_pod_teresa_made_drew_a_warning(
-    shop: Deploy, kube_cluster: KubeCluster,
+    market: Deploy, kube_cluster: KubeCluster,
 ) -> None:
     labels = core(kube_cluster).read_namespace(APP).metadata.labels
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
-    kube = shop.server.runtime.kube  # type: ignore[attr-defined]
+    kube = market.server.runtime.kube  # type: ignore[attr-defined]
     # Every pod so far (builds, release phases, web, one-off) and every template were admitted without a warning.
     assert list(kube.warnings) == []
     # ... and a warning would have been seen: a template the restricted level refuses, created as a dry run.
@@ -232,34 +234,34 @@ def test_app_namespaces_enforce_restricted_and_no_pod_teresa_made_drew_a_warning
                     "spec": {"selector": {"matchLabels": {"x": "y"}}, "template": {
                         "metadata": {"labels": {"x": "y"}},
                         "spec": {"containers": [{"name": "c", "image": kube_cluster.stack_image}]}}}}
-    shop.server.call(kube.request("POST", f"/apis/apps/v1/namespaces/{APP}/deployments", "create a rogue",
+    market.server.call(kube.request("POST", f"/apis/apps/v1/namespaces/{APP}/deployments", "create a rogue",
                                   body=unrestricted, query=[("dryRun", "All")]))
     assert any('violate PodSecurity "restricted' in warning for warning in kube.warnings), list(kube.warnings)
     kube.warnings.clear()
 
 
-def test_foreign_namespaces_are_neither_adopted_nor_destroyed(shop_server: Deploy, kube_cluster: KubeCluster) -> None:
+def test_foreign_namespaces_are_neither_adopted_nor_destroyed(market_server: Deploy, kube_cluster: KubeCluster) -> None:
     kube_cluster.kubectl("create", "namespace", "legacy")
-    status, _out, err = shop_server.command("apps:create legacy --team web")
+    status, _out, err = market_server.command("apps:create legacy --team web")
     assert status != 0
     assert err.strip() == ("error: The cluster already has a namespace legacy that Teresa did not create; "
                            "choose another app name, or ask the operator to remove that namespace."), err
-    assert "legacy" not in ok(shop_server.command("apps:list"))
+    assert "legacy" not in ok(market_server.command("apps:list"))
     assert "managed-by" not in str(core(kube_cluster).read_namespace("legacy").metadata.labels)
 
     # An app whose namespace was replaced behind Teresa's back by one that is not the app's.
-    ok(shop_server.command("apps:create ghost --team web"))
+    ok(market_server.command("apps:create ghost --team web"))
     kube_cluster.kubectl("delete", "namespace", "ghost", "--wait=true")
     kube_cluster.kubectl("create", "namespace", "ghost")
-    ok(shop_server.command("apps:destroy --confirm ghost ghost"))
+    ok(market_server.command("apps:destroy --confirm ghost ghost"))
     assert core(kube_cluster).read_namespace("ghost").metadata.deletion_timestamp is None
 
 
-def test_an_app_destroyed_then_created_again_at_once_takes_a_push(shop: Deploy, kube_cluster: KubeCluster) -> None:
-    ok(shop.command(f"apps:destroy --confirm {APP} {APP}"))
+def test_an_app_destroyed_then_created_again_at_once_takes_a_push(market: Deploy, kube_cluster: KubeCluster) -> None:
+    ok(market.command(f"apps:destroy --confirm {APP} {APP}"))
     started = time.monotonic()
-    ok(shop.command(f"apps:create {APP} --team web"))
+    ok(market.command(f"apps:create {APP} --team web"))
     TIMINGS["scenarios: apps:create waiting for the destroyed namespace"] = time.monotonic() - started
-    push = shop.git.push(APP)
+    push = market.git.push(APP)
     assert push.returncode == 0 and "Released v1" in push.stderr, push.stderr
     serves(kube_cluster, "Hello from")   # the config went with the app: the default greeting

@@ -13,10 +13,10 @@ from controller.runtime.base import (
 from controller.runtime.kubernetes import manifests, podstate
 from controller.runtime.kubernetes.client import KubeClient, KubeError
 from controller.runtime.kubernetes.logstream import LogCursor, follow_lines, shown_timestamp, stream_once
-from controller.runtime.kubernetes.namespaces import NAMESPACE_GONE_SECONDS, is_apps, wait_gone_if_terminating
 from controller.runtime.kubernetes.meta import (
     APP_LABEL, MANAGED_BY, PROCESS_TYPE_LABEL, RELEASE_LABEL, WEB, ManifestError, selector,
 )
+from controller.runtime.kubernetes.namespaces import NAMESPACE_GONE_SECONDS, is_apps, wait_gone_if_terminating
 from controller.runtime.kubernetes.objects import LiveObject, Manifest, Pod
 from controller.runtime.kubernetes.oneoff import OneOffPod, PodFailed
 from controller.runtime.kubernetes.prune import PRUNABLE_KINDS, stale
