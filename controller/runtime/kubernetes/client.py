@@ -9,6 +9,8 @@ otherwise makes Teresa's fields exactly what the manifest says.
 from __future__ import annotations
 
 import asyncio
+import collections
+import email.utils
 import json
 import ssl
 from collections.abc import Iterable, Mapping
@@ -22,13 +24,17 @@ from kubernetes.config.config_exception import ConfigException
 from urllib3.exceptions import HTTPError
 
 from controller.runtime.kubernetes.objects import LiveObject, Manifest
+from core import log
 from core.config import KubernetesSettings
+
+logger = log.get("runtime.kubernetes")
 
 FIELD_MANAGER = "teresa"
 APPLY_PATCH = "application/apply-patch+yaml"
 # (connect, read) seconds for log streams: a follow silent for the read timeout is reopened (no line is lost),
 # so a connection that died without a word is noticed.
 LOG_TIMEOUTS = (10, 300)
+KEPT_WARNINGS = 100
 
 
 class KubeError(Exception):
@@ -77,7 +83,6 @@ KINDS = {
         Kind("apps/v1", "ReplicaSet", "replicasets"),
         Kind("networking.k8s.io/v1", "Ingress", "ingresses"),
         Kind("batch/v1", "CronJob", "cronjobs"),
-        Kind("batch/v1", "Job", "jobs"),
         Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
         Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
     )
@@ -166,6 +171,8 @@ class KubeClient:
         self._api = api
         self._core = kubernetes.client.CoreV1Api(api)
         self._field_manager = field_manager
+        # The API server's `Warning` headers (deprecations, PodSecurity `warn` violations), newest last; each is logged.
+        self.warnings: collections.deque[str] = collections.deque(maxlen=KEPT_WARNINGS)
 
     @classmethod
     async def connect(cls, settings: KubernetesSettings) -> KubeClient:
@@ -183,18 +190,27 @@ class KubeClient:
     def _call(self, method: str, path: str, what: str, body: object = None,
               query: list[tuple[str, str]] | None = None, content_type: str = "application/json") -> LiveObject:
         try:
-            result: LiveObject = self._api.call_api(
+            result: LiveObject
+            result, _status, headers = self._api.call_api(
                 path, method,
                 query_params=query or [],
                 header_params={"Accept": "application/json", "Content-Type": content_type},
                 body=body,
                 response_types_map={200: "object", 201: "object", 202: "object"},
                 auth_settings=["BearerToken"],
-                _return_http_data_only=True,
+                _return_http_data_only=False,
             )
         except (ApiException, HTTPError) as exc:
             raise _error(exc, what) from None
+        self._note_warnings(what, headers)
         return result
+
+    def _note_warnings(self, what: str, headers: urllib3.HTTPHeaderDict | None) -> None:
+        """RFC 7234 warnings (`299 - "text"`), as the API server sends them: logged and kept."""
+        for header in (headers.getlist("Warning") if headers is not None else []):
+            text = email.utils.unquote(header.split(" ", 2)[-1].strip()) if header[:4] == "299 " else header
+            self.warnings.append(f"{what}: {text}")
+            logger.warning("the Kubernetes API warned", request=what, warning=text)
 
     async def request(self, method: str, path: str, what: str, *, body: object = None,
                       query: list[tuple[str, str]] | None = None,

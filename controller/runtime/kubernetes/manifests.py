@@ -94,7 +94,8 @@ def default_readiness() -> Probe:
 def namespace(settings: Settings, app: str) -> Namespace:
     ns_labels = labels(app)
     if not settings.kubernetes.allow_priv_containers:
-        ns_labels["pod-security.kubernetes.io/enforce"] = "restricted"
+        # Enforced on pods; `warn` also reports a Deployment or CronJob whose pod template would be refused.
+        ns_labels.update({f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn")})
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata(app, None, ns_labels)}
 
 

@@ -17,11 +17,12 @@ from controller.runtime.kubernetes.logstream import LogCursor, follow_lines, sho
 from controller.runtime.kubernetes.meta import (
     APP_LABEL, MANAGED_BY, PROCESS_TYPE_LABEL, RELEASE_LABEL, WEB, ManifestError, selector,
 )
+from controller.runtime.kubernetes.namespaces import NAMESPACE_GONE_SECONDS, is_apps, wait_gone_if_terminating
 from controller.runtime.kubernetes.objects import LiveObject, Manifest, Pod
 from controller.runtime.kubernetes.oneoff import OneOffPod, PodDeadline, PodFailed
 from controller.runtime.kubernetes.prune import PRUNABLE_KINDS, stale
 from controller.runtime.kubernetes.rollout import Stalled, diagnose, watch
-from controller.runtime.kubernetes.templates import applicable, keep_template, restart_patch
+from controller.runtime.kubernetes.templates import applicable, keep_autoscaled_replicas, keep_template, restart_patch
 from controller.spec import ReleaseSpec
 from core import log
 from core.commands import Input, Output
@@ -96,6 +97,11 @@ class KubernetesRuntime:
     # -- apps
 
     async def create_app(self, app: str) -> None:
+        """Teresa's namespace for the app; one left terminating by `apps:destroy` is waited for, a stranger's refused."""
+        live = await wait_gone_if_terminating(self.kube, app, NAMESPACE_GONE_SECONDS, self.poll_interval)
+        if live is not None and not is_apps(live, app):
+            raise RuntimeFailure(f"The cluster already has a namespace {app} that Teresa did not create; "
+                                 "choose another app name, or ask the operator to remove that namespace.")
         await self.kube.apply_all(manifests.app_objects(self.settings, app))
         await self.kube.apply_all(await self._pull_secrets(app))
 
@@ -106,6 +112,13 @@ class KubernetesRuntime:
             raise RuntimeFailure(str(exc)) from None
 
     async def destroy_app(self, app: str) -> None:
+        """Deletes the app's namespace (asynchronously, as Kubernetes does), never one not labelled as the app's."""
+        live = await self.kube.get("v1", "Namespace", app)
+        if live is None:
+            return
+        if not is_apps(live, app):
+            logger.warning("namespace not deleted: not labelled as the app's", app=app)
+            return
         await self.kube.delete("v1", "Namespace", app)
 
     async def set_domains(self, app: str, domains: Sequence[str], *, tls_secret: str = "") -> None:
@@ -223,7 +236,7 @@ class KubernetesRuntime:
             if obj["kind"] == "Deployment":
                 name = obj["metadata"]["name"]
                 live = live_deployments[name] = await self.kube.get(*DEPLOYMENT, name, release.app)
-                obj = keep_template(obj, live, restart)
+                obj = keep_autoscaled_replicas(keep_template(obj, live, restart), live, release.autoscale)
             kept.append(obj)
         return kept, live_deployments
 
@@ -315,8 +328,9 @@ class KubernetesRuntime:
             async def put(line: str) -> None:
                 queue.put_nowait(f"{shown_timestamp(cursor.last)} {_prefix(pod)} | {line}")
             while True:
-                end = await follow_lines(self.kube, app, pod["metadata"]["name"], _main_container(pod), cursor, put)
-                if end.clean and await self.kube.get("v1", "Pod", pod["metadata"]["name"], app) is None:
+                await follow_lines(self.kube, app, pod["metadata"]["name"], _main_container(pod), cursor, put)
+                live = await self.kube.get("v1", "Pod", pod["metadata"]["name"], app)
+                if not _may_log_again(live, _main_container(pod)):
                     return
                 await asyncio.sleep(self.poll_interval)
 
@@ -350,6 +364,14 @@ def _now() -> str:
 def _main_container(pod: LiveObject) -> str:
     name: str = pod["spec"]["containers"][0]["name"]
     return name
+
+
+def _may_log_again(pod: LiveObject | None, container: str) -> bool:
+    """Whether a follow that ended (or dropped) should reconnect: not to a pod that is gone, nor to one being
+    deleted whose container has exited (its log is complete; asking again would only poll it until it goes)."""
+    if pod is None:
+        return False
+    return not (pod["metadata"].get("deletionTimestamp") and podstate.terminated(pod, container) is not None)
 
 
 def _prefix(pod: LiveObject) -> str:

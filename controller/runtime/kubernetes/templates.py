@@ -1,4 +1,5 @@
-"""Keeping a Deployment's pod template when a release does not change what its pods run.
+"""Keeping a Deployment's pod template when a release does not change what its pods run, and its
+replica count when an autoscaler owns it.
 
 Every release is rendered with its own version in the pod template's labels,
 which would roll every pod on a scale-only or domains-only release. The
@@ -15,8 +16,9 @@ import datetime
 import hashlib
 import json
 
-from controller.runtime.kubernetes.meta import RELEASE_LABEL
+from controller.runtime.kubernetes.meta import PROCESS_TYPE_LABEL, RELEASE_LABEL
 from controller.runtime.kubernetes.objects import Deployment, DeploymentPatch, LiveObject, ObjectMeta, PodTemplate
+from controller.spec import Autoscale
 
 TEMPLATE_HASH = "teresa.io/template-hash"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
@@ -52,6 +54,18 @@ def keep_template(new: Deployment, live: LiveObject | None, restart: bool) -> De
             template["metadata"].setdefault("annotations", {})[RESTARTED_AT] = stamp
     if restart:
         template["metadata"].setdefault("annotations", {})[RESTARTED_AT] = now_stamp()
+    return result
+
+
+def keep_autoscaled_replicas(new: Deployment, live: LiveObject | None, autoscale: Autoscale | None) -> Deployment:
+    """Under a HorizontalPodAutoscaler the live replica count is the autoscaler's: a release keeps it
+    (within the autoscaler's bounds) instead of resetting the Deployment to the formation's count."""
+    process_type = new["spec"]["template"]["metadata"].get("labels", {}).get(PROCESS_TYPE_LABEL)
+    live_replicas = ((live or {}).get("spec") or {}).get("replicas")
+    if autoscale is None or autoscale.process_type != process_type or not isinstance(live_replicas, int):
+        return new
+    result = copy.deepcopy(new)
+    result["spec"]["replicas"] = autoscale.clamp(live_replicas)
     return result
 
 
