@@ -26,6 +26,7 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`make test` runs `-n` workers, `--dist loadgroup`) each module runs on one worker, in
     order: many share a server or a pushed app through module-scoped fixtures. Every test of the real cluster
