@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.serve import ServeProcess
-from tests.fixtures.teresa import GitClient, SSHClient, wait_for
+from tests.fixtures.teresa import GitClient, SSHClient, read_until, wait_for
 from tests.gitreceiver.conftest import WEB_APP
 
 
@@ -50,10 +50,7 @@ def test_sigkill_mid_build_and_a_restart_leave_no_running_build_and_no_orphan(
         git = GitClient(SSHClient(server, tmp_path), ssh_keys["alice"], tmp_path / "work")  # type: ignore[arg-type]
         git.commit(WEB_APP)
         push = git.popen_push("shop")
-        assert push.stderr is not None
-        for line in push.stderr:
-            if "compiling slowly" in line:
-                break
+        read_until(push, "compiling slowly")
         # the slugbuilder, the buildpack's compile, its sleep (forked just after the line is printed)
         wait_for(lambda: len(server.descendants()) >= 3, timeout=30)
         orphans = server.descendants()

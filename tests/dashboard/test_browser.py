@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.dashboard.chromium import Chromium, executable
 from tests.dashboard.conftest import SECRET, Dashboard
+from tests.fixtures.teresa import read_until
 from tests.gitreceiver.conftest import BUILDPACKS, WEB_APP
 
 ARTIFACTS = Path(os.environ.get("TERESA_TEST_ARTIFACTS") or Path(__file__).resolve().parents[2] / "test-artifacts")
@@ -38,7 +38,7 @@ async def test_a_user_watches_a_build_and_rolls_back_in_a_browser(dashboard: Das
             await browser.goto(f"{dashboard.base}/apps/shop")
             await browser.wait_for("document.querySelector('[data-live-ps]').textContent.includes('web')")
             # build 2 exists and waits once its first line reached the client (a busy machine may take a while)
-            await asyncio.to_thread(_read_until, push, "waiting for the go-ahead")
+            await asyncio.to_thread(read_until, push, "waiting for the go-ahead")
             await browser.goto(f"{dashboard.base}/apps/shop/builds/2")
             await browser.wait_for("(document.querySelector('pre.log') || {textContent: ''})"
                                    ".textContent.includes('waiting for the go-ahead')")
@@ -68,10 +68,3 @@ async def test_a_user_watches_a_build_and_rolls_back_in_a_browser(dashboard: Das
         await browser.screenshot(shots / "app-after-rollback.png")
     assert deploy.get() == (200, "version one\n")
 
-
-def _read_until(push: subprocess.Popen[str], text: str) -> None:
-    assert push.stderr is not None
-    for line in push.stderr:
-        if text in line:
-            return
-    raise AssertionError(f"the push ended without printing {text!r}")

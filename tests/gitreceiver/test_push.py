@@ -9,7 +9,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.fixtures.teresa import wait_for
+from tests.fixtures.teresa import read_until, wait_for
 from tests.gitreceiver.conftest import BUILDPACKS, WEB_APP, Deploy
 
 
@@ -46,11 +46,7 @@ def test_build_lines_reach_the_client_while_the_build_runs(deploy_any_storage: D
     go_ahead = gated_build(deploy, tmp_path)
     deploy.git.commit(WEB_APP)
     push = deploy.git.popen_push("shop")
-    seen = []
-    for line in push.stderr:  # git prints remote: lines on its stderr as they arrive
-        seen.append(line)
-        if "waiting for the go-ahead" in line:
-            break
+    seen = read_until(push, "waiting for the go-ahead")  # git prints remote: lines on its stderr as they arrive
     assert push.poll() is None, "the push finished before the build was allowed to"
     go_ahead.touch()
     rest = push.stderr.read()
@@ -84,9 +80,7 @@ def test_a_second_push_during_a_deploy_is_refused_and_the_first_completes(deploy
     go_ahead = gated_build(deploy, tmp_path)
     deploy.git.commit(WEB_APP)
     first = deploy.git.popen_push("shop")
-    for line in first.stderr:
-        if "waiting for the go-ahead" in line:
-            break
+    read_until(first, "waiting for the go-ahead")
     second = deploy.git.push("shop")
     assert second.returncode != 0
     assert "dev@example.com started a deploy of shop at" in second.stderr
@@ -100,9 +94,7 @@ def test_killing_the_client_mid_build_releases_the_lock(deploy: Deploy, tmp_path
     deploy.git.commit(WEB_APP)
     doomed = subprocess.Popen(["git", "push", deploy.git.remote("shop"), "main"], cwd=deploy.git.workdir,
                               env=deploy.git.env, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    for line in doomed.stderr:
-        if "waiting for the go-ahead" in line:
-            break
+    read_until(doomed, "waiting for the go-ahead")
     os.killpg(doomed.pid, signal.SIGKILL)
     doomed.wait()
 

@@ -14,7 +14,7 @@ import pytest
 from core.config import StorageSettings
 from tests.fixtures.databases import postgresql_database
 from tests.fixtures.replicas import Replica
-from tests.fixtures.teresa import GitClient, SSHClient, wait_for
+from tests.fixtures.teresa import GitClient, SSHClient, read_until, wait_for
 from tests.gitreceiver.conftest import BUILDPACKS, WEB_APP
 
 LEASE_SECONDS = 3
@@ -150,10 +150,7 @@ def test_concurrent_pushes_through_a_and_b_one_deploys_the_other_names_the_holde
     go_ahead = pair.gate()
     pair.git.commit(WEB_APP)
     first = pair.popen_push(pair.a)
-    assert first.stderr is not None
-    for line in first.stderr:
-        if "waiting for the go-ahead" in line:
-            break
+    read_until(first, "waiting for the go-ahead")
     second = pair.push(pair.b)
     assert second.returncode != 0
     assert "dev@example.com started a deploy of shop at" in second.stderr
@@ -167,10 +164,7 @@ def test_after_a_replica_dies_mid_build_the_other_deploys_once_the_lease_expires
     go_ahead = pair.gate()
     commit = pair.git.commit(WEB_APP)
     doomed = pair.popen_push(pair.a)
-    assert doomed.stderr is not None
-    for line in doomed.stderr:
-        if "waiting for the go-ahead" in line:
-            break
+    read_until(doomed, "waiting for the go-ahead")
     pair.a.kill()
     doomed.wait(60)
     go_ahead.touch()  # the orphaned builder of A may finish: nothing waits for it any more
@@ -192,10 +186,7 @@ def test_restarting_a_replica_mid_build_finishes_the_push_while_the_other_serves
     go_ahead = pair.gate()
     commit = pair.git.commit(WEB_APP)
     push = pair.popen_push(pair.a)
-    assert push.stderr is not None
-    for line in push.stderr:
-        if "waiting for the go-ahead" in line:
-            break
+    read_until(push, "waiting for the go-ahead")
     pair.a.terminate()
     wait_for(lambda: pair.a.readyz()[0] == 503)
     assert "draining" in pair.a.readyz()[1]
