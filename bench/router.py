@@ -71,8 +71,11 @@ def serve_app() -> None:
     asyncio.run(main())
 
 
-def serve_router(app_port: int, logs: Path) -> None:
+def serve_router(app_port: int, logs: Path, loop: str) -> None:
     """Teresa's router in front of the app, its access lines going to a LogStore as in the runtime."""
+    if loop == "uvloop":
+        import uvloop
+        uvloop.install()
     from controller.runtime.local.logstore import LogStore
     from controller.runtime.local.router import Router
 
@@ -193,6 +196,8 @@ def options(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=5, help="length of each wrk run (5)")
     parser.add_argument("--connections", type=int, default=50, help="keep-alive clients (50)")
     parser.add_argument("--quick", action="store_true", help="one round of 2 s per case")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="the router's event loop (asyncio)")
     parser.add_argument("--serve-app", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-router", type=int, metavar="APP_PORT", help=argparse.SUPPRESS)
     parser.add_argument("--logs", type=Path, help=argparse.SUPPRESS)
@@ -207,12 +212,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.serve_app:
         return serve_app()
     if args.serve_router:
-        return serve_router(args.serve_router, args.logs)
+        return serve_router(args.serve_router, args.logs, args.loop)
     ensure_wrk()
     with tempfile.TemporaryDirectory(prefix="teresa-bench-router-") as work:
         me = [sys.executable, str(Path(__file__).resolve())]
         app, app_port = start(me + ["--serve-app"])
-        router, router_port = start(me + ["--serve-router", str(app_port), "--logs", work])
+        router, router_port = start(me + ["--serve-router", str(app_port), "--logs", work, "--loop", args.loop])
         try:
             print(f"router benchmark: {args.connections} keep-alive clients (wrk, 1 thread), "
                   f"{args.rounds} x {args.seconds:g} s per side and case; wrk, router and app share "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import enum
 import re
+import time
 from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable, Mapping, Protocol, Sequence
 
@@ -23,8 +24,20 @@ LOG_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 
 def log_timestamp(moment: datetime.datetime | None = None) -> str:
     """How each line of `logs` starts: UTC, RFC 3339, milliseconds, e.g. 2025-01-31T12:00:00.123Z."""
-    moment = moment or datetime.datetime.now(datetime.timezone.utc)
+    if moment is None:
+        return _now_timestamp()
     return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+_second: list[object] = [-1, ""]  # the last second formatted, and its text: the router stamps every request
+
+
+def _now_timestamp() -> str:
+    now = time.time()
+    second = int(now)
+    if _second[0] != second:
+        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_second[1]}.{int((now - second) * 1000):03d}Z"
 
 
 def split_log_timestamp(line: str) -> tuple[str, str]:

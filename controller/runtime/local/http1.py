@@ -1,7 +1,8 @@
-"""Just enough HTTP/1.1 for the router: message heads, body framing, and bodies relayed chunk by chunk.
+"""Just enough HTTP/1.1 for the router: message heads, and where a body ends.
 
-A body is never held whole: it is copied from one stream to the other in pieces of
-at most CHUNK bytes, chunked framing passed through as it is. Anything ambiguous
+A body is never held whole nor parsed: the router passes it on piece by piece as it
+arrives, and only counts (a length) or reads its chunk size lines to find its end.
+Anything ambiguous
 (two differing Content-Lengths, Content-Length with Transfer-Encoding, a header
 line without a colon) is refused as a bad request: a proxy that guesses where a
 body ends invites request smuggling.
@@ -9,9 +10,8 @@ body ends invites request smuggling.
 
 from __future__ import annotations
 
-import asyncio
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 CHUNK = 256 * 1024
 CRLF = b"\r\n"
@@ -20,8 +20,10 @@ HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
     b"trailers", b"transfer-encoding", b"upgrade", b"proxy-connection",
 })
+FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
 HEX = re.compile(rb"[0-9a-fA-F]{1,16}")
 TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+HEADER_LINES = re.compile(rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\r\n]*\r\n)*")
 REASONS = {400: "Bad Request", 404: "Not Found", 431: "Request Header Fields Too Large",
            502: "Bad Gateway", 503: "Service Unavailable"}
 
@@ -30,14 +32,18 @@ class BadMessage(ValueError):
     """A message head or body framing this proxy will not pass on."""
 
 
-@dataclass
 class Head:
-    """A request or response head; `first` is the request line or the status line, as sent."""
-    first: bytes
-    headers: list[tuple[bytes, bytes]]
-    version: bytes
-    # Lower-cased names of the headers present, to their (last) value.
-    index: dict[bytes, bytes] = field(default_factory=dict)
+    """A request or response head as sent: `first` is its request or status line, `raw` the whole of it."""
+
+    __slots__ = ("raw", "first", "headers", "index", "version")
+
+    def __init__(self, raw: bytes, first: bytes, headers: list[tuple[bytes, bytes]],
+                 index: dict[bytes, bytes]) -> None:
+        self.raw = raw
+        self.first = first
+        self.headers = headers
+        self.index = index  # lower-cased names of the headers present, to their (last) value
+        self.version = b""
 
     def get(self, name: bytes, default: bytes = b"") -> bytes:
         return self.index.get(name, default)
@@ -47,8 +53,14 @@ class Head:
 
     @property
     def keep_alive(self) -> bool:
-        tokens = {t.strip().lower() for t in self.get(b"connection").split(b",")}
+        connection = self.index.get(b"connection")
+        if connection is None:
+            return self.version != b"HTTP/1.0"
+        tokens = {t.strip().lower() for t in connection.split(b",")}
         return b"keep-alive" in tokens if self.version == b"HTTP/1.0" else b"close" not in tokens
+
+    def has_any(self, names: frozenset[bytes]) -> bool:
+        return not names.isdisjoint(self.index)
 
     def not_forwarded(self) -> frozenset[bytes]:
         """Hop-by-hop headers: the standard ones and any the Connection header names."""
@@ -70,18 +82,18 @@ NO_BODY = Framing()
 
 
 def parse_head(raw: bytes) -> Head:
-    lines = raw[:-4].split(CRLF)
-    first = lines[0]
+    """A head ending in an empty line; every header line a token, a colon and a value without CR or LF."""
+    first, _, block = raw[:-2].partition(CRLF)
+    if not HEADER_LINES.fullmatch(block):
+        raise BadMessage("malformed header line")
     headers: list[tuple[bytes, bytes]] = []
     index: dict[bytes, bytes] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or not TOKEN.fullmatch(name):
-            raise BadMessage(f"malformed header line {line[:40]!r}")
+    for line in block.split(CRLF)[:-1]:
+        name, _, value = line.partition(b":")
         value = value.strip(b" \t")
         headers.append((name, value))
         index[name.lower()] = value
-    return Head(first, headers, b"", index)
+    return Head(raw, first, headers, index)
 
 
 def parse_request(raw: bytes) -> tuple[Head, bytes, bytes]:
@@ -116,6 +128,8 @@ def response_framing(head: Head, status: int, method: bytes) -> Framing:
 
 
 def _declared(head: Head) -> Framing | None:
+    if not head.has_any(FRAMING_HEADERS):
+        return None
     encoding = head.get(b"transfer-encoding")
     lengths = set(head.values(b"content-length"))
     if encoding:
@@ -129,18 +143,24 @@ def _declared(head: Head) -> Framing | None:
     return Framing(length=int(value))
 
 
-async def relay_body(framing: Framing, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                     dechunk: bool = False) -> None:
-    """Copy one body from reader to writer in pieces of at most CHUNK bytes, chunked framing
-    passed through (or removed, for an HTTP/1.0 client: `dechunk`)."""
-    if framing.chunked:
-        await _relay_chunked(reader, writer, dechunk)
-    elif framing.until_close:
-        while piece := await reader.read(CHUNK):
-            writer.write(piece)
-            await writer.drain()
-    else:
-        await relay_exactly(framing.length, reader, writer)
+class LengthEnd:
+    """Finds where a body of a Content-Length ends (or, with no length, one that ends with the connection)."""
+
+    def __init__(self, length: int | None) -> None:
+        self.left = length
+        self.done = length == 0
+
+    def feed(self, piece: bytes, payload: list[bytes] | None = None) -> int:
+        """How many bytes of `piece` belong to the body: all, unless the body ends inside it."""
+        if self.left is None:
+            used = len(piece)
+        else:
+            used = min(self.left, len(piece))
+            self.left -= used
+            self.done = self.left == 0
+        if payload is not None:
+            payload.append(piece[:used])
+        return used
 
 
 class ChunkedEnd:
@@ -152,12 +172,15 @@ class ChunkedEnd:
         self.trailers = False
         self.done = False
 
-    def feed(self, piece: bytes) -> int:
-        """How many bytes of `piece` belong to the body: all, unless the body ends inside it."""
+    def feed(self, piece: bytes, payload: list[bytes] | None = None) -> int:
+        """How many bytes of `piece` belong to the body: all, unless the body ends inside it.
+        With `payload`, the chunks' data (without their framing) is appended to it."""
         at, size = 0, len(piece)
         while at < size and not self.done:
             if self.left:
                 step = min(self.left, size - at)
+                if payload is not None and (data := min(step, self.left - 2)) > 0:
+                    payload.append(piece[at:at + data])
                 at, self.left = at + step, self.left - step
                 continue
             newline = piece.find(b"\n", at)
@@ -182,60 +205,13 @@ class ChunkedEnd:
         self.left = size + 2 if size else 0
 
 
-async def relay_exactly(length: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while length > 0:
-        piece = await reader.read(min(length, CHUNK))
-        if not piece:
-            raise asyncio.IncompleteReadError(b"", length)
-        length -= len(piece)
-        writer.write(piece)
-        await writer.drain()
+BodyEnd = LengthEnd | ChunkedEnd
 
 
-async def _relay_chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dechunk: bool) -> None:
-    while True:
-        line = await reader.readuntil(CRLF)
-        size_text = line.partition(b";")[0].strip()
-        if not HEX.fullmatch(size_text):
-            raise BadMessage("bad chunk size")
-        size = int(size_text, 16)
-        if not dechunk:
-            writer.write(line)
-        if size == 0:
-            break
-        await relay_exactly(size, reader, writer)
-        if await reader.readexactly(2) != CRLF:
-            raise BadMessage("bad chunk end")
-        if not dechunk:
-            writer.write(CRLF)
-    while True:  # trailers, up to the empty line
-        line = await reader.readuntil(CRLF)
-        if not dechunk:
-            writer.write(line)
-        if line == CRLF:
-            break
-    await writer.drain()
-
-
-async def copy_until_eof(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while data := await reader.read(CHUNK):
-        writer.write(data)
-        await writer.drain()
-    if writer.can_write_eof():
-        writer.write_eof()
-
-
-async def pipe_both(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter,
-                    app_reader: asyncio.StreamReader, app_writer: asyncio.StreamWriter) -> None:
-    """An upgraded connection (WebSocket): bytes both ways until both ends have finished, or one fails."""
-    tasks = [asyncio.create_task(copy_until_eof(client_reader, app_writer)),
-             asyncio.create_task(copy_until_eof(app_reader, client_writer))]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+def body_end(framing: Framing) -> BodyEnd:
+    if framing.chunked:
+        return ChunkedEnd()
+    return LengthEnd(None if framing.until_close else framing.length)
 
 
 def render_head(first: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:

@@ -1,34 +1,77 @@
-"""The router's connections to app replicas: a pool of idle keep-alive connections per port."""
+"""The router's connections to app replicas, and a pool of idle keep-alive ones per port."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
 import time
-from dataclasses import dataclass
+from typing import Protocol
 
 IDLE_SECONDS = 30.0
 MAX_IDLE_PER_PORT = 128
 CONNECT_TIMEOUT = 5.0
-READ_LIMIT = 256 * 1024
 
 
-@dataclass(eq=False)
-class Upstream:
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    reused: bool = False
-    idle_since: float = 0.0
+class Receiver(Protocol):
+    """What an upstream connection reports to the exchange using it (proxy.Exchange)."""
+
+    def app_data(self, data: bytes) -> None: ...
+    def app_ended(self, exc: Exception | None) -> None: ...
+    def app_full(self, full: bool) -> None: ...
+
+
+class Upstream(asyncio.Protocol):
+    """One connection to a replica; what it receives goes to the exchange using it, if any."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.transport: asyncio.Transport | None = None
+        self.receiver: Receiver | None = None
+        self.reused = False
+        self.idle_since = 0.0
+        self.broken = False  # closed, or the app said something while no request was waiting
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.receiver is not None:
+            self.receiver.app_data(data)
+        else:  # bytes while idle (a 408 before closing, say) would be read as the next request's answer
+            self.close()
+
+    def eof_received(self) -> bool:
+        self.broken = True
+        if self.receiver is not None:
+            self.receiver.app_ended(None)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.broken = True
+        if self.receiver is not None:
+            self.receiver.app_ended(exc)
+
+    def pause_writing(self) -> None:
+        if self.receiver is not None:
+            self.receiver.app_full(True)
+
+    def resume_writing(self) -> None:
+        if self.receiver is not None:
+            self.receiver.app_full(False)
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
 
     def usable(self, now: float) -> bool:
-        """Idle not too long, still open, and silent: bytes the app sent while the connection sat idle
-        (a 408 before closing it, say) would be read as the answer to the next request. StreamReader
-        has no public way to ask whether it holds data; `_buffer` is its buffer since Python 3.4."""
-        return (now - self.idle_since < IDLE_SECONDS and not self.writer.is_closing()
-                and not self.reader.at_eof() and not self.reader._buffer)  # type: ignore[attr-defined]
+        return (not self.broken and self.transport is not None and not self.transport.is_closing()
+                and now - self.idle_since < IDLE_SECONDS)
 
     def close(self) -> None:
-        self.writer.close()
+        self.broken = True
+        self.receiver = None
+        if self.transport is not None:
+            self.transport.close()
 
 
 class Pool:
@@ -36,8 +79,8 @@ class Pool:
         self.host = host
         self._idle: dict[int, collections.deque[Upstream]] = collections.defaultdict(collections.deque)
 
-    async def acquire(self, port: int) -> Upstream:
-        """An idle connection to `port` that looks alive (the newest first), or a new one."""
+    def take(self, port: int) -> Upstream | None:
+        """An idle connection to `port` that looks alive (the newest first), or None."""
         idle = self._idle.get(port)
         now = time.monotonic()
         while idle:
@@ -46,19 +89,23 @@ class Pool:
                 upstream.reused = True
                 return upstream
             upstream.close()
-        return await self.connect(port)
+        return None
 
     async def connect(self, port: int) -> Upstream:
         """A new connection, not from the pool."""
+        loop = asyncio.get_running_loop()
         async with asyncio.timeout(CONNECT_TIMEOUT):
-            reader, writer = await asyncio.open_connection(self.host, port, limit=READ_LIMIT)
-        return Upstream(reader, writer)
+            _, upstream = await loop.create_connection(lambda: Upstream(port), self.host, port)
+        return upstream
 
-    def release(self, port: int, upstream: Upstream) -> None:
-        idle = self._idle[port]
-        if len(idle) >= MAX_IDLE_PER_PORT or upstream.writer.is_closing():
+    def release(self, upstream: Upstream) -> None:
+        upstream.receiver = None
+        idle = self._idle[upstream.port]
+        if len(idle) >= MAX_IDLE_PER_PORT or upstream.broken or upstream.transport is None \
+                or upstream.transport.is_closing():
             upstream.close()
             return
+        upstream.transport.resume_reading()  # it may have been paused for a slow client
         upstream.idle_since = time.monotonic()
         idle.append(upstream)
 

@@ -1,0 +1,144 @@
+"""A large response body from the app's socket to the client's through the kernel alone (Linux splice).
+
+Passed through Python, every byte of a body is received into a new bytes object
+and sent again: for a 10 MB answer that is most of the router's time. While a
+body of known framing passes, `Splice` instead moves it app socket -> pipe ->
+client socket with splice(2), the bytes never leaving the kernel. Only a chunked
+body's size lines are read (peeked, then received exactly) to find its end, and
+they go into the pipe in order with the data.
+
+The sockets stay owned by their asyncio transports: the splice works on
+duplicates of their descriptors while the app's transport is paused (so it reads
+nothing) and the client's has nothing buffered (so nothing is sent out of order),
+and gives both back when the body has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import socket
+from typing import Callable
+
+from controller.runtime.local.http1 import BodyEnd, ChunkedEnd, LengthEnd
+
+AVAILABLE = hasattr(os, "splice")
+PIPE_SIZE = 1024 * 1024
+LINE_PEEK = 4096  # a chunk size line longer than this is refused by ChunkedEnd anyway
+FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+Done = Callable[[Exception | None], None]  # None: the whole body passed; else why it did not
+
+
+class Splice:
+    def __init__(self, app: asyncio.Transport, client: asyncio.Transport, end: BodyEnd, done: Done) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.app = app
+        self.end = end
+        self.done = done
+        self.source = socket.socket(fileno=os.dup(app.get_extra_info("socket").fileno()))
+        self.target = os.dup(client.get_extra_info("socket").fileno())
+        self.pipe_out, self.pipe_in = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            self.room = fcntl.fcntl(self.pipe_in, F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:  # over the user's pipe limit: the default size
+            self.room = 65536
+        self.queued = 0  # bytes in the pipe
+        self.waiting = False  # the client is not taking more: the app's side waits until it does
+        self.closed = False
+        app.pause_reading()
+        self.loop.add_reader(self.source.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        try:
+            while not self.end.done:
+                line = self.end if isinstance(self.end, ChunkedEnd) and self.end.left == 0 else None
+                # A size line is written into the pipe from Python: only into an empty one, which has room.
+                if (line and self.queued or self.queued >= self.room) and not self._flush():
+                    return  # the client is not taking more for now: _writable goes on
+                if not (self._take_line(line) if line else self._take()):
+                    break
+            if self._flush() and self.end.done:
+                self._finish(None)
+        except Exception as exc:  # a socket error on either side, or a chunk size line that is not one
+            self._finish(exc)
+
+    def _take(self) -> bool:
+        """Move the next part of the body into the pipe; False when the app has nothing more for now."""
+        left = self.end.left
+        want = self.room - self.queued if left is None else min(left, self.room - self.queued)
+        try:
+            moved = os.splice(self.source.fileno(), self.pipe_in, want, flags=FLAGS)
+        except BlockingIOError:  # nothing to read, or the pipe is full
+            return False
+        if moved == 0:
+            if left is None:  # a body that ends with the connection has ended
+                self.end.done = True
+                return False
+            raise ConnectionResetError("the app closed the connection in the middle of the body")
+        self.queued += moved
+        if left is not None:
+            self.end.left = left - moved
+            if isinstance(self.end, LengthEnd):
+                self.end.done = self.end.left == 0
+        return True
+
+    def _take_line(self, end: ChunkedEnd) -> bool:
+        """A chunk size line (or trailer), received up to its end and no further."""
+        try:
+            peeked = self.source.recv(LINE_PEEK, socket.MSG_PEEK)
+        except BlockingIOError:
+            return False
+        if not peeked:
+            raise ConnectionResetError("the app closed the connection in the middle of the body")
+        newline = peeked.find(b"\n")
+        line = self.source.recv(newline + 1 if newline >= 0 else len(peeked))
+        end.feed(line)
+        os.write(self.pipe_in, line)
+        self.queued += len(line)
+        return True
+
+    def _flush(self) -> bool:
+        """Send what is in the pipe; False when the client cannot take it all now (then on writable)."""
+        while self.queued:
+            try:
+                sent = os.splice(self.pipe_out, self.target, self.queued, flags=FLAGS)
+            except BlockingIOError:
+                self.waiting = True
+                self.loop.remove_reader(self.source.fileno())
+                self.loop.add_writer(self.target, self._writable)
+                return False
+            self.queued -= sent
+        return True
+
+    def _writable(self) -> None:
+        try:
+            if not self._flush():
+                return
+        except Exception as exc:
+            return self._finish(exc)
+        self.loop.remove_writer(self.target)
+        self.waiting = False
+        if self.end.done:
+            return self._finish(None)
+        self.loop.add_reader(self.source.fileno(), self._readable)
+
+    def _finish(self, exc: Exception | None) -> None:
+        if self.close():
+            self.done(exc)
+
+    def close(self) -> bool:
+        """Give the sockets back to their transports; False if that was done already."""
+        if self.closed:
+            return False
+        self.closed = True
+        self.loop.remove_reader(self.source.fileno())
+        self.loop.remove_writer(self.target)
+        self.source.close()
+        for fd in (self.target, self.pipe_out, self.pipe_in):
+            os.close(fd)
+        if not self.app.is_closing():
+            self.app.resume_reading()
+        return True
