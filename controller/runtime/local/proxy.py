@@ -41,7 +41,7 @@ HIGH_WATER = 1024 * 1024  # bytes waiting for the client before the app is pause
 HEAD_LIMIT = 64 * 1024
 JOIN_LIMIT = 64 * 1024  # a response head and a first piece of body up to this size go out in one write
 LINGER_SECONDS = 2.0
-SPLICE_AFTER = 256 * 1024  # a body longer than this passes through the kernel alone (splice.py)
+SPLICE_AFTER = 256 * 1024  # more of a body than this to come: it passes through the kernel alone (splice.py)
 IDEMPOTENT = {b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"}
 # Set by the router itself, whatever the client sent (X-Forwarded-For/-Proto keep a trusted proxy's).
 REPLACED = frozenset({b"expect", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id"})
@@ -421,8 +421,8 @@ class Exchange:
         self.passed += len(out)
         if end.done:
             self.finish(reusable=used == len(piece) and self.response.keep_alive)
-        elif self.passed >= SPLICE_AFTER or (isinstance(end, LengthEnd) and (end.left or 0) >= SPLICE_AFTER):
-            self.try_splice()
+        elif not (isinstance(end, LengthEnd) and end.left is not None and end.left < SPLICE_AFTER):
+            self.try_splice()  # more to come of a chunked body, one that ends with the connection, or a long one
 
     def try_splice(self) -> None:
         """The rest of a large body through the kernel alone, once nothing waits to be sent to the client."""

@@ -4,8 +4,8 @@ Passed through Python, every byte of a body is received into a new bytes object
 and sent again: for a 10 MB answer that is most of the router's time. While a
 body of known framing passes, `Splice` instead moves it app socket -> pipe ->
 client socket with splice(2), the bytes never leaving the kernel. Only a chunked
-body's size lines are read (peeked, then received exactly) to find its end, and
-they go into the pipe in order with the data.
+body's size lines are read (peeked at) to find its end; they are spliced with the
+data of their chunks.
 
 The sockets stay owned by their asyncio transports: the splice works on
 duplicates of their descriptors while the app's transport is paused (so it reads
@@ -25,7 +25,7 @@ from controller.runtime.local.http1 import BodyEnd, ChunkedEnd, LengthEnd
 
 AVAILABLE = hasattr(os, "splice")
 PIPE_SIZE = 1024 * 1024
-LINE_PEEK = 4096  # a chunk size line longer than this is refused by ChunkedEnd anyway
+LINE_PEEK = 64  # bytes peeked at for a chunk size line (a longer one is read in several peeks)
 FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
@@ -46,6 +46,7 @@ class Splice:
         except OSError:  # over the user's pipe limit: the default size
             self.room = 65536
         self.queued = 0  # bytes in the pipe
+        self.line_left = 0  # bytes of a size line already read (peeked) still to be spliced
         self.waiting = False  # the client is not taking more: the app's side waits until it does
         self.closed = False
         app.pause_reading()
@@ -53,40 +54,47 @@ class Splice:
 
     def _readable(self) -> None:
         try:
-            while not self.end.done:
-                line = self.end if isinstance(self.end, ChunkedEnd) and self.end.left == 0 else None
-                # A size line is written into the pipe from Python: only into an empty one, which has room.
-                if (line and self.queued or self.queued >= self.room) and not self._flush():
+            while not self._complete():
+                if self.queued >= self.room and not self._flush():
                     return  # the client is not taking more for now: _writable goes on
-                if not (self._take_line(line) if line else self._take()):
+                if not self._take():
                     break
-            if self._flush() and self.end.done:
+            if self._flush() and self._complete():
                 self._finish(None)
         except Exception as exc:  # a socket error on either side, or a chunk size line that is not one
             self._finish(exc)
 
+    def _complete(self) -> bool:
+        return self.end.done and not self.line_left
+
     def _take(self) -> bool:
         """Move the next part of the body into the pipe; False when the app has nothing more for now."""
-        left = self.end.left
-        want = self.room - self.queued if left is None else min(left, self.room - self.queued)
+        end = self.end
+        if isinstance(end, ChunkedEnd) and not end.left and not self.line_left and not self._size_line(end):
+            return False
+        left = end.left
+        room = self.room - self.queued
+        want = room if left is None else min(self.line_left + left, room)
         try:
             moved = os.splice(self.source.fileno(), self.pipe_in, want, flags=FLAGS)
         except BlockingIOError:  # nothing to read, or the pipe is full
             return False
         if moved == 0:
             if left is None:  # a body that ends with the connection has ended
-                self.end.done = True
+                end.done = True
                 return False
             raise ConnectionResetError("the app closed the connection in the middle of the body")
         self.queued += moved
+        of_line = min(moved, self.line_left)
+        self.line_left -= of_line
         if left is not None:
-            self.end.left = left - moved
-            if isinstance(self.end, LengthEnd):
-                self.end.done = self.end.left == 0
+            end.left = left - (moved - of_line)
+            if isinstance(end, LengthEnd):
+                end.done = end.left == 0
         return True
 
-    def _take_line(self, end: ChunkedEnd) -> bool:
-        """A chunk size line (or trailer), received up to its end and no further."""
+    def _size_line(self, end: ChunkedEnd) -> bool:
+        """Read the next chunk size (or trailer) line without taking it: it is spliced with its chunk."""
         try:
             peeked = self.source.recv(LINE_PEEK, socket.MSG_PEEK)
         except BlockingIOError:
@@ -94,10 +102,9 @@ class Splice:
         if not peeked:
             raise ConnectionResetError("the app closed the connection in the middle of the body")
         newline = peeked.find(b"\n")
-        line = self.source.recv(newline + 1 if newline >= 0 else len(peeked))
+        line = peeked[:newline + 1] if newline >= 0 else peeked  # a line cut short: ChunkedEnd keeps its start
         end.feed(line)
-        os.write(self.pipe_in, line)
-        self.queued += len(line)
+        self.line_left = len(line)
         return True
 
     def _flush(self) -> bool:
@@ -121,7 +128,7 @@ class Splice:
             return self._finish(exc)
         self.loop.remove_writer(self.target)
         self.waiting = False
-        if self.end.done:
+        if self._complete():
             return self._finish(None)
         self.loop.add_reader(self.source.fileno(), self._readable)
 
