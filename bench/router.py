@@ -7,7 +7,10 @@ in its own process, writing its access lines into a real app log store) run on
 127.0.0.1. `wrk` (Debian's package, C, one thread, 50 keep-alive connections)
 loads each side in turn; the cases alternate direct, routed, direct, routed ... so
 both see the same machine, and the median of the rounds is reported. Client,
-router and app share this machine's cores. See bench/README.md.
+router and app share this machine's cores. With --reference, HAProxy and nginx
+(Debian's, one process each, splice on for HAProxy, buffering off for nginx) run
+in front of the same app in the same rounds: what the ecosystem's C proxies reach
+on the same machine. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import asyncio
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -92,6 +96,73 @@ def serve_router(app_port: int, logs: Path, loop: str) -> None:
     asyncio.run(main())
 
 
+# ---------------------------------------------------------------- reference proxies (--reference)
+
+HAPROXY_CONFIG = """global
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+  option splice-response
+frontend router
+  bind 127.0.0.1:{port}
+  option forwardfor
+  http-request set-header X-Request-Id %[uuid()]
+  default_backend app
+backend app
+  server app 127.0.0.1:{app_port}
+"""
+NGINX_CONFIG = """worker_processes 1; daemon off; master_process off; pid {work}/nginx.pid; error_log {work}/nginx.err;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  upstream app {{ server 127.0.0.1:{app_port}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For $remote_addr; proxy_set_header X-Request-Id $request_id;
+      proxy_buffering off;
+    }}
+  }}
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_references(app_port: int, work: str) -> dict[str, tuple[subprocess.Popen[bytes], int]]:
+    """HAProxy and nginx (Debian's, one process each) in front of the same app, where installed."""
+    started = {}
+    for name, config, argv in (("haproxy", HAPROXY_CONFIG, ["haproxy", "-db", "-f"]),
+                               ("nginx", NGINX_CONFIG, ["nginx", "-p", work, "-c"])):
+        if not shutil.which(name):
+            print(f"({name} is not installed: apt-get install {name}; left out)")
+            continue
+        port = free_port()
+        path = Path(work) / f"{name}.conf"
+        path.write_text(config.format(port=port, app_port=app_port, work=work))
+        process = subprocess.Popen(argv + [str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    started[name] = (process, port)
+                    break
+            time.sleep(0.05)
+        else:
+            process.kill()
+            print(f"({name} did not start; left out)")
+    return started
+
+
 # ---------------------------------------------------------------- load
 
 
@@ -160,7 +231,7 @@ def verdict(ratio: float, goal: float) -> str:
     return f"{ratio:5.2f}x  goal <= {goal}x  {'ok' if ratio <= goal else 'MISSED'}"
 
 
-def report(case: str, direct: list[Load], routed: list[Load], big: bool) -> bool:
+def report(case: str, direct: list[Load], routed: list[Load], big: bool, proxy: str = "router") -> bool:
     def med(loads: list[Load], attr: str) -> float:
         return statistics.median(getattr(load, attr) for load in loads)
 
@@ -176,14 +247,14 @@ def report(case: str, direct: list[Load], routed: list[Load], big: bool) -> bool
         d, r = med(direct, attr), med(routed, attr)
         ratio = d / r if higher_is_better else r / d
         met &= ratio <= goal
-        print(f"{case:<16} {label:<15} direct {d:10.2f} {unit:<5} routed {r:10.2f} {unit:<5} "
-              f"routed/direct {verdict(ratio, goal)}" if not higher_is_better else
-              f"{case:<16} {label:<15} direct {d:10.2f} {unit:<5} routed {r:10.2f} {unit:<5} "
-              f"direct/routed {verdict(ratio, goal)}")
+        side = "routed" if proxy == "router" else proxy
+        order = f"direct/{side}" if higher_is_better else f"{side}/direct"
+        print(f"{case:<16} {label:<15} direct {d:10.2f} {unit:<5} {side:<7} {r:10.2f} {unit:<5} "
+              f"{order:<14} {verdict(ratio, goal)}")
     per_request = {name: 1e6 * sum(load.cpu_s[name] for load in routed) / max(1, sum(load.requests for load in routed))
-                   for name in ("app", "router")}
-    print(f"{case:<16} CPU per request, routed runs: app {per_request['app']:.0f} us, "
-          f"router {per_request['router']:.0f} us")
+                   for name in ("app", proxy)}
+    print(f"{case:<16} CPU per request, {side} runs: app {per_request['app']:.0f} us, "
+          f"{proxy} {per_request[proxy]:.0f} us")
     errors = sum(load.errors for load in direct + routed)
     if errors:
         print(f"{case:<16} errors: {errors}")
@@ -198,6 +269,8 @@ def options(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="one round of 2 s per case")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
                         help="the router's event loop (asyncio)")
+    parser.add_argument("--reference", action="store_true",
+                        help="also HAProxy and nginx in front of the same app, in the same rounds")
     parser.add_argument("--serve-app", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-router", type=int, metavar="APP_PORT", help=argparse.SUPPRESS)
     parser.add_argument("--logs", type=Path, help=argparse.SUPPRESS)
@@ -218,24 +291,30 @@ def main(argv: Sequence[str] | None = None) -> None:
         me = [sys.executable, str(Path(__file__).resolve())]
         app, app_port = start(me + ["--serve-app"])
         router, router_port = start(me + ["--serve-router", str(app_port), "--logs", work, "--loop", args.loop])
+        references = start_references(app_port, work) if args.reference else {}
         try:
             print(f"router benchmark: {args.connections} keep-alive clients (wrk, 1 thread), "
                   f"{args.rounds} x {args.seconds:g} s per side and case; wrk, router and app share "
                   f"{os.cpu_count()} cores")
             met = True
+            proxies = {"router": (router, router_port), **references}
             for case, path, big in (("small response", "/", False), ("10 MB streamed", "/big", True)):
                 # 50 clients x 10 MB take seconds per round: give every client time to finish several.
                 seconds = 3 * args.seconds if big else args.seconds
-                servers = {"app": app.pid, "router": router.pid}
-                wrk(app_port, path, 1, args.connections, servers)  # warm both sides up
-                wrk(router_port, path, 1, args.connections, servers)
-                direct, routed = [], []
+                servers = {"app": app.pid, **{name: process.pid for name, (process, _) in proxies.items()}}
+                for port in [app_port] + [port for _, port in proxies.values()]:  # warm every side up
+                    wrk(port, path, 1, args.connections, servers)
+                direct: list[Load] = []
+                routed: dict[str, list[Load]] = {name: [] for name in proxies}
                 for _ in range(args.rounds):
                     direct.append(wrk(app_port, path, seconds, args.connections, servers))
-                    routed.append(wrk(router_port, path, seconds, args.connections, servers))
-                met &= report(case, direct, routed, big)
+                    for name, (_, port) in proxies.items():
+                        routed[name].append(wrk(port, path, seconds, args.connections, servers))
+                met &= report(case, direct, routed["router"], big)
+                for name in references:
+                    report(case, direct, routed[name], big, proxy=name)
         finally:
-            for process in (router, app):
+            for process, _ in [(router, 0), (app, 0), *references.values()]:
                 process.terminate()
                 process.wait(10)
     sys.exit(0 if met else 1)

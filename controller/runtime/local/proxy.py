@@ -432,7 +432,7 @@ class Exchange:
                 and not self.client.transport.is_closing() and not upstream.transport.is_closing()):
             self.splice = splice.Splice(upstream.transport, self.client.transport, end, self.spliced)
 
-    def spliced(self, exc: Exception | None) -> None:
+    def spliced(self, exc: Exception | None, clean: bool) -> None:
         self.splice = None
         assert self.response is not None
         if exc is not None:
@@ -440,7 +440,7 @@ class Exchange:
             return self.abort()
         if isinstance(self.response_end, LengthEnd) and self.response_end.left is None:
             return self.finish(reusable=False)  # it ended with the app's connection
-        self.finish(reusable=self.response.keep_alive)
+        self.finish(reusable=clean and self.response.keep_alive)
 
     def upgraded(self, raw: bytes, rest: bytes) -> None:
         """The app's answer to a WebSocket upgrade: after a 101, bytes both ways until either ends;
@@ -521,7 +521,7 @@ class Exchange:
         skip = response.not_forwarded()
         headers = [(name, value) for name, value in response.headers if name.lower() not in skip]
         if framing.chunked and not self.dechunk:
-            headers.append((b"Transfer-Encoding", b"chunked"))
+            headers.append((b"Transfer-Encoding", b", ".join(response.values(b"transfer-encoding"))))
         if not self.keep_alive:
             headers.append((b"Connection", b"close"))
         elif self.head.version == b"HTTP/1.0":

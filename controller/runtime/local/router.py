@@ -151,8 +151,8 @@ class Router:
                              b"\r\nX-Request-Id: ", exchange.request_id.encode(), b"\r\n\r\n"))
         skip = head.not_forwarded() | REPLACED
         headers = [(name, value) for name, value in head.headers if name.lower() not in skip]
-        if exchange.framing.chunked:
-            headers.append((b"Transfer-Encoding", b"chunked"))
+        if exchange.framing.chunked:  # its codings as sent (gzip, chunked: the body is gzipped too)
+            headers.append((b"Transfer-Encoding", b", ".join(head.values(b"transfer-encoding"))))
         if exchange.tunnel:
             headers += [(b"Connection", b"Upgrade"), (b"Upgrade", head.get(b"upgrade"))]
         peer = exchange.client.peer

@@ -29,7 +29,9 @@ LINE_PEEK = 64  # bytes peeked at for a chunk size line (a longer one is read in
 FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
-Done = Callable[[Exception | None], None]  # None: the whole body passed; else why it did not
+# (None, whether the app's connection is clean after the body) when the whole body passed; else (why not, False)
+Done = Callable[[Exception | None, bool], None]
+CUT_SHORT = "the app closed the connection in the middle of the body"
 
 
 class Splice:
@@ -48,6 +50,7 @@ class Splice:
         self.queued = 0  # bytes in the pipe
         self.line_left = 0  # bytes of a size line already read (peeked) still to be spliced
         self.waiting = False  # the client is not taking more: the app's side waits until it does
+        self.failed: Exception | None = None  # the app's end came before the body's: sent on, then failed
         self.closed = False
         app.pause_reading()
         self.loop.add_reader(self.source.fileno(), self._readable)
@@ -60,12 +63,12 @@ class Splice:
                 if not self._take():
                     break
             if self._flush() and self._complete():
-                self._finish(None)
+                self._finish(self.failed)
         except Exception as exc:  # a socket error on either side, or a chunk size line that is not one
             self._finish(exc)
 
     def _complete(self) -> bool:
-        return self.end.done and not self.line_left
+        return self.failed is not None or (self.end.done and not self.line_left)
 
     def _take(self) -> bool:
         """Move the next part of the body into the pipe; False when the app has nothing more for now."""
@@ -83,7 +86,8 @@ class Splice:
             if left is None:  # a body that ends with the connection has ended
                 end.done = True
                 return False
-            raise ConnectionResetError("the app closed the connection in the middle of the body")
+            self.failed = ConnectionResetError(CUT_SHORT)  # what came before it still goes to the client
+            return False
         self.queued += moved
         of_line = min(moved, self.line_left)
         self.line_left -= of_line
@@ -100,7 +104,8 @@ class Splice:
         except BlockingIOError:
             return False
         if not peeked:
-            raise ConnectionResetError("the app closed the connection in the middle of the body")
+            self.failed = ConnectionResetError(CUT_SHORT)
+            return False
         newline = peeked.find(b"\n")
         line = peeked[:newline + 1] if newline >= 0 else peeked  # a line cut short: ChunkedEnd keeps its start
         end.feed(line)
@@ -129,12 +134,20 @@ class Splice:
         self.loop.remove_writer(self.target)
         self.waiting = False
         if self._complete():
-            return self._finish(None)
+            return self._finish(self.failed)
         self.loop.add_reader(self.source.fileno(), self._readable)
 
     def _finish(self, exc: Exception | None) -> None:
+        clean = exc is None and self._nothing_after()
         if self.close():
-            self.done(exc)
+            self.done(exc, clean)
+
+    def _nothing_after(self) -> bool:
+        """Whether the app sent nothing past the body (bytes there would be taken for the next answer)."""
+        try:
+            return not self.source.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) and False
+        except BlockingIOError:
+            return True
 
     def close(self) -> bool:
         """Give the sockets back to their transports; False if that was done already."""

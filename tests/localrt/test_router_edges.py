@@ -1,0 +1,623 @@
+"""The router's HTTP/1.1 at its edges, against a raw app that answers with exactly the bytes a test chooses.
+
+Each test starts a Router in front of one or two tiny asyncio servers ("replicas") and
+talks to it over raw sockets: pipelining, interim answers, bodies that end with the
+connection or go through the splice path, either side breaking off, and requests the
+router must refuse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from controller.runtime.local import splice
+from controller.runtime.local.router import Router
+from tests.localrt.harness import async_test, until
+
+MB = 1024 * 1024
+HOST = b"edge.localhost"
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+Answer = Callable[[bytes, bytes], bytes]  # (request head, request body) -> the app's answer, as sent
+
+
+# -- the app side
+
+
+@dataclass
+class Replica:
+    """A raw app server: each connection runs `handler`; what it was asked is kept."""
+    handler: Handler
+    heads: list[bytes] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
+    connections: int = 0
+    open: int = 0
+    port: int = 0
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.open += 1
+        try:
+            await self.handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.open -= 1
+            writer.close()
+
+    async def request(self, reader: asyncio.StreamReader) -> tuple[bytes, bytes] | None:
+        """The next request's head and (Content-Length) body, or None at the connection's end."""
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return None
+        length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        body = await reader.readexactly(int(length.group(1))) if length else b""
+        self.heads.append(head)
+        self.bodies.append(body)
+        return head, body
+
+
+def answering(answer: Answer) -> Callable[[Replica], Handler]:
+    """A keep-alive replica answering each request with answer(head, body)."""
+    def make(replica: Replica) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while (request := await replica.request(reader)) is not None:
+                writer.write(answer(*request))
+                await writer.drain()
+        return handler
+    return make
+
+
+def path_of(head: bytes) -> bytes:
+    return head.split(b" ", 2)[1]
+
+
+@dataclass
+class Routed:
+    router: Router
+    replicas: list[Replica]
+    access: list[str]
+    errors: list[dict]
+    splices: list[splice.Splice]  # bodies that went through the kernel alone
+
+    @property
+    def port(self) -> int:
+        assert self.router.port is not None
+        return self.router.port
+
+    async def connect(self) -> Conn:
+        return Conn(*await asyncio.open_connection("127.0.0.1", self.port))
+
+
+@contextlib.asynccontextmanager
+async def routed(*makers: Callable[[Replica], Handler]) -> AsyncIterator[Routed]:
+    """A router for the app `edge` whose replicas are made by `makers`; no unhandled error may be reported."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    replicas, servers = [], []
+    for make in makers:
+        replica = Replica(handler=None)  # type: ignore[arg-type]
+        replica.handler = make(replica)
+        server = await asyncio.start_server(replica.serve, "127.0.0.1", 0)
+        replica.port = server.sockets[0].getsockname()[1]
+        replicas.append(replica)
+        servers.append(server)
+    access: list[str] = []
+    router = Router("localhost", lambda app: [r.port for r in replicas],
+                    access_log=lambda app, line: access.append(f"{app} {line}"))
+    router.add_app("edge")
+    splices: list[splice.Splice] = []
+    original = splice.Splice
+
+    class Counted(original):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: object) -> None:
+            super().__init__(*args)
+            splices.append(self)
+
+    splice.Splice = Counted  # type: ignore[misc]
+    await router.start(("127.0.0.1", 0))
+    try:
+        yield Routed(router, replicas, access, errors, splices)
+    finally:
+        splice.Splice = original  # type: ignore[misc]
+        await router.stop()
+        for server in servers:
+            server.close()
+    assert not errors, errors
+
+
+# -- the client side
+
+
+def request(method: bytes = b"GET", path: bytes = b"/", headers: bytes = b"", body: bytes = b"") -> bytes:
+    length = b"Content-Length: %d\r\n" % len(body) if body else b""
+    return b"%s %s HTTP/1.1\r\nHost: %s\r\n%s%s\r\n" % (method, path, HOST, length, headers) + body
+
+
+@dataclass
+class Conn:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def response(self, method: bytes = b"GET") -> tuple[bytes, bytes]:
+        """One answer's head and body as sent (chunked framing included); bodies without framing to EOF."""
+        return await asyncio.wait_for(self._response(method), 30)
+
+    async def _response(self, method: bytes) -> tuple[bytes, bytes]:
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        if method == b"HEAD" or 100 <= status < 200 or status in (204, 304):
+            return head, b""
+        if re.search(rb"(?im)^transfer-encoding:.*chunked", head):
+            return head, await self._chunked()
+        length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        if length:
+            return head, await self.reader.readexactly(int(length.group(1)))
+        return head, await self.reader.read()
+
+    async def _chunked(self) -> bytes:
+        raw = b""
+        while True:
+            line = await self.reader.readuntil(b"\r\n")
+            raw += line
+            size = int(line.split(b";")[0], 16)
+            if size == 0:
+                break
+            raw += await self.reader.readexactly(size + 2)
+        while (line := await self.reader.readuntil(b"\r\n")) != b"\r\n":
+            raw += line
+        return raw + line
+
+    async def rest(self) -> bytes:
+        """Everything until the router closes the connection."""
+        return await asyncio.wait_for(self.reader.read(), 30)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def status(head: bytes) -> int:
+    return int(head[9:12])
+
+
+# -- pipelining and keep-alive
+
+
+@async_test
+async def test_pipelined_requests_are_answered_in_order():
+    async with routed(answering(lambda head, body: b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                                % (len(path_of(head)), path_of(head)))) as r:
+        conn = await r.connect()
+        await conn.send(request(path=b"/one") + request(path=b"/two") + request(path=b"/three"))
+        bodies = [(await conn.response())[1] for _ in range(3)]
+        assert bodies == [b"/one", b"/two", b"/three"]
+        assert r.replicas[0].connections == 1
+        conn.close()
+
+
+@async_test
+async def test_the_connection_is_kept_after_a_request_body_read_whole():
+    async with routed(answering(lambda head, body: b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                                % (len(body), body))) as r:
+        conn = await r.connect()
+        await conn.send(request(b"POST", b"/post", body=b"x" * 10_000))
+        head, body = await conn.response()
+        assert status(head) == 200 and body == b"x" * 10_000 and b"close" not in head.lower()
+        await conn.send(request(path=b"/after"))
+        head, body = await conn.response()
+        assert status(head) == 200 and body == b""
+        assert [path_of(h) for h in r.replicas[0].heads] == [b"/post", b"/after"]
+        conn.close()
+
+
+@async_test
+async def test_expect_100_continue_is_answered_by_the_router_and_not_passed_on():
+    async with routed(answering(lambda head, body: b"HTTP/1.1 201 Created\r\nContent-Length: %d\r\n\r\n%s"
+                                % (len(body), body))) as r:
+        conn = await r.connect()
+        await conn.send(b"POST /upload HTTP/1.1\r\nHost: edge.localhost\r\nExpect: 100-continue\r\n"
+                        b"Content-Length: 5\r\n\r\n")
+        interim, _ = await conn.response(b"POST")  # before the body is sent
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        await conn.send(b"hello")
+        head, body = await conn.response(b"POST")
+        assert status(head) == 201 and body == b"hello"
+        assert b"expect" not in r.replicas[0].heads[0].lower()
+        conn.close()
+
+
+@async_test
+async def test_interim_answers_of_the_app_reach_the_client_before_the_final_one():
+    early = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+
+    def make(replica: Replica) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while (req := await replica.request(reader)) is not None:
+                if path_of(req[0]) == b"/apart":  # interim and final answer in writes of their own
+                    writer.write(early)
+                    await writer.drain()
+                    await asyncio.sleep(0.05)  # the 103 reaches the router alone
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    await writer.drain()
+                    writer.write(OK)
+                else:
+                    writer.write(early + b"HTTP/1.1 100 Continue\r\n\r\n" + OK)
+                await writer.drain()
+        return handler
+
+    async with routed(make) as r:
+        conn = await r.connect()
+        for path in (b"/apart", b"/together"):
+            await conn.send(request(path=path))
+            answers = [await conn.response() for _ in range(3)]
+            assert answers == [(early, b""), (b"HTTP/1.1 100 Continue\r\n\r\n", b""),
+                               (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", b"ok")], answers
+        conn.close()
+
+
+@async_test
+async def test_a_head_answer_with_a_content_length_has_no_body_and_the_connection_goes_on():
+    def answer(head: bytes, body: bytes) -> bytes:
+        if head.startswith(b"HEAD "):
+            return b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"
+        return OK
+
+    async with routed(answering(answer)) as r:
+        conn = await r.connect()
+        await conn.send(request(b"HEAD"))
+        head, _ = await conn.response(b"HEAD")
+        assert status(head) == 200 and b"Content-Length: 1234" in head
+        await conn.send(request())
+        assert await conn.response() == (OK[:-2], b"ok")
+        # Pipelined, too: the HEAD's answer does not swallow the next one's.
+        await conn.send(request(b"HEAD") + request())
+        assert status((await conn.response(b"HEAD"))[0]) == 200
+        assert await conn.response() == (OK[:-2], b"ok")
+        assert r.replicas[0].connections == 1
+        conn.close()
+
+
+# -- bodies that end with the connection, or pass through the kernel (splice.py)
+
+
+def until_close(size: int) -> Callable[[Replica], Handler]:
+    payload = os.urandom(size)
+
+    def make(replica: Replica) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            req = await replica.request(reader)
+            if req is None:
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n")
+            for at in range(0, size, 256 * 1024):
+                writer.write(payload[at:at + 256 * 1024])
+                await writer.drain()
+        return handler
+
+    make.payload = payload  # type: ignore[attr-defined]
+    return make
+
+
+@pytest.mark.parametrize("size", [10, 3 * MB])
+@async_test
+async def test_an_answer_that_ends_with_the_apps_connection_reaches_the_client_whole(size):
+    make = until_close(size)
+    async with routed(make) as r:
+        for _ in range(2):  # and the router serves the next client
+            conn = await r.connect()
+            await conn.send(request())  # a keep-alive client: the router closes after this answer
+            head, body = await conn.response()
+            assert status(head) == 200 and b"connection: close" in head.lower()
+            assert body == make.payload  # type: ignore[attr-defined]
+            assert await conn.rest() == b""
+            conn.close()
+        assert len(r.access) == 2 and all("status=200" in line for line in r.access)
+        assert r.splices or size < MB
+
+
+def big_answers(chunked: bytes, length_body: bytes) -> Callable[[Replica], Handler]:
+    """/chunked: the chunked body as given (written in cut pieces); /length: a Content-Length body; else OK."""
+    def make(replica: Replica) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while (req := await replica.request(reader)) is not None:
+                path = path_of(req[0])
+                if path == b"/chunked":
+                    writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n")
+                    # Cut where the router must find a size line's end across reads.
+                    for at in range(0, len(chunked), 99_991):
+                        writer.write(chunked[at:at + 99_991])
+                        await writer.drain()
+                        await asyncio.sleep(0.001)
+                elif path == b"/length":
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(length_body))
+                    writer.write(length_body)
+                else:
+                    writer.write(OK)
+                await writer.drain()
+        return handler
+    return make
+
+
+def chunk(data: bytes, extension: bytes = b"") -> bytes:
+    return b"%x%s\r\n%s\r\n" % (len(data), extension, data)
+
+
+@async_test
+async def test_large_bodies_pass_byte_exact_and_leave_the_apps_connection_clean():
+    chunked = (chunk(b"a", b";a=b") + chunk(os.urandom(70_000)) + chunk(b"xyz", b";a=b;c") +
+               chunk(os.urandom(MB + 1), b";big") + chunk(os.urandom(300_000)) + b"0\r\nX-Sum: 42\r\n\r\n")
+    length_body = os.urandom(5 * MB)
+    async with routed(big_answers(chunked, length_body)) as r:
+        conn = await r.connect()
+        await conn.send(request(path=b"/length"))
+        head, body = await conn.response()
+        assert status(head) == 200 and len(body) == len(length_body) and body == length_body
+        await conn.send(request(path=b"/chunked"))
+        head, body = await conn.response()
+        assert status(head) == 200 and b"transfer-encoding: chunked" in head.lower()
+        assert len(body) == len(chunked) and body == chunked
+        await conn.send(request(path=b"/small"))
+        assert await conn.response() == (OK[:-2], b"ok")
+        assert r.replicas[0].connections == 1  # one app connection, reused after each large body
+        assert len(r.splices) >= 2
+        conn.close()
+
+
+@async_test
+async def test_a_chunked_body_cut_inside_its_size_lines_passes_byte_exact():
+    # Tiny chunks, each size line written in two pieces: the router must peek lines cut short.
+    pieces = [chunk(os.urandom(n), b";ext=%d" % n) for n in (1, 2, 3, 300_000, 5, 1)] + [b"0\r\n\r\n"]
+
+    def make(replica: Replica) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while (req := await replica.request(reader)) is not None:
+                if path_of(req[0]) != b"/cut":
+                    writer.write(OK)
+                    await writer.drain()
+                    continue
+                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                for piece in pieces:
+                    for part in (piece[:2], piece[2:]):
+                        writer.write(part)
+                        await writer.drain()
+                        await asyncio.sleep(0.02)  # each part reaches the router alone
+        return handler
+
+    async with routed(make) as r:
+        conn = await r.connect()
+        await conn.send(request(path=b"/cut"))
+        head, body = await conn.response()
+        assert body == b"".join(pieces)
+        await conn.send(request())
+        assert await conn.response() == (OK[:-2], b"ok")
+        assert r.replicas[0].connections == 1
+        conn.close()
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+@async_test
+async def test_bytes_the_app_sends_past_a_spliced_body_never_reach_the_next_request(chunked):
+    body = chunk(os.urandom(2 * MB)) + b"0\r\n\r\n" if chunked else os.urandom(2 * MB)
+    framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % len(body)
+    smuggled = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nbogus!"
+
+    def answer(head: bytes, _: bytes) -> bytes:
+        if path_of(head) == b"/big":  # more than its framing says
+            return b"HTTP/1.1 200 OK\r\n%s\r\n\r\n%s%s" % (framing, body, smuggled)
+        return OK
+
+    async with routed(answering(answer)) as r:
+        conn = await r.connect()
+        await conn.send(request(path=b"/big") + request(path=b"/next"))
+        head, first = await conn.response()
+        assert first == body
+        second = await conn.response()
+        assert second == (OK[:-2], b"ok"), second
+        conn.close()
+
+
+@pytest.mark.parametrize("direction", ["request", "response"])
+@async_test
+async def test_transfer_codings_before_chunked_are_passed_on_with_the_body_they_code(direction):
+    coded = b"Transfer-Encoding: gzip, chunked\r\n"
+
+    def make(replica: Replica) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while await replica.request(reader) is not None:
+                if direction == "request":
+                    await reader.readuntil(b"0\r\n\r\n")
+                    writer.write(OK)
+                else:
+                    writer.write(b"HTTP/1.1 200 OK\r\n" + coded + b"\r\n" + chunk(b"\x1f\x8b...") + b"0\r\n\r\n")
+                await writer.drain()
+        return handler
+
+    async with routed(make) as r:
+        conn = await r.connect()
+        if direction == "request":
+            await conn.send(b"POST / HTTP/1.1\r\nHost: edge.localhost\r\n" + coded + b"\r\n" + chunk(b"\x1f\x8b...")
+                            + b"0\r\n\r\n")
+            assert status((await conn.response(b"POST"))[0]) == 200
+            assert b"gzip" in r.replicas[0].heads[0], r.replicas[0].heads[0]
+        else:
+            await conn.send(request())
+            head, _ = await conn.response()
+            assert b"gzip" in head, head
+        conn.close()
+
+
+# -- either side breaking off
+
+
+@async_test
+async def test_an_app_that_closes_mid_body_cuts_the_clients_connection_and_the_router_goes_on():
+    def make(replica: Replica) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while (req := await replica.request(reader)) is not None:
+                if path_of(req[0]) == b"/cut":
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (3 * MB) + b"x" * MB)
+                    await writer.drain()
+                    return
+                writer.write(OK)
+                await writer.drain()
+        return handler
+
+    async with routed(make) as r:
+        conn = await r.connect()
+        await conn.send(request(path=b"/cut"))
+        received = await conn.rest()  # closed, not left waiting for the 2 MB that never come
+        head, _, body = received.partition(b"\r\n\r\n")
+        assert status(head) == 200 and 0 < len(body) < 3 * MB and body == b"x" * len(body)
+        conn.close()
+        assert any('path="/cut"' in line for line in r.access), r.access
+        conn = await r.connect()
+        await conn.send(request(path=b"/next"))
+        assert await conn.response() == (OK[:-2], b"ok")
+        conn.close()
+        await until(lambda: len(r.router.clients) <= 1)
+
+
+@async_test
+async def test_what_the_app_sent_before_closing_mid_body_reaches_the_client():
+    sent = os.urandom(600 * 1024)
+
+    def make(replica: Replica) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await replica.request(reader)
+            # Head, part of the body and the connection's end, all before the router reads any of it.
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (3 * MB) + sent)
+        return handler
+
+    async with routed(make) as r:
+        conn = await r.connect()
+        await conn.send(request())
+        head, _, body = (await conn.rest()).partition(b"\r\n\r\n")
+        assert status(head) == 200
+        assert len(body) == len(sent) and body == sent  # a proxy passes on what it received, then cuts
+        conn.close()
+
+
+@pytest.mark.parametrize("read", [64 * 1024, 0])
+@async_test
+async def test_a_client_that_leaves_mid_body_is_let_go_on_both_sides(read):
+    payload = b"y" * (32 * MB)
+
+    def answer(head: bytes, _: bytes) -> bytes:
+        if path_of(head) == b"/huge":
+            return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(payload), payload)
+        return OK
+
+    async with routed(answering(answer)) as r:
+        conn = await r.connect()
+        await conn.send(request(path=b"/huge"))
+        await asyncio.wait_for(conn.reader.readuntil(b"\r\n\r\n"), 30)
+        if read:
+            await asyncio.wait_for(conn.reader.readexactly(read), 30)
+        else:  # the router is stuck waiting for this client to read (its buffer or the splice's pipe full)
+            await until(lambda: any(c.lagging() for c in r.router.clients), timeout=30)
+        conn.writer.transport.abort()  # unread bytes: a reset
+        await until(lambda: not r.router.clients, timeout=30, what="the router to drop the client")
+        await until(lambda: r.replicas[0].open == 0, timeout=30, what="the router to close the app's connection")
+        assert any('path="/huge" status=200' in line for line in r.access), r.access
+        conn = await r.connect()
+        await conn.send(request(path=b"/next"))
+        assert await conn.response() == (OK[:-2], b"ok")
+        conn.close()
+
+
+@async_test
+async def test_a_head_sent_one_byte_at_a_time_is_served():
+    async with routed(answering(lambda head, body: OK)) as r:
+        conn = await r.connect()
+        conn.writer.transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for byte in request(path=b"/slow", headers=b"X-Padding: " + b"p" * 40 + b"\r\n"):
+            await conn.send(bytes([byte]))
+            await asyncio.sleep(0.002)  # each byte its own segment, all well inside the header timeout
+        assert await conn.response() == (OK[:-2], b"ok")
+        assert path_of(r.replicas[0].heads[0]) == b"/slow"
+        conn.close()
+
+
+# -- replicas that do not answer HTTP
+
+
+def garbage(replica: Replica) -> Handler:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await replica.request(reader)
+        writer.write(b"SSH-2.0-OpenSSH_9.6\r\nnot http at all\r\n\r\n")
+        await writer.drain()
+        await reader.read()  # and keeps the connection open
+    return handler
+
+
+def hangs_up(replica: Replica) -> Handler:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await replica.request(reader)  # closes without a word
+    return handler
+
+
+@async_test
+async def test_an_app_answering_garbage_gets_the_client_a_502_naming_it():
+    async with routed(garbage) as r:
+        conn = await r.connect()
+        await conn.send(request())
+        head, body = await conn.response()
+        assert status(head) == 502 and b"edge" in body and b"SSH" not in body
+        assert await conn.rest() == b""
+        conn.close()
+        assert any("status=502" in line for line in r.access)
+
+
+@async_test
+async def test_a_get_left_unanswered_by_one_replica_is_retried_on_the_other():
+    async with routed(hangs_up, answering(lambda head, body: OK)) as r:
+        for _ in range(4):  # the router starts at each replica in turn
+            conn = await r.connect()
+            await conn.send(request())
+            assert await conn.response() == (OK[:-2], b"ok")
+            conn.close()
+        assert r.replicas[0].heads, "the first replica was never tried"
+        # A POST with a body is not retried: the app may have acted on it.
+        statuses = set()
+        for _ in range(2):
+            conn = await r.connect()
+            await conn.send(request(b"POST", body=b"once"))
+            statuses.add(status((await conn.response(b"POST"))[0]))
+            conn.close()
+        assert statuses == {200, 502}
+
+
+# -- requests refused
+
+
+@pytest.mark.parametrize("header", [
+    b"X-A: one\nX-B: two\r\n",  # a bare LF inside a header line
+    b"X-A: one\r\n two\r\n",  # obs-fold: a continuation line
+    b"X-A: one\r\n\ttwo\r\n",
+    b"X-A: one\rtwo\r\n",  # a bare CR
+    b"X-A : one\r\n",  # white space before the colon
+])
+@async_test
+async def test_header_lines_a_proxy_could_misread_are_refused(header):
+    async with routed(answering(lambda head, body: OK)) as r:
+        conn = await r.connect()
+        await conn.send(request(headers=header))
+        answer = await conn.rest()
+        assert answer.startswith(b"HTTP/1.1 400 "), answer
+        assert not r.replicas[0].heads
+        conn.close()
