@@ -21,8 +21,12 @@ HOP_BY_HOP = frozenset({
     b"trailers", b"transfer-encoding", b"upgrade", b"proxy-connection",
 })
 FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
-HEX = re.compile(rb"[0-9a-fA-F]{1,16}")
-TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+TOKEN = re.compile(_TOKEN)
+# A chunk size (up to 2^48 - 1), its extensions (RFC 9112 7.1.1), CRLF.
+SIZE_LINE = re.compile(rb"([0-9a-fA-F]{1,12})(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN
+                       + rb'|"(?:[^"\\\r\n\x00-\x08\x0a-\x1f\x7f]|\\[^\r\n])*"))?)*\r\n')
+TARGET = re.compile(rb"[\x21-\x7e\x80-\xff]+")  # a request target: no spaces or control bytes
 HEADER_LINES = re.compile(rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\r\n]*\r\n)*")
 REASONS = {400: "Bad Request", 404: "Not Found", 431: "Request Header Fields Too Large",
            502: "Bad Gateway", 503: "Service Unavailable"}
@@ -100,8 +104,11 @@ def parse_request(raw: bytes) -> tuple[Head, bytes, bytes]:
     """The head, method and target of a request."""
     head = parse_head(raw)
     parts = head.first.split(b" ")
-    if len(parts) != 3 or not TOKEN.fullmatch(parts[0]) or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
+    if (len(parts) != 3 or not TOKEN.fullmatch(parts[0]) or not TARGET.fullmatch(parts[1])
+            or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0")):
         raise BadMessage("malformed request line")
+    if len(head.values(b"host")) > 1:  # which one routes, which one the app reads? (RFC 9112 3.2)
+        raise BadMessage("more than one Host header")
     head.version = parts[2]
     return head, parts[0], parts[1]
 
@@ -138,7 +145,7 @@ def _declared(head: Head) -> Framing | None:
         return Framing(chunked=True)
     if not lengths:
         return None
-    if len(lengths) > 1 or not (value := lengths.pop()).isdigit():
+    if len(lengths) > 1 or not (value := lengths.pop()).isdigit() or len(value) > 18:
         raise BadMessage("bad Content-Length")
     return Framing(length=int(value))
 
@@ -162,47 +169,73 @@ class LengthEnd:
             payload.append(piece[:used])
         return used
 
+    def skip(self, count: int) -> None:
+        """`count` bytes of the body have passed without being read (spliced)."""
+        if self.left is not None:
+            self.left -= count
+            self.done = self.left == 0
+
 
 class ChunkedEnd:
-    """Finds where a chunked body ends in the pieces it arrives in, reading only its size lines."""
+    """Finds where a chunked body ends in the pieces it arrives in, reading only its framing, and
+    strictly (CRLF line ends, a CRLF after each chunk's data, well-formed sizes and extensions): a
+    proxy that reads framing more leniently than the app behind it lets requests be smuggled past it."""
 
     def __init__(self) -> None:
-        self.left = 0  # bytes of the current chunk (with its CRLF) still to come
+        self.left = 0  # data bytes of the current chunk still to come
+        self.crlf = 0  # bytes of the CRLF after a chunk's data still to come
         self.line = b""  # the start of a size or trailer line cut by the end of a piece
         self.trailers = False
         self.done = False
 
-    def feed(self, piece: bytes, payload: list[bytes] | None = None) -> int:
-        """How many bytes of `piece` belong to the body: all, unless the body ends inside it.
-        With `payload`, the chunks' data (without their framing) is appended to it."""
+    def feed(self, piece: bytes, payload: list[bytes] | None = None, *, until_data: bool = False) -> int:
+        """How many bytes of `piece` belong to the body: all, unless the body ends inside it (or, with
+        `until_data`, a chunk's data starts in it). With `payload`, the chunks' data is appended to it."""
         at, size = 0, len(piece)
         while at < size and not self.done:
             if self.left:
+                if until_data:
+                    return at
                 step = min(self.left, size - at)
-                if payload is not None and (data := min(step, self.left - 2)) > 0:
-                    payload.append(piece[at:at + data])
-                at, self.left = at + step, self.left - step
-                continue
-            newline = piece.find(b"\n", at)
-            if newline < 0:
-                self.line += piece[at:]
-                if len(self.line) > 4096:
-                    raise BadMessage("chunk size line too long")
-                return size
-            line, self.line, at = self.line + piece[at:newline + 1], b"", newline + 1
-            self._line(line)
+                if payload is not None:
+                    payload.append(piece[at:at + step])
+                at += step
+                self.skip(step)
+            elif self.crlf:
+                step = min(self.crlf, size - at)
+                if piece[at:at + step] != b"\r\n"[2 - self.crlf:2 - self.crlf + step]:
+                    raise BadMessage("a chunk's data is not followed by CRLF")
+                at, self.crlf = at + step, self.crlf - step
+            else:
+                newline = piece.find(b"\n", at)
+                if newline < 0:
+                    self.line += piece[at:]
+                    if len(self.line) > 4096:
+                        raise BadMessage("chunk size line too long")
+                    return size
+                line, self.line, at = self.line + piece[at:newline + 1], b"", newline + 1
+                self._line(line)
         return at
+
+    def skip(self, count: int) -> None:
+        """`count` bytes of the current chunk's data have passed without being read (spliced)."""
+        self.left -= count
+        if not self.left:
+            self.crlf = 2
 
     def _line(self, line: bytes) -> None:
         if self.trailers:
-            self.done = line == CRLF
+            if line == CRLF:
+                self.done = True
+            elif not HEADER_LINES.fullmatch(line):
+                raise BadMessage("bad trailer line")
             return
-        size_text = line.partition(b";")[0].strip()
-        if not HEX.fullmatch(size_text):
+        match = SIZE_LINE.fullmatch(line)
+        if not match:
             raise BadMessage("bad chunk size")
-        size = int(size_text, 16)
+        size = int(match.group(1), 16)
         self.trailers = size == 0
-        self.left = size + 2 if size else 0
+        self.left = size
 
 
 BodyEnd = LengthEnd | ChunkedEnd

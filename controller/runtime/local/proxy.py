@@ -80,6 +80,7 @@ class Client(asyncio.Protocol):
         self.peer = "?"
         self.admitted = False
         self.buffer = bytearray()  # received, not yet part of an exchange
+        self.searched = 0  # how far the buffer has been searched for the end of a head
         self.exchange: Exchange | None = None
         self.waiting_since = 0.0  # when the router began waiting for the next request's head
         self.ended = False  # the client has sent all it will send
@@ -153,7 +154,8 @@ class Client(asyncio.Protocol):
         self._advancing = True
         try:
             while self.exchange is None and not self.refused and not self.transport.is_closing():
-                end = self.buffer.find(END_OF_HEAD, 0, HEAD_LIMIT + 4)
+                end = self.buffer.find(END_OF_HEAD, self.searched, HEAD_LIMIT + 4)
+                self.searched = 0 if end >= 0 else max(0, len(self.buffer) - 3)
                 if end < 0:
                     if len(self.buffer) > HEAD_LIMIT:
                         self.refuse(page(431, HEAD_TOO_LARGE, close=True, content_type="text/plain"))
@@ -230,7 +232,7 @@ class Exchange:
     __slots__ = ("client", "router", "head", "method", "target", "framing", "host", "app", "request_id",
                  "status", "keep_alive", "started", "attempts", "retry", "tunnel", "forward", "upstream",
                  "connecting", "request_end", "response_head", "response", "response_end", "dechunk",
-                 "tunneling", "done", "passed", "splice")
+                 "tunneling", "done", "passed", "splice", "ended_sides")
 
     def __init__(self, client: Client, head: Head, method: bytes, target: bytes, framing: Framing) -> None:
         self.client = client
@@ -261,6 +263,7 @@ class Exchange:
         self.done = False
         self.passed = 0  # bytes of the answer's body sent to the client through Python
         self.splice: splice.Splice | None = None
+        self.ended_sides = 0  # of a tunnel, the sides that have sent their end
 
     # -- the way to a replica
 
@@ -343,11 +346,10 @@ class Exchange:
             self.client.hold(data[used:])
 
     def client_ended(self) -> None:
-        """The client sent its end (a half close): a request body cut short is the end of this exchange."""
-        self.keep_alive = False
-        if self.tunneling and self.upstream is not None and self.upstream.transport is not None:
-            if self.upstream.transport.can_write_eof():
-                self.upstream.transport.write_eof()
+        """The client sent its end (a half close): passed on through a tunnel; a request body cut short
+        ends this exchange; else the answer goes out, and so do those of requests already sent."""
+        if self.tunneling:
+            self.tunnel_ended(client=True)
         elif self.request_end is not None and not self.request_end.done:
             self.abort()
 
@@ -368,34 +370,44 @@ class Exchange:
             return self.client.transport.write(data)
         if self.response_end is not None:
             return self.body(data)
+        rest: bytes | None = data
+        while rest:  # the head, after any interim answers
+            rest = self._response_head(rest)
+
+    def _response_head(self, data: bytes) -> bytes | None:
+        """Take the answer's head from `data` as it completes; what follows it, or None when there is
+        no more to do with `data` (the head incomplete, or the exchange moved on)."""
+        searched = max(0, len(self.response_head) - 3)
         if self.response_head:
             self.response_head += data
             data = bytes(self.response_head)
-        end = data.find(END_OF_HEAD)
+        end = data.find(END_OF_HEAD, searched)
         if end < 0:
             if len(data) > HEAD_LIMIT:
-                return self.unanswered(BadMessage("response head too large"))
-            self.response_head[:] = data
-            return
+                self.unanswered(BadMessage("response head too large"))
+            else:
+                self.response_head[:] = data
+            return None
         self.response_head.clear()
         raw, rest = data[:end + 4], data[end + 4:]
         try:
             response, status = parse_response(raw)
             framing = response_framing(response, status, self.method)
         except BadMessage as exc:
-            return self.unanswered(exc)
+            self.unanswered(exc)
+            return None
         if 100 <= status < 200 and status != 101:  # interim: passed on, the answer follows
             self.client.transport.write(raw)
-            if rest:
-                self.app_data(rest)
-            return
+            return rest or None
         self.status, self.response = status, response
         self.response_end = body_end(framing)
         if self.tunnel:
-            return self.upgraded(raw, rest)
+            self.upgraded(raw, rest)
+            return None
         self.dechunk = framing.chunked and self.head.version == b"HTTP/1.0"
         self.keep_alive &= not (framing.until_close or self.dechunk)
         self.body(rest, self.client_head(response, framing))
+        return None
 
     def body(self, piece: bytes, head: bytes = b"") -> None:
         """Pass on a piece of the answer's body (after its head, the first time)."""
@@ -430,7 +442,10 @@ class Exchange:
         if (splice.AVAILABLE and not self.dechunk and upstream is not None and upstream.transport is not None
                 and end is not None and not self.client.transport.get_write_buffer_size()
                 and not self.client.transport.is_closing() and not upstream.transport.is_closing()):
-            self.splice = splice.Splice(upstream.transport, self.client.transport, end, self.spliced)
+            try:
+                self.splice = splice.Splice(upstream.transport, self.client.transport, end, self.spliced)
+            except OSError as exc:  # out of descriptors, say: the body goes on through Python
+                logger.warning("router splice not set up", app=self.app, error=str(exc))
 
     def spliced(self, exc: Exception | None, clean: bool) -> None:
         self.splice = None
@@ -456,17 +471,37 @@ class Exchange:
             self.upstream.write(bytes(self.client.buffer))
             self.client.buffer.clear()
         self.client.read(True)
+        if self.client.ended:  # the client's end came before the app's answer
+            self.tunnel_ended(client=True)
 
-    def app_ended(self, exc: Exception | None) -> None:
+    def tunnel_ended(self, *, client: bool) -> bool:
+        """One side of a tunnel has sent its end: passed on to the other, which may still send; the
+        tunnel closes when both have ended. Whether the side that ended stays open."""
+        other = self.upstream.transport if client and self.upstream is not None else self.client.transport
+        if other is not None and not other.is_closing() and other.can_write_eof():
+            other.write_eof()
+        self.ended_sides += 1
+        if self.ended_sides == 2:
+            self.finish(reusable=False)
+            return False
+        return True
+
+    def app_ended(self, exc: Exception | None) -> bool:
+        """The app's connection has ended (exc None: its half close); whether to keep it half open."""
         if self.done:
-            return
+            return False
         if self.tunneling:
-            return self.finish(reusable=False)
+            if exc is None and self.upstream is not None and not self.upstream.lost:
+                return self.tunnel_ended(client=False)
+            self.finish(reusable=False)
+            return False
         if self.response_end is None:
-            return self.unanswered(exc or ConnectionResetError("the app closed the connection"))
-        if isinstance(self.response_end, LengthEnd) and self.response_end.left is None:
-            return self.finish(reusable=False)  # a body that ends with the connection: it has
-        self.abort()  # the answer was cut short: so is the client's
+            self.unanswered(exc or ConnectionResetError("the app closed the connection"))
+        elif isinstance(self.response_end, LengthEnd) and self.response_end.left is None:
+            self.finish(reusable=False)  # a body that ends with the connection: it has
+        else:
+            self.abort()  # the answer was cut short: so is the client's
+        return False
 
     def app_full(self, full: bool) -> None:
         self.client.read(not full)
@@ -479,6 +514,7 @@ class Exchange:
         if self.upstream is not None:
             self.upstream.close()
             self.upstream = None
+        self.response_head.clear()  # the start of the dead attempt's answer is not the next one's
         if not self.retry:
             self.attempts = []
         self.next_attempt()
@@ -507,8 +543,11 @@ class Exchange:
         if self.upstream is not None:
             upstream, self.upstream = self.upstream, None
             self.router.pool.release(upstream) if reusable and body_sent and not self.tunnel else upstream.close()
-        if self.app is not None:
-            self.router.log_access(self)
+        try:
+            if self.app is not None:
+                self.router.log_access(self)
+        except Exception as exc:  # a full disk, say: the connection goes on without its access line
+            logger.warning("router access line not written", app=self.app, error=str(exc))
         if client_alive:
             self.client.finished(self.keep_alive and body_sent)
 

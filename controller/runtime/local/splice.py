@@ -4,8 +4,8 @@ Passed through Python, every byte of a body is received into a new bytes object
 and sent again: for a 10 MB answer that is most of the router's time. While a
 body of known framing passes, `Splice` instead moves it app socket -> pipe ->
 client socket with splice(2), the bytes never leaving the kernel. Only a chunked
-body's size lines are read (peeked at) to find its end; they are spliced with the
-data of their chunks.
+body's framing (size lines, the CRLF after each chunk, trailers) is read, by
+peeking, to find its end and check it; it is then spliced with the data it frames.
 
 The sockets stay owned by their asyncio transports: the splice works on
 duplicates of their descriptors while the app's transport is paused (so it reads
@@ -25,7 +25,7 @@ from controller.runtime.local.http1 import BodyEnd, ChunkedEnd, LengthEnd
 
 AVAILABLE = hasattr(os, "splice")
 PIPE_SIZE = 1024 * 1024
-LINE_PEEK = 64  # bytes peeked at for a chunk size line (a longer one is read in several peeks)
+PEEK = 64  # bytes peeked at for a chunk's framing (a longer size line is read in several peeks)
 FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
@@ -40,15 +40,23 @@ class Splice:
         self.app = app
         self.end = end
         self.done = done
-        self.source = socket.socket(fileno=os.dup(app.get_extra_info("socket").fileno()))
-        self.target = os.dup(client.get_extra_info("socket").fileno())
-        self.pipe_out, self.pipe_in = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        opened: list[int] = []
+        try:  # (each may fail with EMFILE: then what was opened is closed, and the caller passes the body)
+            opened.append(os.dup(app.get_extra_info("socket").fileno()))
+            opened.append(os.dup(client.get_extra_info("socket").fileno()))
+            opened.extend(os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC))
+        except OSError:
+            for fd in opened:
+                os.close(fd)
+            raise
+        self.source = socket.socket(fileno=opened[0])
+        self.target, self.pipe_out, self.pipe_in = opened[1:]
         try:
             self.room = fcntl.fcntl(self.pipe_in, F_SETPIPE_SZ, PIPE_SIZE)
         except OSError:  # over the user's pipe limit: the default size
             self.room = 65536
         self.queued = 0  # bytes in the pipe
-        self.line_left = 0  # bytes of a size line already read (peeked) still to be spliced
+        self.framing_left = 0  # bytes of chunk framing already read (peeked at), still to be spliced
         self.waiting = False  # the client is not taking more: the app's side waits until it does
         self.failed: Exception | None = None  # the app's end came before the body's: sent on, then failed
         self.closed = False
@@ -68,48 +76,43 @@ class Splice:
             self._finish(exc)
 
     def _complete(self) -> bool:
-        return self.failed is not None or (self.end.done and not self.line_left)
+        return self.failed is not None or (self.end.done and not self.framing_left)
 
     def _take(self) -> bool:
         """Move the next part of the body into the pipe; False when the app has nothing more for now."""
         end = self.end
-        if isinstance(end, ChunkedEnd) and not end.left and not self.line_left and not self._size_line(end):
+        if isinstance(end, ChunkedEnd) and not end.left and not self.framing_left and not self._framing(end):
             return False
-        left = end.left
         room = self.room - self.queued
-        want = room if left is None else min(self.line_left + left, room)
+        want = room if end.left is None else min(self.framing_left + end.left, room)
         try:
             moved = os.splice(self.source.fileno(), self.pipe_in, want, flags=FLAGS)
         except BlockingIOError:  # nothing to read, or the pipe is full
             return False
         if moved == 0:
-            if left is None:  # a body that ends with the connection has ended
+            if end.left is None:  # a body that ends with the connection has ended
                 end.done = True
-                return False
-            self.failed = ConnectionResetError(CUT_SHORT)  # what came before it still goes to the client
+            else:
+                self.failed = ConnectionResetError(CUT_SHORT)  # what came before it still goes to the client
             return False
         self.queued += moved
-        of_line = min(moved, self.line_left)
-        self.line_left -= of_line
-        if left is not None:
-            end.left = left - (moved - of_line)
-            if isinstance(end, LengthEnd):
-                end.done = end.left == 0
+        of_framing = min(moved, self.framing_left)
+        self.framing_left -= of_framing
+        if moved > of_framing:
+            end.skip(moved - of_framing)
         return True
 
-    def _size_line(self, end: ChunkedEnd) -> bool:
-        """Read the next chunk size (or trailer) line without taking it: it is spliced with its chunk."""
+    def _framing(self, end: ChunkedEnd) -> bool:
+        """Read (peek at) what comes before the next chunk's data: the CRLF ending the last one, a size
+        line, or trailers. It is checked by ChunkedEnd, then spliced with the data that follows."""
         try:
-            peeked = self.source.recv(LINE_PEEK, socket.MSG_PEEK)
+            peeked = self.source.recv(PEEK, socket.MSG_PEEK)
         except BlockingIOError:
             return False
         if not peeked:
             self.failed = ConnectionResetError(CUT_SHORT)
             return False
-        newline = peeked.find(b"\n")
-        line = peeked[:newline + 1] if newline >= 0 else peeked  # a line cut short: ChunkedEnd keeps its start
-        end.feed(line)
-        self.line_left = len(line)
+        self.framing_left = end.feed(peeked, until_data=True)  # a line cut short: ChunkedEnd keeps its start
         return True
 
     def _flush(self) -> bool:

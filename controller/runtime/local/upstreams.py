@@ -16,7 +16,7 @@ class Receiver(Protocol):
     """What an upstream connection reports to the exchange using it (proxy.Exchange)."""
 
     def app_data(self, data: bytes) -> None: ...
-    def app_ended(self, exc: Exception | None) -> None: ...
+    def app_ended(self, exc: Exception | None) -> bool: ...  # (exc None: a half close) keep it half open?
     def app_full(self, full: bool) -> None: ...
 
 
@@ -30,6 +30,7 @@ class Upstream(asyncio.Protocol):
         self.reused = False
         self.idle_since = 0.0
         self.broken = False  # closed, or the app said something while no request was waiting
+        self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -42,14 +43,12 @@ class Upstream(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.broken = True
-        if self.receiver is not None:
-            self.receiver.app_ended(None)
-        return False
+        return self.receiver is not None and self.receiver.app_ended(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.broken = True
+        self.broken = self.lost = True
         if self.receiver is not None:
-            self.receiver.app_ended(exc)
+            self.receiver.app_ended(exc or ConnectionResetError("the app's connection closed"))
 
     def pause_writing(self) -> None:
         if self.receiver is not None:
