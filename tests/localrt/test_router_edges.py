@@ -621,3 +621,183 @@ async def test_header_lines_a_proxy_could_misread_are_refused(header):
         assert answer.startswith(b"HTTP/1.1 400 "), answer
         assert not r.replicas[0].heads
         conn.close()
+
+
+@pytest.mark.parametrize("raw", [
+    request(headers=b"Host: other.localhost\r\n"),  # which Host routes, which one does the app read?
+    request(path=b"/a\x01b"),  # a control byte in the request target
+    request(b"POST", headers=b"Content-Length: " + b"1" * 5000 + b"\r\n"),  # past what int() takes
+], ids=["two-hosts", "control-byte-in-target", "5000-digit-length"])
+@async_test
+async def test_requests_a_proxy_could_misread_are_refused(raw):
+    async with routed(answering(lambda head, body: OK)) as r:  # routed() fails on an unhandled exception
+        conn = await r.connect()
+        await conn.send(raw)
+        answer = await conn.rest()
+        assert answer.startswith(b"HTTP/1.1 400 "), answer
+        assert not r.replicas[0].heads
+        conn.close()
+
+
+def recording(replica: Replica) -> Handler:
+    """Keeps all it is sent on a connection (in replica.bodies); answers OK when a chunked body seems ended."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        replica.bodies.append(b"")
+        while piece := await reader.read(65536):
+            replica.bodies[-1] += piece
+            if replica.bodies[-1].endswith(b"0\r\n\r\n"):
+                writer.write(OK)
+                await writer.drain()
+    return handler
+
+
+async def closed(conn: Conn) -> bytes:
+    """What the router sent before it closed the connection (a reset counts as a close)."""
+    try:
+        return await conn.rest()
+    except ConnectionResetError:
+        return b""
+
+
+SMUGGLED = b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: edge.localhost\r\n\r\n"
+
+
+@pytest.mark.parametrize("body", [
+    b"5\nhello\r\n0\r\n\r\n",  # a bare LF ends a size line
+    b"5\r\nhelloXX0\r\n\r\n",  # a chunk's data not followed by CRLF
+    # Read with bare LF line ends: a chunk "xx", then one hiding a request. Read by an app that takes
+    # ";\nxx" for an extension: a chunk "35", the body's end, then GET /smuggled.
+    b"2;\nxx\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(SMUGGLED), SMUGGLED),
+], ids=["bare-lf-size-line", "no-crlf-after-data", "extension-with-bare-lf"])
+@async_test
+async def test_a_chunked_request_body_framed_leniently_is_cut_off_not_passed_on(body):
+    async with routed(recording) as r:
+        conn = await r.connect()
+        await conn.send(b"POST /upload HTTP/1.1\r\nHost: edge.localhost\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+        assert await closed(conn) == b""
+        conn.close()
+        await until(lambda: r.replicas[0].open == 0, what="the router to close the app's connection")
+        received = b"".join(r.replicas[0].bodies)
+        assert b"/smuggled" not in received and received.count(b" HTTP/1.1\r\n") <= 1, received
+
+
+@async_test
+async def test_a_get_retried_after_a_replica_closed_mid_head_gets_only_the_other_replicas_answer():
+    def cut_mid_head(replica: Replica) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await replica.request(reader)
+            writer.write(b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nSet-Cookie: who=first\r\nX-Cut: ")
+            await writer.drain()  # then closes
+        return handler
+
+    async with routed(cut_mid_head, answering(lambda head, body: OK)) as r:
+        for _ in range(2):  # the router starts at each replica in turn
+            conn = await r.connect()
+            await conn.send(request())
+            assert await conn.response() == (OK[:-2], b"ok")
+            conn.close()
+        assert r.replicas[0].heads, "the first replica was never tried"
+        assert len(r.access) == 2 and all("status=200" in line for line in r.access), r.access
+
+
+@async_test
+async def test_an_access_log_that_fails_does_not_stick_the_connection():
+    def full_disk(app: str, line: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    async with routed(answering(lambda head, body: OK)) as r:
+        r.router.access_log = full_disk
+        conn = await r.connect()
+        for _ in range(2):  # both on one keep-alive connection
+            await conn.send(request())
+            assert await conn.response() == (OK[:-2], b"ok")
+        assert r.replicas[0].connections == 1
+        conn.close()
+
+
+@async_test
+async def test_pipelined_requests_sent_before_the_clients_half_close_are_all_answered():
+    async with routed(answering(lambda head, body: b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                                % (len(path_of(head)), path_of(head)))) as r:
+        conn = await r.connect()
+        await conn.send(request(path=b"/one") + request(path=b"/two"))
+        conn.writer.write_eof()
+        assert [(await conn.response())[1] for _ in range(2)] == [b"/one", b"/two"]
+        assert await conn.rest() == b""  # and then the router closes
+        conn.close()
+
+
+@async_test
+async def test_a_spliced_chunked_answer_with_a_chunk_not_followed_by_crlf_cuts_the_client():
+    chunked = chunk(b"a" * 100) + b"%x\r\n" % (2 * MB) + os.urandom(2 * MB) + b"XX0\r\n\r\n"
+    async with routed(big_answers(chunked, b"")) as r:
+        conn = await r.connect()
+        await conn.send(request(path=b"/chunked"))
+        received = await closed(conn)  # within 30 s: not left waiting
+        assert received.startswith(b"HTTP/1.1 200 OK\r\n") and b"XX0\r\n" not in received
+        assert r.splices
+        conn.close()
+        conn = await r.connect()
+        await conn.send(request(path=b"/next"))
+        assert await conn.response() == (OK[:-2], b"ok")
+        conn.close()
+
+
+# -- tunnels (WebSocket)
+
+
+UPGRADE = request(path=b"/ws", headers=b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
+SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+
+
+@pytest.mark.parametrize("early", [False, True], ids=["after-the-101", "before-the-101"])
+@async_test
+async def test_a_clients_half_close_passes_through_a_tunnel_and_the_app_still_answers(early):
+    def echo(replica: Replica) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await replica.request(reader)
+            writer.write(SWITCHING)
+            while data := await reader.read(65536):
+                writer.write(data)
+            writer.write(b"bye")  # at the client's end
+            await writer.drain()
+        return handler
+
+    async with routed(echo) as r:
+        conn = await r.connect()
+        if early:  # the client's ping and end come with its request, before the app has answered
+            await conn.send(UPGRADE + b"ping")
+            conn.writer.write_eof()
+        else:
+            await conn.send(UPGRADE)
+        assert await asyncio.wait_for(conn.reader.readuntil(b"\r\n\r\n"), 30) == SWITCHING
+        if not early:
+            await conn.send(b"ping")
+            conn.writer.write_eof()
+        assert await conn.rest() == b"pingbye"
+        conn.close()
+        assert any("status=101" in line for line in r.access), r.access
+
+
+@async_test
+async def test_an_apps_half_close_passes_through_a_tunnel_and_the_client_can_still_send():
+    got: list[bytes] = []
+
+    def says_hello(replica: Replica) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await replica.request(reader)
+            writer.write(SWITCHING + b"hello")
+            writer.write_eof()
+            got.append(await reader.read())  # still reading, until the client's end
+        return handler
+
+    async with routed(says_hello) as r:
+        conn = await r.connect()
+        await conn.send(UPGRADE)
+        assert await asyncio.wait_for(conn.reader.readuntil(b"\r\n\r\n"), 30) == SWITCHING
+        assert await conn.rest() == b"hello"  # the app's end reached the client
+        await conn.send(b"late")
+        conn.writer.write_eof()
+        await until(lambda: got, what="the app to read to the client's end")
+        assert got == [b"late"]
+        conn.close()

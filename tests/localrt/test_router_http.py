@@ -83,6 +83,54 @@ def test_a_bad_chunk_size_is_refused():
         ChunkedEnd().feed(b"zz\r\nhello\r\n")
 
 
+@pytest.mark.parametrize("pieces", [
+    [b"5\r\nhelloXX0\r\n\r\n"],  # a chunk's data not followed by CRLF
+    [b"5\r\nhello\r", b"X0\r\n\r\n"],  # ... found across pieces
+    [b"5\r\nhello\n0\r\n\r\n"],  # a bare LF after the data
+    [b"5\nhello\r\n0\r\n\r\n"],  # a bare LF ends a size line
+    [b"0\r\nX-Sum: 1\n\r\n"],  # ... or a trailer line
+    [b"1000000000000\r\n"],  # 13 hex digits: more than 2^48
+    [b"0000000000001\r\n"],
+    [b"5;\r\nhello\r\n0\r\n\r\n"],  # an extension without a name
+    [b'5;a="x\r\nhello\r\n0\r\n\r\n'],  # an unterminated quoted string
+    [b"2;\nxx\r\n0\r\n\r\n"],  # a bare LF in an extension
+], ids=["no-crlf", "no-crlf-cut", "bare-lf-after-data", "bare-lf-size", "bare-lf-trailer", "13-digits",
+        "13-digits-zeros", "empty-extension", "open-quote", "lf-in-extension"])
+def test_chunk_framing_is_read_strictly(pieces):
+    end = ChunkedEnd()
+    with pytest.raises(BadMessage):
+        for piece in pieces:
+            end.feed(piece)
+
+
+@pytest.mark.parametrize("body", [
+    b'5 ; a = "x y"\r\nhello\r\n0\r\n\r\n',
+    b"5;a=b;c\r\nhello\r\n0\r\n\r\n",
+    b'5;q="a\\"b"\r\nhello\r\n0\r\n\r\n',  # a quoted pair
+    b"5\r\nhello\r\n0\r\nX-Sum: 1\r\nX-Other: two words\r\n\r\n",
+], ids=["spaces-and-quotes", "several", "quoted-pair", "trailers"])
+def test_well_formed_extensions_and_trailers_pass(body):
+    end = ChunkedEnd()
+    assert end.feed(body + b"GET / HTTP/1.1\r\n") == len(body) and end.done
+
+
+def test_a_chunk_size_of_12_hex_digits_is_taken():
+    end = ChunkedEnd()
+    assert end.feed(b"ffffffffffff;x\r\n") == 16 and end.left == 2 ** 48 - 1
+
+
+def test_feed_until_data_stops_where_a_chunks_data_starts():
+    body = b"5;a=b\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n"
+    end = ChunkedEnd()
+    assert end.feed(body, until_data=True) == len(b"5;a=b\r\n") and end.left == 5
+    end.skip(5)  # the data passed without being read (spliced)
+    at = len(b"5;a=b\r\nhello")
+    assert end.feed(body[at:], until_data=True) == len(b"\r\n3\r\n") and end.left == 3  # CRLF checked, next size
+    end.skip(3)
+    at = body.index(b"abc") + 3
+    assert end.feed(body[at:], until_data=True) == len(body) - at and end.done
+
+
 @async_test
 async def test_a_client_that_reads_slowly_pauses_the_app_instead_of_filling_the_routers_memory(tmp_path):
     async with harness(tmp_path) as h:
