@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import functools
 import re
 import time
 from dataclasses import dataclass
@@ -29,15 +30,15 @@ def log_timestamp(moment: datetime.datetime | None = None) -> str:
     return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-_second: list[object] = [-1, ""]  # the last second formatted, and its text: the router stamps every request
-
-
 def _now_timestamp() -> str:
     now = time.time()
     second = int(now)
-    if _second[0] != second:
-        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
-    return f"{_second[1]}.{int((now - second) * 1000):03d}Z"
+    return f"{_second_text(second)}.{int((now - second) * 1000):03d}Z"
+
+
+@functools.lru_cache(maxsize=1)  # the router stamps every request: the second is formatted once
+def _second_text(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 def split_log_timestamp(line: str) -> tuple[str, str]:

@@ -78,6 +78,11 @@ def answering(answer: Answer) -> Callable[[Replica], Handler]:
     return make
 
 
+def whole(body: bytes, status: bytes = b"200 OK") -> bytes:
+    """A whole answer with a Content-Length."""
+    return b"HTTP/1.1 %s\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body)
+
+
 def path_of(head: bytes) -> bytes:
     return head.split(b" ", 2)[1]
 
@@ -200,8 +205,7 @@ def status(head: bytes) -> int:
 
 @async_test
 async def test_pipelined_requests_are_answered_in_order():
-    async with routed(answering(lambda head, body: b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
-                                % (len(path_of(head)), path_of(head)))) as r:
+    async with routed(answering(lambda head, body: whole(path_of(head)))) as r:
         conn = await r.connect()
         await conn.send(request(path=b"/one") + request(path=b"/two") + request(path=b"/three"))
         bodies = [(await conn.response())[1] for _ in range(3)]
@@ -212,8 +216,7 @@ async def test_pipelined_requests_are_answered_in_order():
 
 @async_test
 async def test_the_connection_is_kept_after_a_request_body_read_whole():
-    async with routed(answering(lambda head, body: b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
-                                % (len(body), body))) as r:
+    async with routed(answering(lambda head, body: whole(body))) as r:
         conn = await r.connect()
         await conn.send(request(b"POST", b"/post", body=b"x" * 10_000))
         head, body = await conn.response()
@@ -227,8 +230,7 @@ async def test_the_connection_is_kept_after_a_request_body_read_whole():
 
 @async_test
 async def test_expect_100_continue_is_answered_by_the_router_and_not_passed_on():
-    async with routed(answering(lambda head, body: b"HTTP/1.1 201 Created\r\nContent-Length: %d\r\n\r\n%s"
-                                % (len(body), body))) as r:
+    async with routed(answering(lambda head, body: whole(body, b"201 Created"))) as r:
         conn = await r.connect()
         await conn.send(b"POST /upload HTTP/1.1\r\nHost: edge.localhost\r\nExpect: 100-continue\r\n"
                         b"Content-Length: 5\r\n\r\n")
@@ -519,7 +521,7 @@ async def test_a_client_that_leaves_mid_body_is_let_go_on_both_sides(read):
 
     def answer(head: bytes, _: bytes) -> bytes:
         if path_of(head) == b"/huge":
-            return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(payload), payload)
+            return whole(payload)
         return OK
 
     async with routed(answering(answer)) as r:
@@ -717,8 +719,7 @@ async def test_an_access_log_that_fails_does_not_stick_the_connection():
 
 @async_test
 async def test_pipelined_requests_sent_before_the_clients_half_close_are_all_answered():
-    async with routed(answering(lambda head, body: b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
-                                % (len(path_of(head)), path_of(head)))) as r:
+    async with routed(answering(lambda head, body: whole(path_of(head)))) as r:
         conn = await r.connect()
         await conn.send(request(path=b"/one") + request(path=b"/two"))
         conn.writer.write_eof()

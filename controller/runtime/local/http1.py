@@ -27,7 +27,7 @@ TOKEN = re.compile(_TOKEN)
 SIZE_LINE = re.compile(rb"([0-9a-fA-F]{1,12})(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN
                        + rb'|"(?:[^"\\\r\n\x00-\x08\x0a-\x1f\x7f]|\\[^\r\n])*"))?)*\r\n')
 TARGET = re.compile(rb"[\x21-\x7e\x80-\xff]+")  # a request target: no spaces or control bytes
-HEADER_LINES = re.compile(rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\r\n]*\r\n)*")
+HEADER_LINES = re.compile(rb"(?:" + _TOKEN + rb":[^\r\n]*\r\n)*")
 REASONS = {400: "Bad Request", 404: "Not Found", 431: "Request Header Fields Too Large",
            502: "Bad Gateway", 503: "Service Unavailable"}
 
@@ -157,6 +157,10 @@ class LengthEnd:
         self.left = length
         self.done = length == 0
 
+    @property
+    def until_close(self) -> bool:
+        return self.left is None
+
     def feed(self, piece: bytes, payload: list[bytes] | None = None) -> int:
         """How many bytes of `piece` belong to the body: all, unless the body ends inside it."""
         if self.left is None:
@@ -180,6 +184,8 @@ class ChunkedEnd:
     """Finds where a chunked body ends in the pieces it arrives in, reading only its framing, and
     strictly (CRLF line ends, a CRLF after each chunk's data, well-formed sizes and extensions): a
     proxy that reads framing more leniently than the app behind it lets requests be smuggled past it."""
+
+    until_close = False
 
     def __init__(self) -> None:
         self.left = 0  # data bytes of the current chunk still to come

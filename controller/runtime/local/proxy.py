@@ -211,15 +211,17 @@ class Client(asyncio.Protocol):
         if self.ended:
             self.transport.close()
 
+    @property
+    def _splice(self) -> splice.Splice | None:
+        return self.exchange.splice if self.exchange is not None else None
+
     def held(self) -> int:
         """Bytes of answers the router holds for this client, unsent (its transport's and a splice's)."""
-        splicing = self.exchange.splice if self.exchange is not None else None
-        return self.transport.get_write_buffer_size() + (splicing.queued if splicing is not None else 0)
+        return self.transport.get_write_buffer_size() + (self._splice.queued if self._splice else 0)
 
     def lagging(self) -> bool:
         """Whether the client takes answers slower than they come (the app's side then waits)."""
-        splicing = self.exchange.splice if self.exchange is not None else None
-        return self.full or (splicing is not None and splicing.waiting)
+        return self.full or (self._splice is not None and self._splice.waiting)
 
     def headers_too_slow(self) -> None:
         logger.info("router connection closed", address=self.peer, reason="request headers too slow")
@@ -232,7 +234,7 @@ class Exchange:
     __slots__ = ("client", "router", "head", "method", "target", "framing", "host", "app", "request_id",
                  "status", "keep_alive", "started", "attempts", "retry", "tunnel", "forward", "upstream",
                  "connecting", "request_end", "response_head", "response", "response_end", "dechunk",
-                 "tunneling", "done", "passed", "splice", "ended_sides")
+                 "tunneling", "done", "splice", "ended_sides")
 
     def __init__(self, client: Client, head: Head, method: bytes, target: bytes, framing: Framing) -> None:
         self.client = client
@@ -261,7 +263,6 @@ class Exchange:
         self.dechunk = False  # chunked answer to an HTTP/1.0 client: the chunks' data only
         self.tunneling = False  # after a 101: bytes both ways
         self.done = False
-        self.passed = 0  # bytes of the answer's body sent to the client through Python
         self.splice: splice.Splice | None = None
         self.ended_sides = 0  # of a tunnel, the sides that have sent their end
 
@@ -430,7 +431,6 @@ class Exchange:
                 self.client.transport.write(head)
         if out:
             self.client.transport.write(out)
-        self.passed += len(out)
         if end.done:
             self.finish(reusable=used == len(piece) and self.response.keep_alive)
         elif not (isinstance(end, LengthEnd) and end.left is not None and end.left < SPLICE_AFTER):
@@ -453,7 +453,7 @@ class Exchange:
         if exc is not None:
             logger.debug("response cut short", app=self.app, error=str(exc))
             return self.abort()
-        if isinstance(self.response_end, LengthEnd) and self.response_end.left is None:
+        if self.response_end is not None and self.response_end.until_close:
             return self.finish(reusable=False)  # it ended with the app's connection
         self.finish(reusable=clean and self.response.keep_alive)
 
@@ -497,7 +497,7 @@ class Exchange:
             return False
         if self.response_end is None:
             self.unanswered(exc or ConnectionResetError("the app closed the connection"))
-        elif isinstance(self.response_end, LengthEnd) and self.response_end.left is None:
+        elif self.response_end.until_close:
             self.finish(reusable=False)  # a body that ends with the connection: it has
         else:
             self.abort()  # the answer was cut short: so is the client's

@@ -84,7 +84,7 @@ class Splice:
         if isinstance(end, ChunkedEnd) and not end.left and not self.framing_left and not self._framing(end):
             return False
         room = self.room - self.queued
-        want = room if end.left is None else min(self.framing_left + end.left, room)
+        want = room if end.left is None else min(self.framing_left + end.left, room)  # (None: until close)
         try:
             moved = os.splice(self.source.fileno(), self.pipe_in, want, flags=FLAGS)
         except BlockingIOError:  # nothing to read, or the pipe is full

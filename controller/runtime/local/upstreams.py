@@ -27,7 +27,6 @@ class Upstream(asyncio.Protocol):
         self.port = port
         self.transport: asyncio.Transport | None = None
         self.receiver: Receiver | None = None
-        self.reused = False
         self.idle_since = 0.0
         self.broken = False  # closed, or the app said something while no request was waiting
         self.lost = False
@@ -85,7 +84,6 @@ class Pool:
         while idle:
             upstream = idle.pop()
             if upstream.usable(now):
-                upstream.reused = True
                 return upstream
             upstream.close()
         return None
@@ -99,13 +97,13 @@ class Pool:
 
     def release(self, upstream: Upstream) -> None:
         upstream.receiver = None
+        upstream.idle_since = time.monotonic()
         idle = self._idle[upstream.port]
-        if len(idle) >= MAX_IDLE_PER_PORT or upstream.broken or upstream.transport is None \
-                or upstream.transport.is_closing():
+        if len(idle) >= MAX_IDLE_PER_PORT or not upstream.usable(upstream.idle_since):
             upstream.close()
             return
+        assert upstream.transport is not None
         upstream.transport.resume_reading()  # it may have been paused for a slow client
-        upstream.idle_since = time.monotonic()
         idle.append(upstream)
 
     def sweep(self) -> None:
