@@ -26,7 +26,7 @@ from builder import slugrunner
 from builder.job import BuildRequest
 from core.config import StorageSettings
 from core.storage import storage_for
-from tests.fixtures.s3 import free_port
+from core.ports import free_port
 
 HERE = Path(__file__).parent
 APPS = HERE / "apps"

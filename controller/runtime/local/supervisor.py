@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from controller.runtime.local.processes import base_env, iter_lines, listening_p
 from controller.runtime.local.tenancy import AppUser
 from controller.spec import ReleaseSpec
 from controller.teresa_yaml import Probe
+from core.ports import free_port
 
 
 @dataclass(frozen=True)
@@ -41,13 +41,6 @@ TAIL_LINES = 20  # a replica's last output lines, kept for the sentence that say
 
 def lowest_free(used: set[int]) -> int:
     return next(i for i in range(1, len(used) + 2) if i not in used)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]  # (host, port) for IPv4
-        return port
 
 
 @dataclass(eq=False)
@@ -287,7 +280,7 @@ class AppSupervisor:
 
     def free_port(self) -> int:
         taken = {r.port for r in self.replicas}
-        while (port := free_port()) in taken:
+        while (port := free_port(HOST)) in taken:
             pass
         return port
 
