@@ -157,6 +157,7 @@ class Settings:
     ssh_session_max_seconds: int = 24 * 60 * 60
     require_domain_verification: bool = False       # custom domains route only once an admin approved them
     router_header_timeout: int = 15                 # seconds a client has to send a request's headers
+    router_response_timeout: int = 30               # seconds an app has to start answering a request it was sent
     router_max_connections_per_address: int = 256   # open router connections from one client address
     backup_interval: int = 60 * 60  # seconds between backups of the database; 0: none
     audit_retention_days: int = 365  # audit records older than this are pruned; 0: kept forever
@@ -211,6 +212,7 @@ class Settings:
             ssh_session_max_seconds=_positive(env, "TERESA_SSH_SESSION_MAX_SECONDS", 24 * 60 * 60),
             require_domain_verification=_bool(env, "TERESA_REQUIRE_DOMAIN_VERIFICATION"),
             router_header_timeout=_positive(env, "TERESA_ROUTER_HEADER_TIMEOUT", 15),
+            router_response_timeout=_positive(env, "TERESA_ROUTER_RESPONSE_TIMEOUT", 30),
             router_max_connections_per_address=_positive(env, "TERESA_ROUTER_MAX_CONNECTIONS_PER_ADDRESS", 256),
             backup_interval=_backup_interval(env),
             audit_retention_days=_retention_days(env),

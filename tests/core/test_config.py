@@ -29,6 +29,7 @@ def test_original_teresa_database_variables_select_mysql() -> None:
     ({"TERESA_RUNTIME": "nomad"}, "TERESA_RUNTIME"),
     ({"TERESA_BACKUP_INTERVAL": "-60"}, "TERESA_BACKUP_INTERVAL"),
     ({"TERESA_BACKUP_INTERVAL": "hourly"}, "TERESA_BACKUP_INTERVAL"),
+    ({"TERESA_ROUTER_RESPONSE_TIMEOUT": "0"}, "TERESA_ROUTER_RESPONSE_TIMEOUT"),
 ])
 def test_bad_settings_name_the_variable(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
@@ -38,3 +39,8 @@ def test_bad_settings_name_the_variable(env: dict[str, str], fragment: str) -> N
 @pytest.mark.parametrize("value, seconds", [("", 3600), ("600", 600), ("0", 0)])
 def test_backup_interval_is_seconds_with_zero_for_none(value: str, seconds: int) -> None:
     assert Settings.from_env({"TERESA_BACKUP_INTERVAL": value}).backup_interval == seconds
+
+
+def test_the_routers_response_timeout_is_heroku_s_by_default() -> None:
+    assert Settings.from_env({}).router_response_timeout == 30
+    assert Settings.from_env({"TERESA_ROUTER_RESPONSE_TIMEOUT": "120"}).router_response_timeout == 120

@@ -604,6 +604,73 @@ async def test_a_get_left_unanswered_by_one_replica_is_retried_on_the_other():
         assert statuses == {200, 502}
 
 
+# -- an app too slow to answer (Heroku's H12)
+
+
+def never_answers_first(replica: Replica) -> Handler:
+    """Takes the first request and never answers it (until the router closes); answers later ones."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(replica.heads) == 0:
+            await replica.request(reader)
+            await reader.read()  # the router's close
+            return
+        while (req := await replica.request(reader)) is not None:
+            writer.write(whole(path_of(req[0])))
+            await writer.drain()
+    return handler
+
+
+@async_test
+async def test_a_request_the_app_never_answers_gets_a_503_naming_the_setting_and_the_app_is_let_go():
+    async with routed(never_answers_first) as r:
+        r.router.response_timeout = 0.5
+        conn = await r.connect()
+        await conn.send(request(path=b"/stuck"))
+        head, body = await conn.response()
+        assert status(head) == 503
+        assert b"edge took too long to answer" in body and b"TERESA_ROUTER_RESPONSE_TIMEOUT" in body
+        await until(lambda: r.replicas[0].open == 0, what="the app's connection to be closed")
+        await until(lambda: any("status=503" in line and '"/stuck"' in line for line in r.access), what="access line")
+        await conn.send(request(path=b"/next"))  # the request was read whole: the connection goes on
+        assert (await conn.response())[1] == b"/next"
+        conn.close()
+
+
+@async_test
+async def test_an_answer_begun_in_time_may_take_longer_than_the_timeout_to_finish():
+    def make(replica: Replica) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await replica.request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n")
+            for piece in (b"sl", b"ow", b"ly"):  # the stimulus: a body paced over three timeouts
+                writer.write(piece)
+                await writer.drain()
+                await asyncio.sleep(0.5)
+        return handler
+
+    async with routed(make) as r:
+        r.router.response_timeout = 0.5
+        conn = await r.connect()
+        await conn.send(request())
+        head, body = await conn.response()
+        assert status(head) == 200 and body == b"slowly"
+        conn.close()
+
+
+@async_test
+async def test_the_timeout_starts_once_the_app_has_the_whole_request_body():
+    async with routed(answering(lambda head, body: whole(body))) as r:
+        r.router.response_timeout = 0.5
+        conn = await r.connect()
+        await conn.send(b"POST /upload HTTP/1.1\r\nHost: edge.localhost\r\nContent-Length: 6\r\n\r\n")
+        for piece in (b"up", b"lo", b"ad"):  # the stimulus: an upload paced over three timeouts
+            await conn.send(piece)
+            await asyncio.sleep(0.5)
+        head, body = await conn.response(b"POST")
+        assert status(head) == 200 and body == b"upload"
+        conn.close()
+
+
 # -- requests refused
 
 

@@ -50,12 +50,19 @@ SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9+/=_.:-]{20,200}")
 UUID_CLEAR = ~(0xF000 << 64 | 0xC000 << 48)  # the version and variant bits
 UUID_V4 = 0x4000 << 64 | 0x8000 << 48
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+NOT_SENT = float("inf")  # Exchange.sent while the router does not wait for the app's answer
 
 UNAVAILABLE_PAGE = """<!doctype html>
 <html><head><title>{app} is not available</title></head>
 <body><h1>{app} is not available</h1>
 <p>The app <strong>{app}</strong> has no process ready to answer right now. If it was just deployed,
 it may still be starting; check <code>ps {app}</code> and <code>logs {app}</code>.</p></body></html>
+"""
+TIMED_OUT_PAGE = """<!doctype html>
+<html><head><title>{app} took too long to answer</title></head>
+<body><h1>{app} took too long to answer</h1>
+<p>The app <strong>{app}</strong> did not begin its answer within {seconds} seconds of receiving the request.
+Answer sooner (move long work to a worker process), or raise TERESA_ROUTER_RESPONSE_TIMEOUT.</p></body></html>
 """
 UNKNOWN_PAGE = """<!doctype html>
 <html><head><title>No such app</title></head>
@@ -234,7 +241,7 @@ class Exchange:
     __slots__ = ("client", "router", "head", "method", "target", "framing", "host", "app", "request_id",
                  "status", "keep_alive", "started", "attempts", "retry", "tunnel", "forward", "upstream",
                  "connecting", "request_end", "response_head", "response", "response_end", "dechunk",
-                 "tunneling", "done", "splice", "ended_sides")
+                 "tunneling", "done", "splice", "ended_sides", "sent")
 
     def __init__(self, client: Client, head: Head, method: bytes, target: bytes, framing: Framing) -> None:
         self.client = client
@@ -265,6 +272,7 @@ class Exchange:
         self.done = False
         self.splice: splice.Splice | None = None
         self.ended_sides = 0  # of a tunnel, the sides that have sent their end
+        self.sent = NOT_SENT  # when the app had the whole request and the router began waiting for its answer
 
     # -- the way to a replica
 
@@ -318,6 +326,8 @@ class Exchange:
         self.upstream = upstream
         upstream.receiver = self
         upstream.write(self.forward)
+        if self.request_end is None:
+            self.sent = time.monotonic()
         if self.client.full:
             self.client_full(True)
         if self.request_end is not None:
@@ -343,6 +353,8 @@ class Exchange:
         except BadMessage:
             return self.abort()
         self.upstream.write(data if used == len(data) else data[:used])
+        if end.done:
+            self.sent = time.monotonic()
         if used < len(data):
             self.client.hold(data[used:])
 
@@ -401,6 +413,7 @@ class Exchange:
             self.client.transport.write(raw)
             return rest or None
         self.status, self.response = status, response
+        self.sent = NOT_SENT  # answered: a slow body is the app's to pace
         self.response_end = body_end(framing)
         if self.tunnel:
             self.upgraded(raw, rest)
@@ -507,6 +520,14 @@ class Exchange:
         self.client.read(not full)
 
     # -- endings
+
+    def timed_out(self) -> None:
+        """The app has had the whole request for the router's response timeout and not begun to answer
+        (Heroku's H12): the client gets a 503 and the app's connection is closed; it may still act on it."""
+        logger.info("router request timed out", app=self.app, port=self.upstream and self.upstream.port,
+                    seconds=self.router.response_timeout, request_id=self.request_id)
+        self.answer(503, TIMED_OUT_PAGE.format(app=html.escape(self.app or self.host),
+                                               seconds=f"{self.router.response_timeout:g}"))
 
     def unanswered(self, exc: Exception) -> None:
         """The app closed or broke the connection before any of its answer reached the client."""

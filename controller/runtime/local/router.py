@@ -50,12 +50,13 @@ def _no_access_log(app: str, line: str) -> None:
 class Router:
     def __init__(self, domain: str, backends: Backends, *, trusted_proxies: Sequence[Network] = (),
                  access_log: AccessLog = _no_access_log, header_timeout: float = 15.0,
-                 max_connections_per_address: int = 256) -> None:
+                 response_timeout: float = 30.0, max_connections_per_address: int = 256) -> None:
         self.domain = domain.lower().strip(".")
         self.backends = backends
         self.trusted_proxies = tuple(trusted_proxies)
         self.access_log = access_log
         self.connections = Connections(header_timeout, max_connections_per_address)
+        self.response_timeout = response_timeout
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.pool = Pool(HOST)
@@ -118,7 +119,8 @@ class Router:
         self.pool.close()
 
     async def _sweep(self) -> None:
-        """Close the connections whose next request's head is late, and idle app connections of old."""
+        """Close the connections whose next request's head is late, answer the requests an app is too slow
+        to answer, and close idle app connections of old."""
         loop = asyncio.get_running_loop()
         pool_swept = loop.time()
         while True:
@@ -127,6 +129,9 @@ class Router:
             late = now - self.connections.header_timeout
             for client in [c for c in self.clients if c.exchange is None and not c.refused and c.waiting_since < late]:
                 client.headers_too_slow()
+            overdue = time.monotonic() - self.response_timeout
+            for exchange in [c.exchange for c in self.clients if c.exchange is not None and c.exchange.sent < overdue]:
+                exchange.timed_out()
             if now - pool_swept > IDLE_SECONDS:
                 self.pool.sweep()
                 pool_swept = now

@@ -74,6 +74,7 @@ class LocalRuntime:
         self.timings = timings
         self.router = Router(settings.domain, self._serving_ports, trusted_proxies=settings.trusted_proxies,
                              access_log=self._access_line, header_timeout=settings.router_header_timeout,
+                             response_timeout=settings.router_response_timeout,
                              max_connections_per_address=settings.router_max_connections_per_address)
         self.slugs = SlugCache(self.tenancy, self.slugrunner, self.storage)
         self._serve_router = serve_router
