@@ -60,19 +60,16 @@ def _bindable(sock: socket.socket, host: str, port: int) -> bool:
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     """`count` distinct ports free on `host` right now ("" checks every address)."""
     sockets: list[socket.socket] = []
+    tries = TRIES * count
     try:
-        for _ in range(TRIES * count):
-            if len(sockets) == count:
-                break
+        while len(sockets) < count:
+            tries -= 1
             sock = socket.socket()
-            if _bindable(sock, host, next(_walk())):
+            # nearly everything taken: the kernel chooses (0)
+            if _bindable(sock, host, next(_walk()) if tries >= 0 else 0):
                 sockets.append(sock)
             else:
                 sock.close()
-        while len(sockets) < count:  # nearly everything taken: let the kernel choose
-            sock = socket.socket()
-            sock.bind((host, 0))
-            sockets.append(sock)
         return [sock.getsockname()[1] for sock in sockets]
     finally:
         for sock in sockets:

@@ -620,12 +620,16 @@ def never_answers_first(replica: Replica) -> Handler:
     return handler
 
 
+@pytest.mark.parametrize("stuck", [
+    request(path=b"/stuck"),
+    request(b"POST", b"/stuck", headers=b"Content-Length: 0\r\n"),  # a body, empty: sent with the head
+])
 @async_test
-async def test_a_request_the_app_never_answers_gets_a_503_naming_the_setting_and_the_app_is_let_go():
+async def test_a_request_the_app_never_answers_gets_a_503_naming_the_setting_and_the_app_is_let_go(stuck):
     async with routed(never_answers_first) as r:
         r.router.response_timeout = 0.5
         conn = await r.connect()
-        await conn.send(request(path=b"/stuck"))
+        await conn.send(stuck)
         head, body = await conn.response()
         assert status(head) == 503
         assert b"edge took too long to answer" in body and b"TERESA_ROUTER_RESPONSE_TIMEOUT" in body

@@ -274,6 +274,10 @@ class Exchange:
         self.ended_sides = 0  # of a tunnel, the sides that have sent their end
         self.sent = NOT_SENT  # when the app had the whole request and the router began waiting for its answer
 
+    @property
+    def body_sent(self) -> bool:
+        return self.request_end is None or self.request_end.done
+
     # -- the way to a replica
 
     def begin(self) -> None:
@@ -326,7 +330,7 @@ class Exchange:
         self.upstream = upstream
         upstream.receiver = self
         upstream.write(self.forward)
-        if self.request_end is None:
+        if self.body_sent:  # none, or an empty one (Content-Length: 0)
             self.sent = time.monotonic()
         if self.client.full:
             self.client_full(True)
@@ -542,7 +546,7 @@ class Exchange:
 
     def answer(self, status: int, body: str) -> None:
         """A page of the router's own; the connection is kept only if no request body is left unread."""
-        self.keep_alive = self.keep_alive and self.framing is NO_BODY
+        self.keep_alive = self.keep_alive and self.body_sent
         self.status = status
         self.client.transport.write(page(status, body, close=not self.keep_alive))
         self.finish(reusable=False)
@@ -560,7 +564,7 @@ class Exchange:
         if self.splice is not None:
             self.splice.close()
             self.splice = None
-        body_sent = self.request_end is None or self.request_end.done
+        body_sent = self.body_sent
         if self.upstream is not None:
             upstream, self.upstream = self.upstream, None
             self.router.pool.release(upstream) if reusable and body_sent and not self.tunnel else upstream.close()

@@ -126,12 +126,13 @@ class Router:
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             now = loop.time()
-            late = now - self.connections.header_timeout
-            for client in [c for c in self.clients if c.exchange is None and not c.refused and c.waiting_since < late]:
-                client.headers_too_slow()
-            overdue = time.monotonic() - self.response_timeout
-            for exchange in [c.exchange for c in self.clients if c.exchange is not None and c.exchange.sent < overdue]:
-                exchange.timed_out()
+            late, overdue = now - self.connections.header_timeout, time.monotonic() - self.response_timeout
+            for client in list(self.clients):
+                if client.exchange is None:
+                    if not client.refused and client.waiting_since < late:
+                        client.headers_too_slow()
+                elif client.exchange.sent < overdue:
+                    client.exchange.timed_out()
             if now - pool_swept > IDLE_SECONDS:
                 self.pool.sweep()
                 pool_swept = now
