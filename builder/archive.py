@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import tarfile
 import zlib
@@ -45,6 +46,8 @@ def _safe_filter(what: str, any_link_target: bool) -> Callable[[tarfile.TarInfo,
                 raise _refuse(what, member, f"a symlink to {member.linkname!r} outside the directory")
         if member.islnk() and (os.path.isabs(member.linkname) or ".." in PurePosixPath(member.linkname).parts):
             raise _refuse(what, member, f"a hard link to {member.linkname!r} outside the directory")
+        if not HAS_FILTERS:
+            return _data_filter(what, member, dest)
         try:
             return tarfile.data_filter(member, dest)
         except tarfile.FilterError as exc:
@@ -53,16 +56,62 @@ def _safe_filter(what: str, any_link_target: bool) -> Callable[[tarfile.TarInfo,
     return check
 
 
+# Python 3.11.4 brought tarfile's extraction filters; Debian 12's python3 is 3.11.2.
+HAS_FILTERS = hasattr(tarfile, "data_filter")
+
+
+def _data_filter(what: str, member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """What tarfile's `data` filter does once the checks above have passed (for Pythons without it):
+    nothing reached through an extracted symlink lands outside, no ownership from the archive, no
+    setuid, setgid, sticky or group/other write bits, files readable and writable by their owner,
+    executable only if the owner may execute them, directories made with the default mode."""
+    root = os.path.realpath(dest)
+    if not _inside(root, os.path.realpath(os.path.join(root, member.name))):
+        raise _refuse(what, member, "it would be written outside the directory")
+    if member.islnk() or (member.issym() and not os.path.isabs(member.linkname)):
+        base = root if member.islnk() else os.path.join(root, os.path.dirname(member.name))
+        if not _inside(root, os.path.realpath(os.path.join(base, member.linkname))):
+            raise _refuse(what, member, f"a link to {member.linkname!r} outside the directory")
+    safe = copy.copy(member)
+    safe.mode = member.mode & 0o755
+    if member.isreg() or member.islnk():
+        safe.mode = (safe.mode if safe.mode & 0o100 else safe.mode & ~0o111) | 0o600
+    elif member.isdir():
+        safe.mode = 0o777 & ~_umask()
+    safe.uid, safe.gid, safe.uname, safe.gname = os.geteuid(), os.getegid(), "", ""
+    return safe
+
+
+def _umask() -> int:
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration, ValueError):
+        return 0o022
+
+
 def extract(archive: Path, dest: Path, what: str = "archive", any_link_target: bool = False) -> None:
     """Unpack a .tar.gz into `dest`; nothing is written outside it."""
     dest.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(dest, filter=_safe_filter(what, any_link_target))
+            if HAS_FILTERS:
+                tar.extractall(dest, filter=_safe_filter(what, any_link_target))
+            else:
+                _extract_checked(tar, dest, _safe_filter(what, any_link_target))
     except ArchiveError:
         raise
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise ArchiveError(f"The {what} is corrupt or not a gzip tar archive ({_reason(exc)}); upload it again.") from None
+
+
+def _extract_checked(tar: tarfile.TarFile, dest: Path,
+                     check: Callable[[tarfile.TarInfo, str], tarfile.TarInfo | None]) -> None:
+    """extractall(filter=check) for Pythons without filters: each member checked just before it is written,
+    against what the members before it made."""
+    for member in tar:
+        if (checked := check(member, str(dest))) is not None:
+            tar.extract(checked, dest)
 
 
 def _reason(exc: BaseException) -> str:

@@ -26,6 +26,21 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+MISSING_TOOL = "is not installed"  # every skip for a missing tool or service says this
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Under TERESA_TEST_REQUIRE_SERVICES=1 a test skipped because a tool is missing fails instead:
+    CI installs every tool, so such a skip means .ci/run lost one."""
+    outcome = yield
+    report = outcome.get_result()
+    if require_services() and report.skipped and isinstance(report.longrepr, tuple) \
+            and MISSING_TOOL in str(report.longrepr[2]):
+        report.outcome = "failed"
+        report.longrepr = f"{report.longrepr[2]} (TERESA_TEST_REQUIRE_SERVICES=1: .ci/run must install it)"
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`make test` runs `-n` workers, `--dist loadgroup`) each module runs on one worker, in

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from builder import archive
 from core.config import StorageSettings
 from tests.builder.conftest import TEST_BUILDPACKS, Build, Builder, tarball
 
@@ -61,9 +62,7 @@ def everything_under(path: Path) -> list[Path]:
     return sorted(path.rglob("*"))
 
 
-@pytest.mark.parametrize(
-    ("members", "problem"),
-    [
+UNSAFE = [
         pytest.param(lambda out: [(_file(str(out / "abs.txt")), b"pwned\n")], "absolute path", id="absolute-path"),
         pytest.param(lambda out: [(_file("../../escaped.txt"), b"pwned\n")], "a `..` path", id="dot-dot-path"),
         pytest.param(
@@ -80,8 +79,10 @@ def everything_under(path: Path) -> list[Path]:
         ),
         pytest.param(lambda out: [(_link("hard", "/etc/passwd", tarfile.LNKTYPE), b"")], "hard link", id="hard-link"),
         pytest.param(lambda out: [(_link("dev", "", tarfile.CHRTYPE), b"")], "device", id="device-file"),
-    ],
-)  # fmt: skip
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("members", "problem"), UNSAFE)
 def test_unsafe_tarball_is_refused_and_nothing_escapes(builder, scratch, tmp_path, members, problem) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -183,3 +184,34 @@ def test_secret_config_values_are_masked_in_output(builder: Builder) -> None:
     assert "s3cr3t-value" not in build.output and "hunter22" not in build.output
     assert "API_TOKEN=****" in build.output
     assert "DATABASE_URL=postgres://u:****@db/app" in build.output
+
+
+@pytest.mark.parametrize("members", [p.values[0] for p in UNSAFE], ids=[p.id for p in UNSAFE])
+def test_pythons_without_extraction_filters_refuse_the_same_tarballs(monkeypatch, tmp_path, members) -> None:
+    """Python 3.11.0–3.11.3 (Debian 12's python3 is 3.11.2) have no tarfile filters: the same checks hold."""
+    monkeypatch.setattr(archive, "HAS_FILTERS", False)
+    outside, dest, source = tmp_path / "outside", tmp_path / "dest", tmp_path / "source.tgz"
+    outside.mkdir()
+    source.write_bytes(evil_tarball(*members(outside)))
+    with pytest.raises(archive.ArchiveError, match="has an unsafe entry"):
+        archive.extract(source, dest, what="source tarball")
+    assert everything_under(outside) == []
+
+
+def test_pythons_without_extraction_filters_unpack_modes_as_the_data_filter_does(monkeypatch, tmp_path) -> None:
+    files = {"bin/run": 0o777, "setuid": 0o4755, "d/shared": 0o666}
+    members = []
+    for name, mode in files.items():
+        info = _file(name, b"x")
+        info.mode = mode
+        members.append((info, b"x"))
+    source = tmp_path / "slug.tgz"
+    source.write_bytes(evil_tarball(*members, (_link("ln", "bin/run"), b"")))
+    made = {}
+    for compat in (False, True):
+        monkeypatch.setattr(archive, "HAS_FILTERS", not compat and hasattr(tarfile, "data_filter"))
+        dest = tmp_path / f"dest-{compat}"
+        archive.extract(source, dest, what="slug", any_link_target=True)
+        made[compat] = {p.relative_to(dest).as_posix(): oct(p.lstat().st_mode) for p in everything_under(dest)}
+    assert made[True] == made[False]
+    assert made[True]["setuid"] == oct(0o100755) and made[True]["d/shared"] == oct(0o100644)

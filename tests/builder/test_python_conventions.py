@@ -137,7 +137,7 @@ def test_the_stack_interpreters_are_the_configured_list(fresh: Builder, tmp_path
     """TERESA_STACK_PYTHONS lists interpreters; TERESA_STACK_PYTHON_DIRS replaces the install directories searched."""
     python312 = next(Path("/root/.pyenv/versions").glob("3.12.*/bin/python3"), None) or Path("/usr/local/bin/python3.12")
     if not python312.exists():
-        pytest.skip("no CPython 3.12 on this machine")
+        pytest.skip("CPython 3.12 is not installed on this machine")
     env = {"TERESA_STACK_PYTHONS": f"3.12={python312}", "TERESA_STACK_PYTHON_DIRS": str(tmp_path / "none/*/python3")}
     build = fresh.build({"requirements.txt": "", "Procfile": "web: python -V\n"}, **env)
     assert_succeeded(build)

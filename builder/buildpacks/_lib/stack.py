@@ -15,10 +15,20 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 SHIM_DIRS = re.compile(r"/(shims|\.asdf/shims|\.nodenv/shims|\.pyenv/shims)/")
 VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+# Where each kind of runtime is found when its `TERESA_STACK_*_DIRS` setting is not set (glob patterns).
+INSTALL_DIRS = {
+    "python": ("/opt/python/*/bin/python3", "/usr/local/bin/python3.[0-9]*", "/usr/bin/python3.[0-9]*",
+               "~/.pyenv/versions/*/bin/python3", "/root/.pyenv/versions/*/bin/python3"),
+    "node": ("/usr/local/bin/node", "/usr/bin/node", "/opt/node/*/bin/node", "/usr/local/lib/nodejs/*/bin/node",
+             "~/.nvm/versions/node/*/bin/node"),
+}
+# The settings that list a kind's runtimes, and those that replace its install directories.
+SETTINGS = {"python": ("TERESA_STACK_PYTHONS", "TERESA_STACK_PYTHON_DIRS"),
+            "node": ("TERESA_STACK_NODES", "TERESA_STACK_NODE_DIRS")}
 
 
 @dataclass(frozen=True, order=True)
@@ -34,6 +44,27 @@ class Runtime:
 def setting_paths(value: str) -> list[str]:
     """Paths from a setting like `3.11=/usr/bin/python3.11, /opt/python/3.12/bin/python3`."""
     return [entry.split("=", 1)[-1] for entry in re.split(r"[,\s]+", value.strip()) if entry]
+
+
+def candidates(kind: str, env: Mapping[str, str]) -> list[str]:
+    """The executables a kind's setting lists and its install directories hold (not yet probed)."""
+    listed, dirs = SETTINGS[kind]
+    patterns = setting_paths(env[dirs]) if dirs in env else INSTALL_DIRS[kind]
+    found = setting_paths(env.get(listed, ""))
+    for pattern in patterns:
+        found.extend(sorted(glob.glob(os.path.expanduser(pattern))))
+    return found
+
+
+def install_roots(env: Mapping[str, str]) -> set[str]:
+    """The directories the stack's runtimes are installed in (`/root/.pyenv/versions/3.12.1` for its
+    `bin/python3`): what a build or an app must be able to read to run them."""
+    roots = set()
+    for kind in SETTINGS:
+        for path in candidates(kind, env):
+            if not SHIM_DIRS.search(path) and os.path.isfile(real := os.path.realpath(path)):
+                roots.add(os.path.dirname(os.path.dirname(real)))
+    return roots
 
 
 def discover(setting: str, patterns: Iterable[str], version_argv: Sequence[str], name: str = r".*",

@@ -13,6 +13,8 @@ from controller.runtime.kubernetes.logstream import tail
 from controller.runtime.kubernetes.objects import LiveObject
 
 TAIL_LINES = 5
+LOG_WAIT = 15.0   # seconds a crashed container's log is awaited
+LOG_RETRY = 0.5
 POD_TEMPLATE_HASH = "pod-template-hash"
 REVISION = "deployment.kubernetes.io/revision"
 
@@ -211,11 +213,29 @@ async def diagnose(kube: KubeClient, namespace: str, deployment_name: str) -> st
             elif not init and state == "running" and not status.get("ready"):
                 probe = _readiness_check(pod, status["name"])
                 reasons.append(f"its readiness check{probe} never passed")
-    lines = await tail(kube, namespace, pod["metadata"]["name"], container, TAIL_LINES, previous=previous)
-    if not lines and previous:
-        lines = await tail(kube, namespace, pod["metadata"]["name"], container, TAIL_LINES)
-    said = f"pod {pod['metadata']['name']}: {'; '.join(reasons) or 'not ready'}"
-    return said + (f"; last output: {' / '.join(lines)}" if lines else "")
+    name = pod["metadata"]["name"]
+    lines = await last_lines(kube, namespace, name, container, previous, wait=LOG_WAIT if crashed else 0.0)
+    said = f"pod {name}: {'; '.join(reasons) or 'not ready'}"
+    if lines:
+        return f"{said}; last output: {' / '.join(lines)}"
+    return said + ("; its log could not be read (it printed nothing, or the log was already gone)" if crashed else "")
+
+
+async def last_lines(kube: KubeClient, namespace: str, pod: str, container: str, previous: bool,
+                     wait: float) -> list[str]:
+    """The crashed container's last lines, read until they are there or `wait` seconds have passed.
+
+    Right after a crash the kubelet may already be restarting the container (the status read a moment
+    ago says terminated, the current log is the new container's, still empty) or may not yet serve the
+    old one: both logs are tried, again and again, as the restart goes on."""
+    deadline = time.monotonic() + wait
+    while True:
+        for which in (previous, not previous):
+            if lines := await tail(kube, namespace, pod, container, TAIL_LINES, previous=which):
+                return lines
+        if time.monotonic() >= deadline:
+            return []
+        await asyncio.sleep(LOG_RETRY)
 
 
 def _readiness_check(pod: LiveObject, container: str) -> str:

@@ -42,6 +42,7 @@ async def run_oneoff(argv: Sequence[str], env: Mapping[str, str], cwd: Path, std
     (128+N for signal N)."""
     terminal = stdin.terminal
     as_user = user.spawn_options() if user else {}
+    argv = user.command(argv) if user else list(argv)
     if terminal is None:
         proc = await asyncio.create_subprocess_exec(
             *argv, env=dict(env), cwd=cwd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,

@@ -33,7 +33,7 @@ async def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: Path | None = 
 
     With `user`, the process runs as that app's uid and gid; `pass_fds` stay open in it."""
     return await asyncio.create_subprocess_exec(
-        *argv,
+        *(user.command(argv) if user else argv),
         env=dict(env),
         cwd=cwd,
         stdin=asyncio.subprocess.DEVNULL,

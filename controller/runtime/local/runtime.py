@@ -66,8 +66,9 @@ class LocalRuntime:
                  serve_router: bool = True) -> None:
         self.settings = settings
         self.apps_dir = settings.data_dir / "apps"   # the server's own state per app: current.json, logs, uid
+        private = [settings.data_dir, *([settings.storage.root] if settings.storage.type == "local" else [])]
         self.tenancy = Tenancy(self.apps_dir, local_apps_dir(settings), settings.app_uid_base,
-                               isolate=settings.app_isolation)
+                               isolate=settings.app_isolation, private=private, env=settings.env)
         self.storage = storage_for(settings.storage)
         self.slugrunner = list(slugrunner or [installed_tool("teresa-slugrunner")])
         self.slugbuilder = list(slugbuilder or [installed_tool("teresa-slugbuilder")])

@@ -7,7 +7,10 @@ entry is made: a uid needs none to own files and processes, and a range keeps
 app names of any length (useradd stops at 32 characters). Such a uid cannot
 read the data directory (root's, 0700), another app's files (each app's
 directories are its own, 0700), or another uid's /proc/PID/environ, and cannot
-signal or trace another uid's processes.
+signal or trace another uid's processes. Each of them also runs in a sandbox
+of its own (sandbox.py): a mount namespace showing Teresa's programs and the
+stack's runtimes read-only wherever they are installed (under /root, say), the
+platform's state not at all, and of the apps directory only the app's own.
 
 When Teresa does not run as root, everything runs as Teresa's own user: the
 local runtime is then single-tenant, and says so at start.
@@ -24,14 +27,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from controller.runtime.base import RuntimeFailure
+from controller.runtime.local import sandbox
+from controller.runtime.local.sandbox import Mount, SandboxPlan
 from core.private import private_dir
 
 UID_FILE = "uid"
@@ -43,9 +48,16 @@ PASSABLE = 0o711
 class AppUser:
     uid: int
     gid: int
+    mounts: tuple[Mount, ...] = ()  # the app's sandbox (sandbox.py); none: the uid alone
+
+    def command(self, argv: Sequence[str]) -> list[str]:
+        """`argv` as this user runs it: through the sandbox's entry, which drops to the uid itself."""
+        return sandbox.command(self.mounts, self.uid, self.gid, argv) if self.mounts else list(argv)
 
     def spawn_options(self) -> dict[str, Any]:
-        """subprocess options that drop to this user (no supplementary groups, a private umask)."""
+        """subprocess options for `command(argv)`: a private umask, and the uid when there is no sandbox."""
+        if self.mounts:
+            return {"umask": 0o077}
         return {"user": self.uid, "group": self.gid, "extra_groups": [], "umask": 0o077}
 
 
@@ -61,11 +73,15 @@ SINGLE_TENANT = ("the local runtime is single-tenant: Teresa is not running as r
 
 
 class Tenancy:
-    def __init__(self, state_dir: Path, work_root: Path, uid_base: int, *, isolate: bool | None = None) -> None:
+    def __init__(self, state_dir: Path, work_root: Path, uid_base: int, *, isolate: bool | None = None,
+                 private: Sequence[Path] = (), env: Mapping[str, str] | None = None) -> None:
         self.state_dir = state_dir        # root-only: data_dir/apps
         self.work_root = work_root
         self.uid_base = uid_base
         self.isolate = multi_tenant(isolate)
+        self.private = (state_dir, *private)  # absent from every sandbox
+        self.env = dict(os.environ if env is None else env)
+        self._plan: SandboxPlan | None = None
         self._lock = threading.Lock()
 
     # -- users
@@ -85,18 +101,33 @@ class Tenancy:
                 partial = path.with_suffix(".partial")
                 partial.write_text(f"{uid}\n")
                 partial.replace(path)
-            return AppUser(uid, uid)
+            return AppUser(uid, uid, self.plan().for_app(app))
+
+    def plan(self) -> SandboxPlan:
+        """The sandbox's shared mounts, worked out once (it globs the stack's install directories)."""
+        if self._plan is None:
+            self._plan = SandboxPlan.make(self.work_root.absolute(), self.private, self.env)
+        return self._plan
 
     # -- directories
 
     def check(self) -> None:
-        """Refuse a work root that app users cannot reach (as root); blocking."""
+        """As root, prove an app's uid can run Teresa's programs in a sandbox; refuse to start otherwise. Blocking."""
         if not self.isolate:
             return
-        for parent in self.work_root.parents:
-            if parent.exists() and not os.stat(parent).st_mode & stat.S_IXOTH:
-                raise RuntimeFailure(f"TERESA_APPS_DIR={self.work_root} is inside {parent}, which app users cannot "
-                                     f"enter; set TERESA_APPS_DIR to a directory like /var/lib/teresa-apps.")
+        self._passable(self.work_root)
+        probe = sandbox.command(self.plan().shared, self.uid_base, self.uid_base,
+                                [sys.executable, "-c", "import builder.slugbuilder, builder.slugrunner"])
+        try:
+            result = subprocess.run(probe, cwd="/", stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+            failed = result.returncode != 0
+            detail = (result.stderr.decode(errors="replace").strip().splitlines() or [""])[-1][:300]
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            failed, detail = True, str(exc)
+        if failed:
+            raise RuntimeFailure(f"Per-app isolation cannot work here ({detail.rstrip('.')}); run Teresa as root "
+                                 "where mount namespaces are allowed, or set TERESA_APP_ISOLATION=off to run "
+                                 "every app as Teresa's own user (single-tenant).")
 
     def _passable(self, path: Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)
@@ -131,7 +162,8 @@ class Tenancy:
         if user is None:
             shutil.copytree(source, target, symlinks=True)
             return
-        result = subprocess.run(["cp", "-a", "--", str(source), str(target)], cwd="/", stdin=subprocess.DEVNULL,
+        result = subprocess.run(user.command(["cp", "-a", "--", str(source), str(target)]), cwd="/",
+                                stdin=subprocess.DEVNULL,
                                 capture_output=True, timeout=600, **user.spawn_options())
         if result.returncode != 0:
             lines = result.stderr.decode(errors="replace").strip().splitlines()

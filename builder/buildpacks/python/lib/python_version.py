@@ -22,15 +22,8 @@ from typing import Callable
 import buildpack_kit as kit
 import stack
 
-SETTING = "TERESA_STACK_PYTHONS"
-DIRS_SETTING = "TERESA_STACK_PYTHON_DIRS"  # replaces INSTALL_DIRS when set
-INSTALL_DIRS = (
-    "/opt/python/*/bin/python3",
-    "/usr/local/bin/python3.[0-9]*",
-    "/usr/bin/python3.[0-9]*",
-    "~/.pyenv/versions/*/bin/python3",
-    "/root/.pyenv/versions/*/bin/python3",
-)
+SETTING, DIRS_SETTING = stack.SETTINGS["python"]  # the list, and what replaces stack.INSTALL_DIRS
+INSTALL_DIRS = stack.INSTALL_DIRS["python"]
 NUMBERS = r"(\d+)\.(\d+)(?:\.(\d+))?"
 CLAUSE = re.compile(r"(~=|===|==|!=|<=|>=|<|>)\s*(\d+(?:\.\d+)*)(\.\*)?")
 Version = tuple[int, int, int]
