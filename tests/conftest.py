@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from tests.fixtures.tenancy import reachable_by_apps
 
 pytest_plugins = [
     "tests.fixtures.databases",
@@ -24,6 +29,18 @@ def skip_or_fail(reason: str) -> None:
     if require_services():
         pytest.fail(f"{reason} (TERESA_TEST_REQUIRE_SERVICES=1)")
     pytest.skip(reason)
+
+
+@pytest.fixture
+def tmp_path(tmp_path: Path) -> Iterator[Path]:
+    """As root, a temporary directory the apps' own users can reach (see reachable_by_apps), removed after
+    the test; otherwise pytest's own."""
+    if os.geteuid() != 0:
+        yield tmp_path
+        return
+    path = reachable_by_apps()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 MISSING_TOOL = "is not installed"  # every skip for a missing tool or service says this
