@@ -1,0 +1,53 @@
+"""Where a notification may go, found in review: IPv6 prefixes that lead to private IPv4 addresses, and
+refusals that named what a host resolved to."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.notifications.targets import PrivateAddress, check_address, validate
+from core.commands import CommandError
+
+REFUSED = [
+    ("::ffff:127.0.0.1", "IPv4-mapped loopback"), ("::ffff:169.254.169.254", "IPv4-mapped metadata"),
+    ("::ffff:10.0.0.1", "IPv4-mapped private"),
+    ("::127.0.0.1", "IPv4-compatible loopback"), ("::10.0.0.1", "IPv4-compatible private"),
+    ("::8.8.8.8", "IPv4-compatible, even of a public address"),
+    ("::ffff:0:127.0.0.1", "IPv4-translated loopback (SIIT)"),
+    ("64:ff9b::127.0.0.1", "NAT64 well-known prefix, loopback"), ("64:ff9b::10.0.0.1", "NAT64 private"),
+    ("64:ff9b::169.254.169.254", "NAT64 metadata"), ("64:ff9b::8.8.8.8", "NAT64, even of a public address"),
+    ("64:ff9b:1::a00:1", "NAT64 local-use prefix"), ("64:ff9b:1:7f00:1::", "NAT64 local-use, /48 embedding"),
+    ("2002:7f00:1::1", "6to4 of loopback"), ("2002:a9fe:a9fe::1", "6to4 of metadata"),
+    ("2002:808:808::1", "6to4, even of a public address"),
+    ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"), ("2001::7f00:1", "Teredo, loopback client"),
+    ("fec0::1", "site-local"), ("fc00::1", "unique local"), ("fe80::1", "link-local"), ("::1", "loopback"),
+    ("::", "unspecified"), ("ff02::1", "multicast"), ("2001:db8::1", "documentation"),
+    ("localhost", "a name of loopback"), ("127.0.0.1", "IPv4 loopback"), ("10.1.2.3", "IPv4 private"), ("169.254.169.254", "IPv4 metadata"), ("100.64.0.1", "IPv4 shared"),
+    ("224.0.0.1", "IPv4 multicast"), ("0.0.0.0", "IPv4 unspecified"),
+]
+PUBLIC = ["8.8.8.8", "::ffff:8.8.8.8", "2606:4700:4700::1111", "2a00:1450:4001:80b::200e"]
+
+
+def literal(address: str) -> str:
+    return f"http://[{address}]/hook" if ":" in address else f"http://{address}/hook"
+
+
+@pytest.mark.parametrize("address", [a for a, _ in REFUSED], ids=[why for _, why in REFUSED])
+def test_addresses_that_are_not_public_are_refused_unless_the_operator_allows(address: str) -> None:
+    with pytest.raises(CommandError, match="is not a public address; Teresa delivers notifications to public "
+                                           "addresses only"):
+        validate(literal(address), allow_private=False, smtp_configured=False)
+    assert validate(literal(address), allow_private=True, smtp_configured=False) == literal(address)
+
+
+@pytest.mark.parametrize("address", PUBLIC)
+def test_public_addresses_are_accepted(address: str) -> None:
+    check_address(address, address, allow_private=False)
+
+
+@pytest.mark.parametrize("address", ["10.1.2.3", "64:ff9b::a00:1", "fd12:3456::1"])
+def test_a_refusal_does_not_say_what_a_name_resolved_to(address: str) -> None:
+    with pytest.raises(PrivateAddress) as refused:
+        check_address("db.internal.example", address, allow_private=False)
+    assert str(refused.value).startswith("db.internal.example is not a public address;")
+    assert address not in str(refused.value) and "a00" not in str(refused.value)
