@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from controller.notifications.queue import Claimed
-from controller.notifications.targets import EMAIL_PREFIX, SMTPServer, check_url_host, is_email
+from controller.notifications.targets import SMTPServer, check_url_host, email_address, is_email
 
 SIGNATURE_HEADER = "X-Teresa-Signature"
 USER_AGENT = "Teresa-Notifications/1"
@@ -45,8 +45,6 @@ class Outcome:
 async def send(delivery: Claimed, *, http: aiohttp.ClientSession, smtp: SMTPServer | None, timeout: float,
                allow_private: bool) -> Outcome:
     if is_email(delivery.url):
-        if smtp is None:
-            return Outcome(False, "e-mail is not set up (TERESA_SMTP_URL)", retry=False)
         return await _mail(delivery, smtp, timeout)
     return await _post(delivery, http, timeout, allow_private)
 
@@ -76,23 +74,28 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else ""
 
 
-async def _mail(delivery: Claimed, smtp: SMTPServer, timeout: float) -> Outcome:
+async def _mail(delivery: Claimed, smtp: SMTPServer | None, timeout: float) -> Outcome:
+    if smtp is None:
+        return Outcome(False, "e-mail is not set up (TERESA_SMTP_URL)", retry=False)
+    to = email_address(delivery.url)
+    if to is None:  # stored before targets were checked this strictly
+        return Outcome(False, "not one e-mail address with a full domain; add one target per address", retry=False)
     event = json.loads(delivery.payload)
     message = email.message.EmailMessage()
     message["From"] = smtp.sender
-    message["To"] = delivery.url.removeprefix(EMAIL_PREFIX)
+    message["To"] = to
     release = f" {event['release']}" if event.get("release") else ""
     message["Subject"] = f"[teresa] {event['app']}{release}: {event['event']}"
     message.set_content("".join(f"{key}: {event.get(key)}\n" for key in ("app", "event", "release", "who", "when",
                                                                           "reason")))
     try:
-        await asyncio.to_thread(_smtp_send, smtp, message, timeout)
+        await asyncio.to_thread(_smtp_send, smtp, message, to, timeout)
     except (smtplib.SMTPException, OSError) as exc:
         return Outcome(False, f"SMTP: {_first_line(exc) or type(exc).__name__}")
     return Outcome(True, "sent by e-mail")
 
 
-def _smtp_send(smtp: SMTPServer, message: email.message.EmailMessage, timeout: float) -> None:
+def _smtp_send(smtp: SMTPServer, message: email.message.EmailMessage, to: str, timeout: float) -> None:
     client: smtplib.SMTP
     if smtp.security == "ssl":
         client = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=timeout, context=ssl.create_default_context())
@@ -103,4 +106,4 @@ def _smtp_send(smtp: SMTPServer, message: email.message.EmailMessage, timeout: f
             client.starttls(context=ssl.create_default_context())
         if smtp.username:
             client.login(smtp.username, smtp.password)
-        client.send_message(message)
+        client.send_message(message, to_addrs=[to])  # the envelope: that one address, whatever the headers say

@@ -25,7 +25,11 @@ from aiohttp.resolver import DefaultResolver
 from core.commands import CommandError, shown
 
 EMAIL_PREFIX = "email:"
-EMAIL = re.compile(r"^[^@\s]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# One addr-spec: a dot-atom local part (no commas, quotes, groups or display names) at a domain of two labels
+# or more, the last not a number.
+EMAIL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+(?=[A-Za-z0-9-]*[A-Za-z]){_LABEL}")
 MAX_URL = 2000
 # Prefixes whose addresses reach an IPv4 address through a translator or a relay Teresa cannot see (IPv4-
 # compatible and -translated, NAT64's well-known and local-use prefixes, 6to4, Teredo) and the deprecated
@@ -40,6 +44,13 @@ class PrivateAddress(OSError):
 
 def is_email(url: str) -> bool:
     return url.startswith(EMAIL_PREFIX)
+
+
+def email_address(url: str) -> str | None:
+    """The one address of an `email:` target, or None when it is not exactly one fully qualified address."""
+    address = url.removeprefix(EMAIL_PREFIX)
+    fits = len(address) <= 254 and len(address.rpartition("@")[0]) <= 64  # RFC 5321's limits
+    return address if is_email(url) and fits and EMAIL.fullmatch(address) else None
 
 
 def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -81,9 +92,9 @@ def validate(url: str, *, allow_private: bool, smtp_configured: bool) -> str:
     if len(url) > MAX_URL:
         raise CommandError(f"the URL is longer than {MAX_URL} characters; use a shorter one.")
     if is_email(url):
-        address = url.removeprefix(EMAIL_PREFIX)
-        if not EMAIL.match(address):
-            raise CommandError(f"'{shown(address)}' is not an e-mail address; write it like email:ops@example.com.")
+        if email_address(url) is None:
+            raise CommandError(f"'{shown(url.removeprefix(EMAIL_PREFIX))}' is not one e-mail address with a full "
+                               "domain; add one target per address, like email:ops@example.com.")
         if not smtp_configured:
             raise CommandError("this Teresa sends no e-mail (the operator has not set TERESA_SMTP_URL); "
                                "use an https:// URL.")

@@ -1,5 +1,5 @@
-"""Where a notification may go, found in review: IPv6 prefixes that lead to private IPv4 addresses, and
-refusals that named what a host resolved to."""
+"""Where a notification may go, found in review: IPv6 prefixes that lead to private IPv4 addresses, refusals
+that named what a host resolved to, and e-mail targets with several or local recipients."""
 
 from __future__ import annotations
 
@@ -51,3 +51,20 @@ def test_a_refusal_does_not_say_what_a_name_resolved_to(address: str) -> None:
         check_address("db.internal.example", address, allow_private=False)
     assert str(refused.value).startswith("db.internal.example is not a public address;")
     assert address not in str(refused.value) and "a00" not in str(refused.value)
+
+
+@pytest.mark.parametrize("address", [
+    "root,security,ops@victim.example", "undisclosed:;@victim.example", "undisclosed:;", "ops@localhost", "root",
+    "Ops <ops@victim.example>", '"ops"@victim.example', "ops@victim.example,root@victim.example",
+    "ops@victim.example;root", "ops@10.0.0.1", "ops@victim..example", "o ps@victim.example", ".ops@victim.example",
+    "ops@-victim.example", "x" * 65 + "@victim.example"])
+def test_an_email_target_is_one_fully_qualified_address(address: str) -> None:
+    with pytest.raises(CommandError, match="is not one e-mail address with a full domain; add one target per "
+                                           r"address, like email:ops@example\.com\.$"):
+        validate(f"email:{address}", allow_private=False, smtp_configured=True)
+
+
+@pytest.mark.parametrize("address", ["ops@victim.example", "ops+teresa@mail.victim.example",
+                                     "o.p.s@victim.xn--p1ai"])
+def test_one_address_with_a_full_domain_is_accepted(address: str) -> None:
+    assert validate(f"email:{address}", allow_private=False, smtp_configured=True) == f"email:{address}"
