@@ -18,9 +18,9 @@ from typing import Callable
 import aiohttp
 
 from controller.events import Event, EventBus
-from controller.notifications import queue
+from controller.notifications import queue, sender
 from controller.notifications.sender import Outcome, send
-from controller.notifications.targets import GuardedResolver, SMTPServer, parse_smtp_url
+from controller.notifications.targets import SMTPServer, parse_smtp_url
 from core import log as logging
 from core import metrics
 from core.config import ConfigError
@@ -62,8 +62,7 @@ class Notifier:
 
     async def run(self) -> None:
         """Until cancelled: queue noted events, send due deliveries, sleep until the next is due."""
-        connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.settings.allow_private), force_close=True)
-        async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar()) as http:
+        async with sender.session(self.settings.allow_private) as http:
             try:
                 while True:
                     self._wake.clear()

@@ -1,14 +1,43 @@
-"""Fixtures of the notification tests that need no server: an SMTP receiver on loopback."""
+"""Fixtures of the notification tests that need no server: HTTP and SMTP receivers on loopback that a test
+scripts request by request."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
+import pytest_asyncio
+from aiohttp import web
 
 from controller.notifications.targets import SMTPServer
 from core.ports import free_port
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Serve = Callable[[Handler], Awaitable[str]]
+
+
+@pytest_asyncio.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """`await serve(handler)`: an HTTP server on loopback, in the test's loop, answering every request with
+    `handler`; returns its base URL. A handler the test left waiting is cancelled at the end."""
+    runners: list[web.AppRunner] = []
+
+    async def start(handler: Handler) -> str:
+        async def route(request: web.Request) -> web.StreamResponse:
+            return await handler(request)
+
+        app = web.Application()
+        app.router.add_route("*", "/{path:.*}", route)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        runners.append(runner)
+        return f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
 
 
 @dataclass
