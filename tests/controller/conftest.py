@@ -1,9 +1,10 @@
-"""Fixtures of the notification tests that need no server: HTTP and SMTP receivers on loopback that a test
-scripts request by request."""
+"""Fixtures of the notification tests that need no server: services on a fresh database, HTTP and SMTP
+receivers on loopback that a test scripts request by request."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
@@ -11,10 +12,24 @@ import pytest_asyncio
 from aiohttp import web
 
 from controller.notifications.targets import SMTPServer
+from core.config import Settings
+from core.db import Database
 from core.ports import free_port
+from core.services import Services
+from core.storage import storage_for
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Serve = Callable[[Handler], Awaitable[str]]
+
+
+@pytest.fixture
+def services(database_url: str, tmp_path: Path) -> Iterator[Services]:
+    """Services on a fresh database (SQLite, MariaDB, PostgreSQL in turn) that deliver to loopback too."""
+    settings = Settings.from_env({"TERESA_DATA_DIR": str(tmp_path), "TERESA_NOTIFICATIONS_ALLOW_PRIVATE": "true"})
+    db = Database(database_url)
+    db.upgrade()
+    yield Services(settings=settings, db=db, storage=storage_for(settings.storage))
+    db.dispose()
 
 
 @pytest_asyncio.fixture
