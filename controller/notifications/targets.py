@@ -31,6 +31,7 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 # or more, the last not a number.
 EMAIL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+(?=[A-Za-z0-9-]*[A-Za-z]){_LABEL}")
 MAX_URL = 2000
+MASK = "***"
 # Prefixes whose addresses reach an IPv4 address through a translator or a relay Teresa cannot see (IPv4-
 # compatible and -translated, NAT64's well-known and local-use prefixes, 6to4, Teredo) and the deprecated
 # site-local range: refused whatever they embed. Python's `is_global` misses some of them, or not, by patch release.
@@ -116,6 +117,21 @@ def validate(url: str, *, allow_private: bool, smtp_configured: bool) -> str:
     except PrivateAddress as exc:
         raise CommandError(str(exc) + ".") from None
     return url
+
+
+def masked(url: str) -> str:
+    """A target as the audit log keeps it: where it goes, its user, path and query (tokens, often) as ***."""
+    if is_email(url):
+        return url.strip()
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return MASK
+    user, _, host = parts.netloc.rpartition("@")
+    if not parts.scheme or not host:
+        return MASK
+    rest = f"/{MASK}" if parts.path.strip("/") or parts.query or parts.fragment else ""
+    return f"{parts.scheme}://{MASK + '@' if user else ''}{host}{rest}"
 
 
 class GuardedResolver(AbstractResolver):

@@ -1,12 +1,20 @@
 """Where a notification may go, found in review: IPv6 prefixes that lead to private IPv4 addresses, refusals
-that named what a host resolved to, and e-mail targets with several or local recipients."""
+that named what a host resolved to, e-mail targets with several or local recipients, and URL tokens kept
+whole in the audit log."""
 
 from __future__ import annotations
 
-import pytest
+import json
 
-from controller.notifications.targets import PrivateAddress, check_address, validate
-from core.commands import CommandError
+import pytest
+from sqlalchemy import select
+
+from controller.notifications.targets import PrivateAddress, check_address, masked, validate
+from core.commands import Actor, CommandError, execute
+from core.models import AuditRecord, Team
+from core.services import Services
+from server.registry import load_commands
+from tests.fixtures.teresa import BytesInput, MemoryOutput
 
 REFUSED = [
     ("::ffff:127.0.0.1", "IPv4-mapped loopback"), ("::ffff:169.254.169.254", "IPv4-mapped metadata"),
@@ -68,3 +76,31 @@ def test_an_email_target_is_one_fully_qualified_address(address: str) -> None:
                                      "o.p.s@victim.xn--p1ai"])
 def test_one_address_with_a_full_domain_is_accepted(address: str) -> None:
     assert validate(f"email:{address}", allow_private=False, smtp_configured=True) == f"email:{address}"
+
+
+@pytest.mark.parametrize("url, kept", [
+    ("https://hooks.slack.com/services/T0001/B0001/s3cret", "https://hooks.slack.com/***"),
+    ("https://hooks.example.com/teresa?token=s3cret", "https://hooks.example.com/***"),
+    ("https://hooks.example.com?token=s3cret", "https://hooks.example.com/***"),
+    ("https://user:s3cret@hooks.example.com:8443/", "https://***@hooks.example.com:8443"),
+    ("https://hooks.example.com/#s3cret", "https://hooks.example.com/***"),
+    ("https://hooks.example.com", "https://hooks.example.com"),
+    ("email:ops@example.com", "email:ops@example.com"),
+    ("s3cret", "***"), ("http://[::1/s3cret", "***"),
+])
+def test_a_target_is_masked_for_the_audit_log(url: str, kept: str) -> None:
+    assert masked(url) == kept
+
+
+@pytest.mark.parametrize("url, status", [("http://127.0.0.1:9/services/T0001/B0001/s3cret?token=s3cret", 0),
+                                         ("http://user:s3cret@127.0.0.1:9/hook", 1)])
+@pytest.mark.asyncio
+async def test_notifications_add_records_the_target_masked(services: Services, url: str, status: int) -> None:
+    load_commands()
+    services.db.transaction(lambda s: s.add(Team(name="web")))
+    err = MemoryOutput()
+    assert await execute(["notifications:add", "web", url, "--events", "deploy"], Actor.local(), services,
+                         BytesInput(), MemoryOutput(), err, remote=False) == status, err.text
+    [record] = services.db.transaction(lambda s: list(s.scalars(select(AuditRecord))))
+    assert record.action == "notifications:add" and "s3cret" not in json.dumps(record.details)
+    assert record.details == {"scope": "web", "url": masked(url), "events": "deploy"}
