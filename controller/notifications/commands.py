@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 
 from sqlalchemy import select
@@ -9,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from controller.events import EventKind, parse_kinds
 from controller.notifications import queue
-from controller.notifications.targets import validate
+from controller.notifications.targets import masked, validate
 from core.commands import CommandError, Invocation, arg, command, shown
 from core.models import App, NotificationTarget, Team
 from core.services import Services
@@ -50,11 +51,17 @@ def _visible_targets(session: Session, inv: Invocation[Services], scope: str | N
     return queue.targets_for(session, team_ids=teams, app_ids={a.id for a in access.visible_apps(session, inv.actor)})
 
 
+def _masked_target(args: argparse.Namespace) -> dict[str, str]:
+    """notifications:add in the audit log: where the target goes, not the tokens its URL may carry."""
+    return {"scope": args.scope, "url": masked(args.url), "events": args.events}
+
+
 @command("notifications:add", "Send a team's or an app's events to a URL (signed JSON POST) or email:ADDRESS.",
          SCOPE, arg("url", metavar="URL", help="https://… or email:ADDRESS"),
          arg("--events", metavar="EVENTS", default="",
              help=f"comma-separated, from: {', '.join(k.value for k in EventKind)} (default: all)"),
-         access=ACCESS, mutating=True, example="notifications:add shop https://hooks.example.com/teresa --events deploy,crash")
+         access=ACCESS, mutating=True, audit_details=_masked_target,
+         example="notifications:add shop https://hooks.example.com/teresa --events deploy,crash")
 async def notifications_add(inv: Invocation[Services]) -> None:
     try:
         events = sorted({k.value for k in parse_kinds(inv.args.events)})

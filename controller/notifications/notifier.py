@@ -3,7 +3,9 @@
 `Notifier` subscribes to the controller's EventBus; the subscriber only appends
 to a list (a push never waits for it). `run` writes those events into the
 delivery queue table, then sends what is due, each delivery in its own task,
-so one slow receiver holds up nobody else. After a failure the next attempt
+so one slow receiver holds up nobody else: at most CONCURRENCY at a time, and
+at most TEAM_CONCURRENCY of one team's, so a team whose receivers are slow
+leaves the other slots to the other teams. After a failure the next attempt
 waits retry_base, then twice that, and so on, up to max_attempts in all.
 """
 
@@ -13,14 +15,15 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
+from collections import Counter
 from typing import Callable
 
 import aiohttp
 
 from controller.events import Event, EventBus
-from controller.notifications import queue
+from controller.notifications import queue, sender
 from controller.notifications.sender import Outcome, send
-from controller.notifications.targets import GuardedResolver, SMTPServer, parse_smtp_url
+from controller.notifications.targets import SMTPServer, parse_smtp_url
 from core import log as logging
 from core import metrics
 from core.config import ConfigError
@@ -30,6 +33,7 @@ from core.services import Services
 log = logging.get(__name__)
 MAX_BACKOFF = 3600.0
 CONCURRENCY = 16
+TEAM_CONCURRENCY = 4  # of them, one team's at most
 IDLE = 60.0  # look at the queue at least this often (another server may have queued something)
 
 
@@ -45,8 +49,7 @@ class Notifier:
                               ) from None
         self._events: list[Event] = []
         self._wake = asyncio.Event()
-        self._inflight: dict[int, asyncio.Task[None]] = {}
-        self._slots = asyncio.Semaphore(CONCURRENCY)
+        self._inflight: dict[int, tuple[int | None, asyncio.Task[None]]] = {}  # delivery -> (team, its task)
 
     def attach(self, bus: EventBus) -> Callable[[], None]:
         return bus.subscribe(self.note)
@@ -62,8 +65,7 @@ class Notifier:
 
     async def run(self) -> None:
         """Until cancelled: queue noted events, send due deliveries, sleep until the next is due."""
-        connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.settings.allow_private), force_close=True)
-        async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar()) as http:
+        async with sender.session(self.settings.allow_private) as http:
             try:
                 while True:
                     self._wake.clear()
@@ -77,9 +79,10 @@ class Notifier:
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), delay)
             finally:
-                for task in self._inflight.values():
+                tasks = [task for _, task in self._inflight.values()]
+                for task in tasks:
                     task.cancel()
-                await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _queue_events(self) -> None:
         while self._events:
@@ -95,11 +98,13 @@ class Notifier:
             return
         lease = dt.timedelta(seconds=self.settings.timeout * 2 + 30)
         now = self.clock()
+        busy = Counter(team for team, _ in self._inflight.values())
         claimed = await self.services.db.run(
-            lambda s: queue.claim_due(s, now=now, lease=lease, limit=free, skip=set(self._inflight)))
+            lambda s: queue.claim_due(s, now=now, lease=lease, limit=free, skip=set(self._inflight), busy=busy,
+                                      per_team=TEAM_CONCURRENCY))
         for delivery in claimed:
             task = asyncio.create_task(self._attempt(delivery, http), name=f"notification {delivery.id}")
-            self._inflight[delivery.id] = task
+            self._inflight[delivery.id] = (delivery.team, task)
             task.add_done_callback(functools.partial(self._done, delivery.id))
 
     def _done(self, key: int, _task: asyncio.Task[None]) -> None:
@@ -113,20 +118,19 @@ class Notifier:
         return min(max((due - self.clock()).total_seconds(), 0.01), IDLE)
 
     async def _attempt(self, delivery: queue.Claimed, http: aiohttp.ClientSession) -> None:
-        async with self._slots:
-            try:
-                outcome = await send(delivery, http=http, smtp=self.smtp, timeout=self.settings.timeout,
-                                     allow_private=self.settings.allow_private)
-            except Exception as exc:  # a bug in sending must not lose the delivery: it is retried
-                log.exception("notification_send_failed", delivery=delivery.id)
-                outcome = Outcome(False, f"internal error ({type(exc).__name__})")
-            attempts = delivery.attempts + 1
-            retry_at = None
-            if not outcome.ok and outcome.retry and attempts < self.settings.max_attempts:
-                retry_at = self.clock() + dt.timedelta(seconds=self.backoff(attempts))
-            status = await asyncio.shield(self.services.db.run(
-                lambda s: queue.record(s, delivery.id, ok=outcome.ok, result=outcome.result, retry_at=retry_at)))
-            metrics.notification_deliveries_total.labels(
-                outcome="delivered" if outcome.ok else ("retry" if status == "pending" else "failed")).inc()
-            log.info("notification_attempt", delivery=delivery.id, kind=delivery.event, attempt=attempts,
-                     result=outcome.result, status=status)
+        try:
+            outcome = await send(delivery, http=http, smtp=self.smtp, timeout=self.settings.timeout,
+                                 allow_private=self.settings.allow_private)
+        except Exception as exc:  # a bug in sending must not lose the delivery: it is retried
+            log.exception("notification_send_failed", delivery=delivery.id)
+            outcome = Outcome(False, f"internal error ({type(exc).__name__})")
+        attempts = delivery.attempts + 1
+        retry_at = None
+        if not outcome.ok and outcome.retry and attempts < self.settings.max_attempts:
+            retry_at = self.clock() + dt.timedelta(seconds=self.backoff(attempts))
+        status = await asyncio.shield(self.services.db.run(
+            lambda s: queue.record(s, delivery.id, ok=outcome.ok, result=outcome.result, retry_at=retry_at)))
+        metrics.notification_deliveries_total.labels(
+            outcome="delivered" if outcome.ok else ("retry" if status == "pending" else "failed")).inc()
+        log.info("notification_attempt", delivery=delivery.id, kind=delivery.event, attempt=attempts,
+                 result=outcome.result, status=status)

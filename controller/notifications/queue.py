@@ -3,7 +3,9 @@
 Functions take a Session and run inside `Database.run`. A delivery is claimed
 by moving its next attempt past the attempt's timeout (a lease): a server that
 dies mid-delivery leaves it to be tried again, and two servers sharing the
-database do not both send it.
+database do not both send it. Claims are fair between teams: at most `per_team`
+deliveries of one team are in flight at a time, so one team's slow receivers
+cannot hold every slot.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+from collections import Counter
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Mapping, TypedDict
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from controller.events import Event
@@ -55,6 +58,7 @@ class Claimed:
     event: str
     payload: str
     attempts: int       # before this one
+    team: int | None = None  # whose delivery it is (the target's team, or its app's)
 
 
 def timestamp(moment: dt.datetime | None) -> str | None:
@@ -106,14 +110,30 @@ def enqueue(session: Session, event: Event) -> int:
     return count
 
 
-def claim_due(session: Session, *, now: dt.datetime, lease: dt.timedelta, limit: int,
-              skip: set[int]) -> list[Claimed]:
-    query = (select(NotificationDelivery).where(NotificationDelivery.status == "pending",
-                                                NotificationDelivery.next_attempt_at <= now)
-             .order_by(NotificationDelivery.next_attempt_at).limit(limit + len(skip)))
+def _due_by_team(now: dt.datetime, skip: set[int], per_team: int) -> Select[NotificationDelivery, int | None]:
+    """Due deliveries with their team, the first `per_team` of each team only, oldest first."""
+    team = func.coalesce(NotificationTarget.team_id, App.team_id)
+    order = (NotificationDelivery.next_attempt_at, NotificationDelivery.id)
+    ranked = (select(NotificationDelivery.id, team.label("team"),
+                     func.row_number().over(partition_by=team, order_by=order).label("rank"))
+              .join(NotificationTarget, NotificationDelivery.target_id == NotificationTarget.id)
+              .outerjoin(App, NotificationTarget.app_id == App.id)
+              .where(NotificationDelivery.status == "pending", NotificationDelivery.next_attempt_at <= now,
+                     NotificationDelivery.id.not_in(skip))
+              .subquery())
+    return (select(NotificationDelivery, ranked.c.team).join(ranked, ranked.c.id == NotificationDelivery.id)
+            .where(ranked.c.rank <= per_team).order_by(*order))
+
+
+def claim_due(session: Session, *, now: dt.datetime, lease: dt.timedelta, limit: int, skip: set[int],
+              busy: Mapping[int | None, int], per_team: int) -> list[Claimed]:
+    """Up to `limit` due deliveries, none beyond `per_team` in flight for a team (`busy`: in flight already)."""
+    taken = Counter(busy)
     claimed: list[Claimed] = []
-    for delivery in session.scalars(query):
-        if delivery.id in skip or len(claimed) >= limit:
+    for delivery, team in session.execute(_due_by_team(now, skip, per_team)).all():
+        if len(claimed) >= limit:
+            break
+        if taken[team] >= per_team:
             continue
         moved = session.execute(
             update(NotificationDelivery)
@@ -122,8 +142,9 @@ def claim_due(session: Session, *, now: dt.datetime, lease: dt.timedelta, limit:
             .values(next_attempt_at=now + lease)
             .execution_options(synchronize_session=False))
         if moved.rowcount == 1:  # type: ignore[attr-defined]  # a CursorResult for an UPDATE
+            taken[team] += 1
             claimed.append(Claimed(delivery.id, delivery.target.url, delivery.target.secret, delivery.event,
-                                   delivery.payload, delivery.attempts))
+                                   delivery.payload, delivery.attempts, team))
     return claimed
 
 
