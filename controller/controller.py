@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import time
 from typing import Any, AsyncIterator, Callable
@@ -28,7 +29,8 @@ from controller.events import Event, EventBus, EventKind
 from controller.locks import DeployLock, DeployLocks
 from controller.observe import release_phase_running
 from controller.releases import ReleaseFields
-from controller.runtime.base import LineSink, ReleasePhaseFailed, RolloutFailed, Runtime
+from controller.runtime import declared_capabilities
+from controller.runtime.base import Capability, LineSink, ReleasePhaseFailed, RolloutFailed, Runtime
 from controller.spec import ReleaseSpec
 from core import layout
 from core import log as logging
@@ -65,9 +67,14 @@ class Controller:
     def has_runtime(self) -> bool:
         return self._runtime is not None
 
+    @functools.cached_property
+    def capabilities(self) -> Capability:
+        """The runtime's; without a running server, those of the runtime the settings name."""
+        return self._runtime.capabilities if self._runtime is not None else declared_capabilities(self.services.settings)
+
     def url(self, app: str) -> str:
         settings = self.services.settings
-        port = settings.router_addr[1] if settings.runtime == "local" else 80
+        port = settings.router_addr[1] if Capability.ROUTER in self.capabilities else 80
         return f"http://{app}.{settings.domain}" + ("" if port == 80 else f":{port}")
 
     # --- locking ------------------------------------------------------------------------------

@@ -59,7 +59,13 @@ class ReleaseSpec:
     @property
     def long_running_types(self) -> list[str]:
         """Process types that run as deployments: all but `release` and cron* types."""
-        return sorted(t for t in self.processes if t != "release" and not t.startswith("cron"))
+        cron = self.cron_types
+        return sorted(t for t in self.processes if t != "release" and t not in cron)
+
+    @property
+    def cron_types(self) -> list[str]:
+        """Process types run on a schedule (teresa.yaml's `cron`), where the runtime runs them: cron* types."""
+        return sorted(t for t in self.processes if t.startswith("cron"))
 
     def to_json(self) -> str:
         """JSON with every field, config values included: store it where only Teresa can read it."""

@@ -19,8 +19,7 @@ from controller.platform import Platform
 from controller.grant_renewal import renewal_loop
 from controller.recovery import recover
 from controller.runtime import make_runtime
-from controller.runtime.base import Runtime
-from controller.runtime.local.tenancy import SINGLE_TENANT, multi_tenant
+from controller.runtime.base import Capability, Runtime
 from core import health
 from core import log as logging
 from core.backup_commands import backup_loop
@@ -82,7 +81,7 @@ class Server:
         self.tasks.append(asyncio.create_task(backup_loop(self.services)))
         self.tasks += [asyncio.create_task(job) for job in watchers.background(self.services, self.services.controller)]
         self.tasks.append(asyncio.create_task(prune_loop(self.services)))
-        if settings.runtime == "kubernetes":
+        if Capability.GRANT_RENEWAL in self.runtime.capabilities:
             self.tasks.append(asyncio.create_task(renewal_loop(self.services, self.runtime)))
 
     @property
@@ -124,13 +123,16 @@ class Server:
         await self.runtime.stop()
 
 
-def tenancy(settings: Settings) -> str:
-    """What the start-up line says about tenants: the local runtime as non-root is single-tenant, said plainly."""
-    if settings.runtime != "local":
-        return "one namespace per app"
-    if multi_tenant(settings.app_isolation):
-        return "one user per app"
-    return SINGLE_TENANT
+SINGLE_TENANT = ("the local runtime is single-tenant: Teresa is not running as root (or TERESA_APP_ISOLATION=off), "
+                 "so every app's builds and "
+                 "processes run as Teresa's own user and can read each other's files and the data directory; "
+                 "run Teresa as root (each app then gets its own user) or use the Kubernetes runtime for several teams.")
+ISOLATION = ((Capability.NAMESPACE_PER_APP, "one namespace per app"), (Capability.USER_PER_APP, "one user per app"))
+
+
+def tenancy(capabilities: Capability) -> str:
+    """What the start-up line says about tenants: a runtime that keeps no two apps apart is single-tenant, said plainly."""
+    return next((said for isolation, said in ISOLATION if isolation in capabilities), SINGLE_TENANT)
 
 
 async def serve(settings: Settings) -> None:
@@ -141,9 +143,10 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    routed = Capability.ROUTER in runtime.capabilities
     log.info("teresa_started", data_dir=str(settings.data_dir), runtime=settings.runtime,
-             router=f"{settings.router_addr[0]}:{settings.router_addr[1]}" if settings.runtime == "local" else None,
-             tenancy=tenancy(settings))
+             router=f"{settings.router_addr[0]}:{settings.router_addr[1]}" if routed else None,
+             tenancy=tenancy(runtime.capabilities))
     await stop.wait()
     log.info("teresa_stopping")
     await server.drain()

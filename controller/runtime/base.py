@@ -133,6 +133,37 @@ class RolloutFailed(RuntimeFailure):
     outcome: ReplicaOutcome | None = None
 
 
+class Capability(enum.Flag):
+    """What a runtime does beyond the common ground every runtime shares (deploy with rollout and undo, scale,
+    restart, run with stdin and a terminal, logs, destroy). The controller's and the server's decisions and
+    sentences ask a runtime's `capabilities`, never its name."""
+
+    CRON = enum.auto()               # runs cron* process types on their teresa.yaml schedule
+    LIMITS = enum.auto()             # enforces CPU and memory limits (limits:set)
+    AUTOSCALE = enum.auto()          # scales a process type on CPU use (autoscale:set)
+    GRANT_RENEWAL = enum.auto()      # the storage grants its processes read expire: refresh_grants must run now and then
+    ROUTER = enum.auto()             # serves the apps itself, at TERESA_ROUTER_ADDR (else at port 80, behind an Ingress)
+    NAMESPACE_PER_APP = enum.auto()  # each app's processes are confined to a namespace of their own
+    USER_PER_APP = enum.auto()       # each app's processes run as an OS user of their own, in a sandbox
+
+
+def release_features(release: ReleaseSpec) -> dict[Capability, str]:
+    """What `release` asks for that only a runtime with the capability runs, each as a sentence names it."""
+    features: dict[Capability, str] = {}
+    if cron := release.cron_types:
+        features[Capability.CRON] = f"cron process types ({', '.join(cron)})"
+    if release.limits:
+        features[Capability.LIMITS] = "CPU and memory limits"
+    if release.autoscale:
+        features[Capability.AUTOSCALE] = "autoscaling"
+    return features
+
+
+def ignored_features(release: ReleaseSpec, capabilities: Capability) -> str:
+    """The features of `release` a runtime with `capabilities` does not run, said plainly ("" when there are none)."""
+    return ", ".join(said for needed, said in release_features(release).items() if needed not in capabilities)
+
+
 @dataclass(frozen=True)
 class ProcessStatus:
     type: str
@@ -144,6 +175,10 @@ class ProcessStatus:
 
 
 class Runtime(Protocol):
+    @property
+    def capabilities(self) -> Capability:
+        """What this runtime does beyond the common ground (see Capability)."""
+
     async def start(self) -> None:
         """Start background machinery and bring every app back at its current release."""
 

@@ -43,7 +43,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 def _uses_cluster(item: pytest.Item) -> bool:
-    return "kube_cluster" in getattr(item, "fixturenames", ())
+    """It asks for the fixture, or is marked `kube_cluster` (a parameter that asks for it at run time)."""
+    return "kube_cluster" in getattr(item, "fixturenames", ()) or item.get_closest_marker("kube_cluster") is not None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

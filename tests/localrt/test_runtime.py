@@ -142,13 +142,18 @@ async def test_start_stops_processes_left_behind_by_a_dead_server(tmp_path):
 
 
 def test_the_local_runtime_says_which_release_features_it_does_not_run() -> None:
-    from controller.runtime.local.runtime import not_run_locally
+    from controller.runtime.base import ignored_features
+    from controller.runtime.kubernetes.capabilities import KUBERNETES_CAPABILITIES
+    from controller.runtime.local.capabilities import local_capabilities
     from controller.spec import Autoscale, ReleaseSpec
+    from core.config import Settings
 
+    local = local_capabilities(Settings())
     plain = ReleaseSpec(app="a", version=1, build_id="b", slug_key="k", config={}, processes={"web": "x"},
                         formation={})
-    assert not_run_locally(plain) == ""
+    assert ignored_features(plain, local) == ""
     full = ReleaseSpec(app="a", version=1, build_id="b", slug_key="k", config={},
                        processes={"web": "x", "cron-nightly": "y"}, formation={},
                        limits={"web": {"cpu": "1"}}, autoscale=Autoscale(1, 3, 70))
-    assert not_run_locally(full) == "cron process types (cron-nightly), CPU and memory limits, autoscaling"
+    assert ignored_features(full, local) == "cron process types (cron-nightly), CPU and memory limits, autoscaling"
+    assert ignored_features(full, KUBERNETES_CAPABILITIES) == ""

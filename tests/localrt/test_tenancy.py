@@ -106,15 +106,16 @@ def test_private_files_are_0700_and_0600_whatever_the_umask(deploy: Deploy) -> N
 
 
 def test_the_start_up_line_says_when_the_local_runtime_is_single_tenant(monkeypatch: pytest.MonkeyPatch) -> None:
+    from controller.runtime.local.capabilities import local_capabilities
     from core.config import Settings
     from server.serve import tenancy
 
     off = Settings.from_env({"TERESA_APP_ISOLATION": "off"})
-    assert tenancy(off).startswith("the local runtime is single-tenant")
+    assert tenancy(local_capabilities(off)).startswith("the local runtime is single-tenant")
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    assert tenancy(Settings.from_env({})).startswith("the local runtime is single-tenant")
+    assert tenancy(local_capabilities(Settings.from_env({}))).startswith("the local runtime is single-tenant")
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    assert tenancy(Settings.from_env({})) == "one user per app"
+    assert tenancy(local_capabilities(Settings.from_env({}))) == "one user per app"
 
 
 @needs_app_users

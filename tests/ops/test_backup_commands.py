@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from controller.controller import Controller
 from controller.platform import Platform
+from controller.runtime.base import Capability
 from core.layout import BuildKeys
 from core.backup import list_backups
 from core.backup_commands import backup_loop
@@ -26,6 +27,8 @@ SECRET = "postgres://shop:s3cret-pw@db.internal/shop"
 
 class AcceptingRuntime:
     """A runtime that accepts every app and release at once: what runs is not what these tests are about."""
+
+    capabilities = Capability.ROUTER  # as the local runtime the settings name
 
     async def create_app(self, app: str) -> None:
         pass

@@ -67,7 +67,7 @@ from controller.spec import Autoscale, ReleaseSpec
 from core.config import Settings
 
 __all__ = [
-    "ManifestError", "app_objects", "autoscaler", "build_secret", "config_secret", "cron_job", "cron_types",
+    "ManifestError", "app_objects", "autoscaler", "build_secret", "config_secret", "cron_job",
     "deployment", "disruption_budget", "ingress", "limit_range", "mask_secrets", "namespace", "network_policy", "release_pod",
     "render_release", "resource_quota", "run_pod", "service", "service_account", "slug_secret", "slugbuilder_pod",
     "to_yaml",
@@ -311,10 +311,6 @@ def ingress(settings: Settings, release: ReleaseSpec) -> Ingress:
     }
 
 
-def cron_types(release: ReleaseSpec) -> list[str]:
-    return sorted(t for t in release.processes if t.startswith("cron"))
-
-
 def cron_job(settings: Settings, release: ReleaseSpec, process_type: str) -> CronJob:
     schedule = release.spec.schedule_for(process_type)
     if not schedule:
@@ -387,7 +383,7 @@ def render_release(settings: Settings, release: ReleaseSpec, autoscale: Autoscal
     One-off pods (slugbuilder, release phase, run) are not part of it.
     """
     types = release.long_running_types
-    crons = cron_types(release)
+    crons = release.cron_types
     _check_unique_names([*types, *crons])
     objects = [*app_objects(settings, release.app), config_secret(release), slug_secret(release, slug_url)]
     objects += [deployment(settings, release, t, autoscale) for t in types]

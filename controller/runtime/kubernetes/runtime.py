@@ -12,6 +12,7 @@ from controller.runtime.base import (
 )
 from controller.runtime.kubernetes import manifests, podstate, upkeep
 from controller.runtime.kubernetes.attach import run_attached
+from controller.runtime.kubernetes.capabilities import KUBERNETES_CAPABILITIES
 from controller.runtime.kubernetes.client import KubeClient, KubeError
 from controller.runtime.kubernetes.logstream import LogCursor, follow_lines, shown_timestamp, stream_once
 from controller.runtime.kubernetes.meta import (
@@ -49,6 +50,8 @@ def _poll_interval(value: str) -> float:
 
 
 class KubernetesRuntime:
+    capabilities = KUBERNETES_CAPABILITIES
+
     def __init__(self, settings: Settings, *, poll_interval: float | None = None) -> None:
         self.settings = settings
         self.storage = storage_for(settings.storage)   # signs URLs; its credentials never leave this process

@@ -15,8 +15,9 @@ import aiohttp
 
 from builder.job import STACK_SETTINGS, BuildRequest, Grants
 from controller.runtime.base import (
-    BuildFailed, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeFailure,
+    BuildFailed, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeFailure, ignored_features,
 )
+from controller.runtime.local.capabilities import local_capabilities
 from controller.runtime.local.oneoff import run_oneoff
 from controller.runtime.local.orphans import BUILDER_MARK, reap_orphans
 from controller.runtime.local.processes import base_env, run_streaming
@@ -48,23 +49,12 @@ async def _discard(_line: str) -> None:
     pass
 
 
-def not_run_locally(release: ReleaseSpec) -> str:
-    """The release's features this runtime ignores, said plainly ("" when there are none)."""
-    ignored = []
-    if cron := [t for t in release.processes if t.startswith("cron")]:
-        ignored.append(f"cron process types ({', '.join(sorted(cron))})")
-    if release.limits:
-        ignored.append("CPU and memory limits")
-    if release.autoscale:
-        ignored.append("autoscaling")
-    return ", ".join(ignored)
-
-
 class LocalRuntime:
     def __init__(self, settings: Settings, *, slugrunner: Sequence[str] | None = None,
                  slugbuilder: Sequence[str] | None = None, timings: Timings = Timings(),
                  serve_router: bool = True) -> None:
         self.settings = settings
+        self.capabilities = local_capabilities(settings)
         self.apps_dir = settings.data_dir / "apps"   # the server's own state per app: current.json, logs, uid
         private = [settings.data_dir, *([settings.storage.root] if settings.storage.type == "local" else [])]
         self.tenancy = Tenancy(self.apps_dir, local_apps_dir(settings), settings.app_uid_base,
@@ -306,7 +296,7 @@ class LocalRuntime:
                      restart: bool = False) -> None:
         """Roll `release` out. What runs now is known here, so `previous` is only informative."""
         restart_types = release.long_running_types if restart else ()
-        if unsupported := not_run_locally(release):
+        if unsupported := ignored_features(release, self.capabilities):
             await out(f"-----> The local runtime does not run {unsupported}; they apply on Kubernetes.")
         async with self._lock(release.app):
             self.router.add_app(release.app)

@@ -13,7 +13,8 @@ stack's runtimes read-only wherever they are installed (under /root, say), the
 platform's state not at all, and of the apps directory only the app's own.
 
 When Teresa does not run as root, everything runs as Teresa's own user: the
-local runtime is then single-tenant, and says so at start.
+local runtime is then single-tenant (it declares no Capability.USER_PER_APP,
+see capabilities.py), and the server says so at start.
 
     TERESA_APPS_DIR/            root, 0711: app users may pass, not list
       <app>/                    root, 0711
@@ -64,12 +65,6 @@ class AppUser:
 def multi_tenant(setting: bool | None = None) -> bool:
     """Whether apps get users of their own: as root, unless TERESA_APP_ISOLATION=off (`setting` False)."""
     return os.geteuid() == 0 and setting is not False
-
-
-SINGLE_TENANT = ("the local runtime is single-tenant: Teresa is not running as root (or TERESA_APP_ISOLATION=off), "
-                 "so every app's builds and "
-                 "processes run as Teresa's own user and can read each other's files and the data directory; "
-                 "run Teresa as root (each app then gets its own user) or use the Kubernetes runtime for several teams.")
 
 
 class Tenancy:
