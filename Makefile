@@ -50,6 +50,7 @@ bench: $(TEST_STAMP)
 
 docs: $(STAMP)
 	$(BIN)/python -m server.docs > docs/commands.md
+	$(BIN)/python -m server.docs --readme README.md
 
 clean:
 	rm -rf $(VENV) .teresa .pytest_cache

@@ -1,88 +1,81 @@
-"""Teresa's settings, read once from the environment.
+"""Teresa's settings, read once from the environment, each declared once (core/setting.py).
 
-The names of the original Teresa are kept (TERESADB_*, TERESAFILESTORAGE_*,
-TERESAK8S_*, TERESADEPLOY_*); newer settings use the TERESA_ prefix.
+The names of the original Teresa are kept (TERESADB_*, TERESAFILESTORAGE_*, TERESAK8S_*, TERESADEPLOY_*);
+newer settings use the TERESA_ prefix. A new setting is a field declared with `setting(NAME, shape,
+default=..., help=...)` where its row belongs (the fields' order is the README's configuration table's),
+then `make docs`; a default that follows from other settings is one entry of `derived` in `from_env`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Union
+from typing import Callable, Mapping
 from urllib.parse import quote
 
-from core.envparse import ConfigError, _bool, _int, _positive, _seconds
+from core.envparse import (ConfigError, Network, absolute_path, address, at_least_one, boolean, integer, lowercase,
+                           networks, non_negative, one_of, parse_addr, path, positive, seconds, text)
 from core.kubesettings import KubernetesSettings, kubernetes_from_env
+from core.setting import group, made_from, read, setting, to_env
 
-__all__ = ["ConfigError", "KubernetesSettings", "Settings", "StorageSettings", "kubernetes_from_env"]
-
-
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
-
-
-def parse_addr(value: str, name: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"{name}={value!r} is not HOST:PORT; set it like 127.0.0.1:2222.")
-    return host.strip("[]") or "0.0.0.0", int(port)
+__all__ = ["ConfigError", "DatabaseSettings", "KubernetesSettings", "Network", "NotificationSettings", "Settings",
+           "StorageSettings", "kubernetes_from_env", "local_apps_dir", "storage_from_env", "trusted_proxies"]
 
 
-def trusted_proxies(env: Mapping[str, str]) -> tuple[Network, ...]:
-    """TERESA_TRUSTED_PROXIES: CIDRs (or addresses) whose X-Forwarded-For/-Proto the router keeps; default none."""
-    networks = []
-    for item in env.get("TERESA_TRUSTED_PROXIES", "").replace(",", " ").split():
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ConfigError(f"TERESA_TRUSTED_PROXIES has {item!r}, which is not an address or CIDR; "
-                              "list them like 10.0.0.0/8, 192.168.1.5.") from None
-    return tuple(networks)
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """The original Teresa's MySQL settings, and TERESADB_URL, which wins over them: see `url_for`."""
+
+    hostname: str = setting("TERESADB_HOSTNAME", text, default="", shown="unset",
+                            help="a non-empty hostname selects MySQL/MariaDB")
+    port: int = setting("TERESADB_PORT", integer, default=3306, joins=True)
+    username: str = setting("TERESADB_USERNAME", text, default="teresa", joins=True, as_given=True)
+    password: str = setting("TERESADB_PASSWORD", text, default="", joins=True, as_given=True, repr=False)
+    database: str = setting("TERESADB_DATABASE", text, default="teresa", joins=True, as_given=True)
+    url: str = setting("TERESADB_URL", text, default="", repr=False,
+                       help="any SQLAlchemy URL (PostgreSQL: `postgresql+psycopg://…`)")
+
+    def url_for(self, data_dir: Path) -> str:
+        """The SQLAlchemy URL: TERESADB_URL, else MySQL when a hostname is set, else SQLite in the data dir."""
+        if self.url:
+            return self.url
+        if self.hostname:
+            user = quote(self.username, safe="")
+            auth = f"{user}:{quote(self.password, safe='')}" if self.password else user
+            return f"mysql+pymysql://{auth}@{self.hostname}:{self.port}/{self.database}?charset=utf8mb4"
+        return f"sqlite:///{data_dir / 'teresa.sqlite'}"
+
+
+def database_url(env: Mapping[str, str], data_dir: Path) -> str:
+    return read(DatabaseSettings, env).url_for(data_dir)
 
 
 @dataclass(frozen=True)
 class StorageSettings:
-    type: str = "local"
-    root: Path = Path(".teresa/storage")
-    aws_key: str = ""
-    aws_secret: str = field(default="", repr=False)
-    aws_region: str = "us-east-1"
-    aws_bucket: str = ""
-    aws_endpoint: str = ""
+    type: str = setting("TERESAFILESTORAGE_TYPE", one_of("local", "s3"), default="local", help="`local` or `s3`")
+    root: Path = setting("TERESAFILESTORAGE_LOCAL_ROOT", path, default=Path(".teresa/storage"),
+                         shown="`<data dir>/storage`", help="`local` storage: the directory objects are kept in")
+    aws_key: str = setting("TERESAFILESTORAGE_AWS_KEY", text, default="", shown="", as_given=True,
+                           help="S3 (or S3-compatible: SeaweedFS, MinIO)")
+    aws_secret: str = setting("TERESAFILESTORAGE_AWS_SECRET", text, default="", joins=True, as_given=True,
+                              repr=False)
+    aws_region: str = setting("TERESAFILESTORAGE_AWS_REGION", text, default="us-east-1", joins=True, as_given=True)
+    aws_bucket: str = setting("TERESAFILESTORAGE_AWS_BUCKET", text, default="", joins=True, as_given=True)
+    aws_endpoint: str = setting("TERESAFILESTORAGE_AWS_ENDPOINT", text, default="", joins=True, as_given=True)
 
     def to_env(self) -> dict[str, str]:
         """The environment that selects this same storage in a child process or pod."""
-        env = {"TERESAFILESTORAGE_TYPE": self.type}
         if self.type == "local":
-            env["TERESAFILESTORAGE_LOCAL_ROOT"] = str(self.root)
-        else:
-            env.update(
-                TERESAFILESTORAGE_AWS_KEY=self.aws_key,
-                TERESAFILESTORAGE_AWS_SECRET=self.aws_secret,
-                TERESAFILESTORAGE_AWS_REGION=self.aws_region,
-                TERESAFILESTORAGE_AWS_BUCKET=self.aws_bucket,
-                TERESAFILESTORAGE_AWS_ENDPOINT=self.aws_endpoint,
-            )
-        return env
+            return to_env(self, "type", "root")
+        return to_env(self, "type", "aws_key", "aws_secret", "aws_region", "aws_bucket", "aws_endpoint")
 
 
 def storage_from_env(env: Mapping[str, str], data_dir: Path) -> StorageSettings:
-    kind = env.get("TERESAFILESTORAGE_TYPE", "").strip().lower() or "local"
-    if kind not in ("local", "s3"):
-        raise ConfigError(f"TERESAFILESTORAGE_TYPE={kind!r} is not supported; use local or s3.")
-    settings = StorageSettings(
-        type=kind,
-        root=Path(env.get("TERESAFILESTORAGE_LOCAL_ROOT") or data_dir / "storage"),
-        aws_key=env.get("TERESAFILESTORAGE_AWS_KEY", ""),
-        aws_secret=env.get("TERESAFILESTORAGE_AWS_SECRET", ""),
-        aws_region=env.get("TERESAFILESTORAGE_AWS_REGION", "") or "us-east-1",
-        aws_bucket=env.get("TERESAFILESTORAGE_AWS_BUCKET", ""),
-        aws_endpoint=env.get("TERESAFILESTORAGE_AWS_ENDPOINT", ""),
-    )
-    if kind == "s3" and not settings.aws_bucket:
+    settings = read(StorageSettings, env, derived={"root": lambda _: data_dir / "storage"})
+    if settings.type == "s3" and not settings.aws_bucket:
         raise ConfigError("TERESAFILESTORAGE_TYPE=s3 needs TERESAFILESTORAGE_AWS_BUCKET; set the bucket name.")
     return settings
 
@@ -91,83 +84,154 @@ def storage_from_env(env: Mapping[str, str], data_dir: Path) -> StorageSettings:
 class NotificationSettings:
     """Team notifications (webhooks, e-mail) and the crash-loop detector that feeds them."""
 
-    smtp_url: str = field(default="", repr=False)  # smtp[s]://[user:password@]host[:port][?from=addr]
-    allow_private: bool = False   # deliver to loopback, link-local and private addresses too
-    retry_base: float = 10.0      # first retry after this many seconds, doubling each time
-    max_attempts: int = 8
-    timeout: float = 10.0         # per delivery attempt
-    crashloop_restarts: int = 3   # this many restarts of a process type ...
-    crashloop_window: float = 600.0  # ... within this many seconds is a crash loop
-    crashloop_interval: float = 15.0  # how often the runtime's processes are looked at
+    smtp_url: str = setting(
+        "TERESA_SMTP_URL", text, default="", repr=False,
+        help="e-mail notifications: `smtp://`, `smtp+starttls://` or "
+             "`smtps://[USER:PASSWORD@]HOST[:PORT][?from=ADDRESS]`")
+    allow_private: bool = setting("TERESA_NOTIFICATIONS_ALLOW_PRIVATE", boolean, default=False,
+                                  help="also deliver to loopback, link-local and private addresses (see below)")
+    retry_base: float = setting(
+        "TERESA_NOTIFICATIONS_RETRY_BASE", seconds, default=10.0,
+        help="seconds before the first retry of a failed delivery; each next wait doubles (at most an hour)")
+    max_attempts: int = setting("TERESA_NOTIFICATIONS_MAX_ATTEMPTS", at_least_one, default=8,
+                                help="attempts before a delivery is given up")
+    timeout: float = setting("TERESA_NOTIFICATIONS_TIMEOUT", seconds, default=10.0,
+                             help="seconds one delivery attempt may take")
+    crashloop_restarts: int = setting(
+        "TERESA_CRASHLOOP_RESTARTS", at_least_one, default=3,
+        help="this many restarts of a process type within this many seconds is a crash loop")
+    crashloop_window: float = setting("TERESA_CRASHLOOP_WINDOW", seconds, default=600.0, joins=True)
+    crashloop_interval: float = setting("TERESA_CRASHLOOP_INTERVAL", seconds, default=15.0,
+                                        help="seconds between looks at the runtime's processes (restart counts)")
 
 
-def notifications_from_env(env: Mapping[str, str]) -> NotificationSettings:
-    defaults = NotificationSettings()
-    return NotificationSettings(
-        smtp_url=env.get("TERESA_SMTP_URL", "").strip(),
-        allow_private=_bool(env, "TERESA_NOTIFICATIONS_ALLOW_PRIVATE"),
-        retry_base=_seconds(env, "TERESA_NOTIFICATIONS_RETRY_BASE", defaults.retry_base),
-        max_attempts=max(1, _int(env, "TERESA_NOTIFICATIONS_MAX_ATTEMPTS", defaults.max_attempts)),
-        timeout=_seconds(env, "TERESA_NOTIFICATIONS_TIMEOUT", defaults.timeout),
-        crashloop_restarts=max(1, _int(env, "TERESA_CRASHLOOP_RESTARTS", defaults.crashloop_restarts)),
-        crashloop_window=_seconds(env, "TERESA_CRASHLOOP_WINDOW", defaults.crashloop_window),
-        crashloop_interval=_seconds(env, "TERESA_CRASHLOOP_INTERVAL", defaults.crashloop_interval),
-    )
+def _public_addr(name: str, value: str, default: tuple[str, int]) -> tuple[str, int]:
+    return parse_addr(value if ":" in value else f"{value}:22", name)
 
 
-def database_url(env: Mapping[str, str], data_dir: Path) -> str:
-    if url := env.get("TERESADB_URL", "").strip():
-        return url
-    if host := env.get("TERESADB_HOSTNAME", "").strip():
-        user = quote(env.get("TERESADB_USERNAME", "") or "teresa", safe="")
-        password = env.get("TERESADB_PASSWORD", "")
-        auth = f"{user}:{quote(password, safe='')}" if password else user
-        port = _int(env, "TERESADB_PORT", 3306)
-        name = env.get("TERESADB_DATABASE", "") or "teresa"
-        return f"mysql+pymysql://{auth}@{host}:{port}/{name}?charset=utf8mb4"
-    return f"sqlite:///{data_dir / 'teresa.sqlite'}"
+def _browser_url(name: str, value: str, default: str) -> str:
+    url = value.rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{name}={url!r} is not an http(s) URL; set it like https://teresa.example.com.")
+    return url
+
+
+def _isolation(name: str, value: str, default: bool | None) -> bool | None:
+    """auto: per-app users when Teresa runs as root (None); off: single-tenant (False)."""
+    choice = one_of("auto", "off", use="auto (per-app users when root) or off")(name, value, "auto")
+    return None if choice == "auto" else False
 
 
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path = Path(".teresa")
-    apps_dir: Path | None = None            # the local runtime's app directories (slugs, HOME, TMPDIR); see local_apps_dir
-    app_uid_base: int = 2_000_000           # as root, app N runs as uid (and gid) app_uid_base + N
-    app_isolation: bool | None = None       # per-app users: None = when root; False = off (single-tenant)
-    ssh_addr: tuple[str, int] = ("127.0.0.1", 2222)
-    ssh_host_key: str = field(default="", repr=False)
-    public_ssh_addr: tuple[str, int] = ("127.0.0.1", 2222)
-    http_addr: tuple[str, int] = ("127.0.0.1", 8081)
-    router_addr: tuple[str, int] = ("127.0.0.1", 8080)
-    domain: str = "localhost"
-    trusted_proxies: tuple[Network, ...] = ()
-    database_url: str = field(default="", repr=False)
-    storage: StorageSettings = field(default_factory=StorageSettings)
-    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
-    notifications: NotificationSettings = field(default_factory=NotificationSettings)
-    runtime: str = "local"
-    build_timeout: int = 15 * 60
-    rollout_timeout: int = 5 * 60
-    max_push_bytes: int = 1 << 30
-    max_concurrent_builds: int = field(default_factory=lambda: os.cpu_count() or 2)
-    max_source_bytes: int = 500 << 20  # the archived tree, uncompressed; a push may carry 4x this unpacked
-    max_file_bytes: int = 100 << 20    # one file (git object) of a push, uncompressed
-    revision_history_limit: int = 5
-    login_timeout: int = 30
-    ssh_session_max_seconds: int = 24 * 60 * 60
-    require_domain_verification: bool = False       # custom domains route only once an admin approved them
-    router_header_timeout: int = 15                 # seconds a client has to send a request's headers
-    router_response_timeout: int = 30               # seconds an app has to start answering a request it was sent
-    router_max_connections_per_address: int = 256   # open router connections from one client address
-    backup_interval: int = 60 * 60  # seconds between backups of the database; 0: none
-    audit_retention_days: int = 365  # audit records older than this are pruned; 0: kept forever
-    dashboard_enabled: bool = True   # default: on with the local runtime, off on (or in) Kubernetes
-    dashboard_addr: tuple[str, int] = ("127.0.0.1", 8082)
-    dashboard_url: str = "http://127.0.0.1:8082"  # where browsers reach it; https:// makes cookies Secure
-    deploy_lease_seconds: int = 30  # a dead replica's deploy lock (and periodic jobs) expire after this
-    replica_name: str = "teresa"  # this process in lease rows and logs (the pod's name on Kubernetes)
-    login_budget_replicas: int = 1  # the failed-login budget is split evenly over this many replicas
-    log_format: str = "console"
+    data_dir: Path = setting("TERESA_DATA_DIR", absolute_path, default=Path(".teresa"), shown="`./.teresa`",
+                             help="state: SQLite database, repository cache, local storage, SSH host key")
+    ssh_addr: tuple[str, int] = setting("TERESA_SSH_ADDR", address, default=("127.0.0.1", 2222), help="SSH listener")
+    public_ssh_addr: tuple[str, int] = setting("TERESA_SSH_PUBLIC_ADDR", _public_addr, default=("127.0.0.1", 2222),
+                                               shown="the SSH address",
+                                               help="host:port users push to (shown in git remotes)")
+    ssh_host_key: str = setting("TERESA_SSH_HOST_KEY", text, default="", as_given=True, repr=False,
+                                shown="generated once in the data dir", help="host key file path, or the PEM itself")
+    router_addr: tuple[str, int] = setting("TERESA_ROUTER_ADDR", address, default=("127.0.0.1", 8080),
+                                           help="local runtime's HTTP router")
+    domain: str = setting("TERESA_DOMAIN", text, default="localhost", help="apps answer at `APP.<domain>`")
+    trusted_proxies: tuple[Network, ...] = setting(
+        "TERESA_TRUSTED_PROXIES", networks, default=(), shown="none",
+        help="addresses or CIDRs (`10.0.0.0/8, 192.168.1.5`) of proxies in front of the local router whose "
+             "`X-Forwarded-For`/`-Proto` it keeps; from anyone else they are replaced")
+    http_addr: tuple[str, int] = setting("TERESA_HTTP_ADDR", address, default=("127.0.0.1", 8081),
+                                         help="`/healthz`, `/readyz`, `/metrics`")
+    database_url: str = made_from(DatabaseSettings, default="", repr=False)
+    storage: StorageSettings = group(StorageSettings)
+    runtime: str = setting(
+        "TERESA_RUNTIME", one_of("local", "kubernetes"), default="local", shown="detected",
+        help="`local` or `kubernetes` (Kubernetes when `TERESAK8S_HOST` or `TERESAK8S_CONFIG_FILE` is set, "
+             "or in a pod)")
+    revision_history_limit: int = setting("TERESADEPLOY_REVISION_HISTORY_LIMIT", integer, default=5,
+                                          help="Deployments' revision history")
+    build_timeout: int = setting("TERESA_BUILD_TIMEOUT", integer, default=15 * 60, help="seconds a build may take")
+    rollout_timeout: int = setting(
+        "TERESA_ROLLOUT_TIMEOUT", integer, default=5 * 60,
+        help="a rollout that makes no progress (no replica updated or available) for this many seconds is undone; "
+             "a slow one that keeps progressing goes on (on Kubernetes also the Deployments' "
+             "`progressDeadlineSeconds`)")
+    max_push_bytes: int = setting("TERESA_MAX_PUSH_BYTES", integer, default=1 << 30, help="largest accepted push")
+    max_concurrent_builds: int = setting(
+        "TERESA_MAX_CONCURRENT_BUILDS", integer, default=os.cpu_count() or 2, shown="the CPU count",
+        help="builds running at once on this server; later pushes wait in line and are told their place "
+             "(`-----> Waiting for a build slot (2 ahead)`)")
+    max_file_bytes: int = setting(
+        "TERESA_MAX_FILE_BYTES", positive, default=100 << 20,
+        help="largest file (git object) a push may hold, uncompressed; a larger one is refused before it is "
+             "unpacked")
+    max_source_bytes: int = setting(
+        "TERESA_MAX_SOURCE_BYTES", positive, default=500 << 20,
+        help="the pushed tree's files together, uncompressed; a push may carry 4× this unpacked (history "
+             "included). Archiving also stops after `TERESA_BUILD_TIMEOUT`")
+    login_timeout: int = setting("TERESA_LOGIN_TIMEOUT", integer, default=30,
+                                 help="seconds an SSH client has to log in once connected")
+    ssh_session_max_seconds: int = setting(
+        "TERESA_SSH_SESSION_MAX_SECONDS", positive, default=24 * 60 * 60,
+        help="an SSH connection is closed this long after it logged in (each command re-reads its user, key and "
+             "admin flag anyway)")
+    push_keepalive_seconds: float = setting(
+        "TERESA_PUSH_KEEPALIVE_SECONDS", seconds, default=5.0,
+        help="a push whose build prints nothing for this many seconds is sent a keepalive (well under the 10 s "
+             "an idle-timeout proxy may allow)")
+    require_domain_verification: bool = setting(
+        "TERESA_REQUIRE_DOMAIN_VERIFICATION", boolean, default=False,
+        help="`true`: a custom domain added by a team member routes only once an admin runs "
+             "`domains:verify APP HOST`")
+    router_header_timeout: int = setting(
+        "TERESA_ROUTER_HEADER_TIMEOUT", positive, default=15,
+        help="seconds a client of the local router has to send a request's headers")
+    router_response_timeout: int = setting(
+        "TERESA_ROUTER_RESPONSE_TIMEOUT", positive, default=30,
+        help="seconds an app has to begin answering a request the local router passed it whole; then the client "
+             "gets a 503")
+    router_max_connections_per_address: int = setting(
+        "TERESA_ROUTER_MAX_CONNECTIONS_PER_ADDRESS", positive, default=256,
+        help="open local-router connections from one client address; more are answered 503")
+    log_format: str = setting("TERESA_LOG_FORMAT", lowercase, default="console",
+                              help="`json` for one JSON event per line")
+    notifications: NotificationSettings = group(NotificationSettings)
+    backup_interval: int = setting(
+        "TERESA_BACKUP_INTERVAL", non_negative("give seconds between backups, or 0 for none"), default=60 * 60,
+        help="seconds between backups of the database into storage (`teresa backup:list`); `0`: none")
+    audit_retention_days: int = setting(
+        "TERESA_AUDIT_RETENTION_DAYS", non_negative("give days to keep records, or 0 for ever"), default=365,
+        help="audit records older than this are pruned once a day (the pruning is recorded); `0` keeps them for "
+             "ever")
+    dashboard_enabled: bool = setting("TERESA_DASHBOARD_ENABLED", boolean, default=True,
+                                      shown="on with the local runtime, off on Kubernetes",
+                                      help="serve the web dashboard")
+    dashboard_addr: tuple[str, int] = setting("TERESA_DASHBOARD_ADDR", address, default=("127.0.0.1", 8082),
+                                              help="the dashboard's listener")
+    dashboard_url: str = setting(
+        "TERESA_DASHBOARD_URL", _browser_url, default="http://127.0.0.1:8082",
+        shown="`http://` + the dashboard address",
+        help="where browsers reach it (in `dashboard:login` links); `https://…` makes its cookies `Secure`")
+    login_budget_replicas: int = setting("TERESA_REPLICAS", positive, default=1,
+                                         help="how many replicas share the failed-login budget (see below)")
+    deploy_lease_seconds: int = setting(
+        "TERESA_DEPLOY_LEASE_SECONDS", positive, default=30,
+        help="a replica that dies mid-deploy holds the app's deploy lock (and the backup) at most this long")
+    replica_name: str = setting(
+        "TERESA_REPLICA_NAME", text, default="teresa",
+        shown="`$HOSTNAME` (the pod's name) and a digest of the data dir",
+        help="this process in lock rows and logs; unique per live replica, the same after a restart")
+    apps_dir: Path | None = setting(  # None: see local_apps_dir
+        "TERESA_APPS_DIR", absolute_path, default=None, shown="`<data dir>-apps`",
+        help="local runtime: apps' directories (unpacked slugs, `HOME`, `TMPDIR`); outside the data directory, "
+             "and every parent must be enterable by other users")
+    app_uid_base: int = setting(
+        "TERESA_APP_UID_BASE", positive, default=2_000_000,
+        help="local runtime as root: app N runs as uid and gid `base + N` (no `/etc/passwd` entry)")
+    app_isolation: bool | None = setting(
+        "TERESA_APP_ISOLATION", _isolation, default=None, shown="`auto`",
+        help="`auto`: per-app users when Teresa runs as root; `off`: everything runs as Teresa's user "
+             "(single-tenant)")
+    kubernetes: KubernetesSettings = group(KubernetesSettings)
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -180,59 +244,24 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
-        data_dir = Path(env.get("TERESA_DATA_DIR") or ".teresa").absolute()
-        runtime = env.get("TERESA_RUNTIME", "").strip().lower() or _detect_runtime(env)
-        if runtime not in ("local", "kubernetes"):
-            raise ConfigError(f"TERESA_RUNTIME={runtime!r} is not supported; use local or kubernetes.")
-        return cls(
-            data_dir=data_dir,
-            apps_dir=Path(env["TERESA_APPS_DIR"]).absolute() if env.get("TERESA_APPS_DIR", "").strip() else None,
-            app_uid_base=_positive(env, "TERESA_APP_UID_BASE", 2_000_000),
-            app_isolation=_isolation(env),
-            ssh_addr=parse_addr(env.get("TERESA_SSH_ADDR") or "127.0.0.1:2222", "TERESA_SSH_ADDR"),
-            ssh_host_key=env.get("TERESA_SSH_HOST_KEY", ""),
-            public_ssh_addr=_public_ssh_addr(env),
-            http_addr=parse_addr(env.get("TERESA_HTTP_ADDR") or "127.0.0.1:8081", "TERESA_HTTP_ADDR"),
-            router_addr=parse_addr(env.get("TERESA_ROUTER_ADDR") or "127.0.0.1:8080", "TERESA_ROUTER_ADDR"),
-            domain=env.get("TERESA_DOMAIN", "").strip() or "localhost",
-            trusted_proxies=trusted_proxies(env),
-            database_url=database_url(env, data_dir),
-            storage=storage_from_env(env, data_dir),
-            kubernetes=kubernetes_from_env(env),
-            notifications=notifications_from_env(env),
-            runtime=runtime,
-            build_timeout=_int(env, "TERESA_BUILD_TIMEOUT", 15 * 60),
-            rollout_timeout=_int(env, "TERESA_ROLLOUT_TIMEOUT", 5 * 60),
-            max_push_bytes=_int(env, "TERESA_MAX_PUSH_BYTES", 1 << 30),
-            max_concurrent_builds=_int(env, "TERESA_MAX_CONCURRENT_BUILDS", os.cpu_count() or 2),
-            max_source_bytes=_positive(env, "TERESA_MAX_SOURCE_BYTES", 500 << 20),
-            max_file_bytes=_positive(env, "TERESA_MAX_FILE_BYTES", 100 << 20),
-            revision_history_limit=_int(env, "TERESADEPLOY_REVISION_HISTORY_LIMIT", 5),
-            login_timeout=_int(env, "TERESA_LOGIN_TIMEOUT", 30),
-            ssh_session_max_seconds=_positive(env, "TERESA_SSH_SESSION_MAX_SECONDS", 24 * 60 * 60),
-            require_domain_verification=_bool(env, "TERESA_REQUIRE_DOMAIN_VERIFICATION"),
-            router_header_timeout=_positive(env, "TERESA_ROUTER_HEADER_TIMEOUT", 15),
-            router_response_timeout=_positive(env, "TERESA_ROUTER_RESPONSE_TIMEOUT", 30),
-            router_max_connections_per_address=_positive(env, "TERESA_ROUTER_MAX_CONNECTIONS_PER_ADDRESS", 256),
-            backup_interval=_backup_interval(env),
-            audit_retention_days=_retention_days(env),
-            dashboard_enabled=_bool(env, "TERESA_DASHBOARD_ENABLED",
-                                    default=runtime == "local" and not env.get("KUBERNETES_SERVICE_HOST")),
-            dashboard_addr=parse_addr(env.get("TERESA_DASHBOARD_ADDR") or "127.0.0.1:8082", "TERESA_DASHBOARD_ADDR"),
-            dashboard_url=_dashboard_url(env),
-            deploy_lease_seconds=_positive(env, "TERESA_DEPLOY_LEASE_SECONDS", 30),
-            replica_name=_replica_name(env, data_dir),
-            login_budget_replicas=_positive(env, "TERESA_REPLICAS", 1),
-            log_format=env.get("TERESA_LOG_FORMAT", "").strip().lower() or "console",
-            env=env,
-        )
+        outside = not env.get("KUBERNETES_SERVICE_HOST")  # not in a pod
+        derived: dict[str, Callable[[Settings], object]] = {  # defaults that follow from other settings, in order
+            "data_dir": lambda s: s.data_dir.absolute(),
+            "database_url": lambda s: database_url(env, s.data_dir),
+            "storage": lambda s: storage_from_env(env, s.data_dir),
+            "runtime": lambda s: _detect_runtime(s.kubernetes, env),
+            "public_ssh_addr": lambda s: _reachable(s.ssh_addr),
+            "dashboard_enabled": lambda s: s.runtime == "local" and outside,
+            "dashboard_url": lambda s: _url(_reachable(s.dashboard_addr)),
+            "replica_name": lambda s: _replica_name(env, s.data_dir),
+        }
+        return read(cls, env, derived=derived, env=env, kubernetes=kubernetes_from_env(env),
+                    notifications=read(NotificationSettings, env))
 
 
-def _isolation(env: Mapping[str, str]) -> bool | None:
-    value = env.get("TERESA_APP_ISOLATION", "").strip().lower() or "auto"
-    if value not in ("auto", "off"):
-        raise ConfigError(f"TERESA_APP_ISOLATION={value!r} is not supported; use auto (per-app users when root) or off.")
-    return None if value == "auto" else False
+def trusted_proxies(env: Mapping[str, str]) -> tuple[Network, ...]:
+    """TERESA_TRUSTED_PROXIES alone: CIDRs (or addresses) whose X-Forwarded-For/-Proto the router keeps."""
+    return read(Settings, env).trusted_proxies
 
 
 def local_apps_dir(settings: Settings) -> Path:
@@ -240,56 +269,31 @@ def local_apps_dir(settings: Settings) -> Path:
     return settings.apps_dir or Path(f"{settings.data_dir.absolute()}-apps")
 
 
-def _backup_interval(env: Mapping[str, str]) -> int:
-    seconds = _int(env, "TERESA_BACKUP_INTERVAL", 60 * 60)
-    if seconds < 0:
-        raise ConfigError(f"TERESA_BACKUP_INTERVAL={seconds} is negative; give seconds between backups, or 0 for none.")
-    return seconds
+def _reachable(addr: tuple[str, int]) -> tuple[str, int]:
+    """A listener's address as a client on this host reaches it: a wildcard host is the loopback."""
+    host, port = addr
+    return ("127.0.0.1" if host in ("0.0.0.0", "::") else host), port
 
 
-def _retention_days(env: Mapping[str, str]) -> int:
-    days = _int(env, "TERESA_AUDIT_RETENTION_DAYS", 365)
-    if days < 0:
-        raise ConfigError(f"TERESA_AUDIT_RETENTION_DAYS={days} is negative; give days to keep records, or 0 for ever.")
-    return days
-
-
-def _dashboard_url(env: Mapping[str, str]) -> str:
-    """The dashboard's address for browsers (in dashboard:login links); defaults to TERESA_DASHBOARD_ADDR."""
-    if value := env.get("TERESA_DASHBOARD_URL", "").strip().rstrip("/"):
-        if not value.startswith(("http://", "https://")):
-            raise ConfigError(f"TERESA_DASHBOARD_URL={value!r} is not an http(s) URL; set it like "
-                              "https://teresa.example.com.")
-        return value
-    host, port = parse_addr(env.get("TERESA_DASHBOARD_ADDR") or "127.0.0.1:8082", "TERESA_DASHBOARD_ADDR")
-    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+def _url(addr: tuple[str, int]) -> str:
+    host, port = addr
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
 def _replica_name(env: Mapping[str, str], data_dir: Path) -> str:
-    """TERESA_REPLICA_NAME, else the host's name (a pod's name on Kubernetes) and a digest of the data dir.
+    """The host's name (a pod's name on Kubernetes) and a digest of the data dir.
 
     Unique among live replicas (two cannot share a data dir, their repository cache) and the same again
     when a replica restarts: crash recovery (controller/recovery.py) treats leases held under its own
     name as left by the process it replaces.
     """
-    if name := env.get("TERESA_REPLICA_NAME", "").strip():
-        return name
     host = env.get("HOSTNAME", "").strip() or socket.gethostname()
     return f"{host}-{hashlib.sha256(str(data_dir).encode()).hexdigest()[:8]}"
 
 
-def _detect_runtime(env: Mapping[str, str]) -> str:
-    if env.get("TERESAK8S_HOST") or env.get("TERESAK8S_CONFIG_FILE"):
+def _detect_runtime(kubernetes: KubernetesSettings, env: Mapping[str, str]) -> str:
+    if kubernetes.host or kubernetes.config_file:
         return "kubernetes"
     if env.get("KUBERNETES_SERVICE_HOST") and Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists():
         return "kubernetes"
     return "local"
-
-
-def _public_ssh_addr(env: Mapping[str, str]) -> tuple[str, int]:
-    """Where users reach the SSH server (shown in git remotes); defaults to TERESA_SSH_ADDR."""
-    if value := env.get("TERESA_SSH_PUBLIC_ADDR", "").strip():
-        return parse_addr(value if ":" in value else f"{value}:22", "TERESA_SSH_PUBLIC_ADDR")
-    host, port = parse_addr(env.get("TERESA_SSH_ADDR") or "127.0.0.1:2222", "TERESA_SSH_ADDR")
-    return ("127.0.0.1" if host in ("0.0.0.0", "::") else host), port

@@ -72,7 +72,6 @@ def check_dulwich(version: str | None = None) -> None:
 DEPLOY_REFS = {b"refs/heads/main", b"refs/heads/master"}
 ZERO = b"0" * 40
 CANNOT_STORE = "the server cannot store your push right now; nothing was changed"
-KEEPALIVE_SECONDS = 5.0  # well under the 10 s a push may stay silent behind an idle-timeout proxy
 _DONE = object()
 # A git session holds its thread for the whole push, build and release included, while the deploy
 # itself needs the loop's default executor (database, storage, archive). Sessions therefore get
@@ -85,10 +84,9 @@ class PushGate:
     """Runs in the handler's thread; talks to the controller on the event loop."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, controller: Controller, app: str, actor: Actor, repo: Path,
-                 settings: Settings, keepalive: float = KEEPALIVE_SECONDS, services: Services | None = None):
+                 settings: Settings, services: Services | None = None):
         self.loop = loop
         self.settings = settings
-        self.keepalive_seconds = keepalive
         self.controller = controller
         self.app = app
         self.actor = actor
@@ -208,7 +206,7 @@ class PushGate:
     def _relay(self, lines: queue.Queue[Any]) -> None:
         while True:
             try:
-                item = lines.get(timeout=self.keepalive_seconds)
+                item = lines.get(timeout=self.settings.push_keepalive_seconds)
             except queue.Empty:
                 self.keepalive()
                 continue
@@ -332,9 +330,8 @@ class GitService:
                                                   app)
         if argv[0] == "git-upload-pack":
             return await self._serve(process, repo, lambda backend, proto: UploadPackHandler(backend, ["/"], proto))
-        keepalive = float(self.services.settings.env.get("TERESA_PUSH_KEEPALIVE_SECONDS") or KEEPALIVE_SECONDS)
         gate = PushGate(asyncio.get_running_loop(), self.controller, app, actor, repo, self.services.settings,
-                        keepalive, self.services)
+                        self.services)
         this = asyncio.current_task()
         assert this is not None
         self.pushes.add(this)

@@ -27,7 +27,7 @@ from controller.runtime.kubernetes.templates import applicable, keep_autoscaled_
 from controller.spec import ReleaseSpec
 from core import log
 from core.commands import Input, Output
-from core.config import ConfigError, Settings
+from core.config import Settings
 from core.storage import MAX_PRESIGN_SECONDS, storage_for
 
 logger = log.get("runtime.kubernetes")
@@ -39,16 +39,6 @@ SLUG_URL_SECONDS = MAX_PRESIGN_SECONDS
 ROUTING_AND_SCALING_KINDS = ("Service", "Ingress", "CronJob", "HorizontalPodAutoscaler", "PodDisruptionBudget")
 
 
-def _poll_interval(value: str) -> float:
-    try:
-        seconds = float(value or 1.0)
-    except ValueError:
-        seconds = 0
-    if not 0 < seconds <= 60:
-        raise ConfigError(f"TERESAK8S_POLL_INTERVAL={value!r} is not a number of seconds; set it like 0.5.")
-    return seconds
-
-
 class KubernetesRuntime:
     capabilities = KUBERNETES_CAPABILITIES
 
@@ -56,7 +46,7 @@ class KubernetesRuntime:
         self.settings = settings
         self.storage = storage_for(settings.storage)   # signs URLs; its credentials never leave this process
         # How often pod and Deployment status is read; TERESAK8S_POLL_INTERVAL (seconds) mostly serves tests.
-        self.poll_interval = poll_interval or _poll_interval(settings.env.get("TERESAK8S_POLL_INTERVAL", ""))
+        self.poll_interval = poll_interval or settings.kubernetes.poll_interval
         self._kube: KubeClient | None = None
 
     # -- lifecycle
