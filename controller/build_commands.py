@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from controller.platform import Platform
 from core.commands import APP, APP_TEAM, CommandError, Invocation, arg, command
-from core.models import Build
+from core.models import Build, utc_text
 from core.storage import StorageNotFound
 from core.layout import BuildKeys
 from keys import access
@@ -34,7 +34,7 @@ def _row(build: Build) -> _BuildRow:
     duration = build.duration_seconds
     return {"number": build.number, "id": build.id, "status": build.status, "reason": build.reason,
             "user": build.user, "ref": build.ref.removeprefix("refs/heads/"), "commit": build.commit,
-            "started_at": build.started_at.replace(microsecond=0).isoformat() + "Z",
+            "started_at": utc_text(build.started_at),
             "duration_seconds": round(duration, 1) if duration is not None else None}
 
 

@@ -9,7 +9,7 @@ from controller.platform import Platform
 from core import names
 from core.commands import APP, APP_TEAM, CommandError, Invocation, arg, command
 from core.errors import UserError
-from core.models import App, Team
+from core.models import App, Team, utc_text
 from keys import access
 
 
@@ -65,7 +65,7 @@ async def apps_info(inv: Invocation[Platform]) -> None:
     def load(session: Session) -> dict[str, str]:
         app = access.app_for(session, inv.actor, inv.args.app)
         return {"name": app.name, "team": app.team.name, "created_by": app.created_by,
-                "created_at": app.created_at.replace(microsecond=0).isoformat() + "Z"}
+                "created_at": utc_text(app.created_at)}
 
     info = await inv.services.db.run(load)
     info["git_remote"] = inv.services.git_remote(info["name"])

@@ -13,16 +13,17 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from builder.job import BuildRequest
 from controller import teresa_yaml
-from controller.buildlog import BuildLog
-from controller.events import Event, EventKind
-from controller.runtime.base import BuildFailed, LineSink, ReleasePhaseFailed, RolloutFailed
+from controller.build_slots import BuildSlots
+from controller.buildlog import BuildLog, LiveBuilds
+from controller.events import Event, EventBus, EventKind
+from controller.runtime.base import BuildFailed, LineSink, ReleasePhaseFailed, RolloutFailed, Runtime
 from core import audit
 from core import log as logging
 from core import metrics
@@ -32,8 +33,21 @@ from core.models import App, Build, utcnow
 from core.services import Services
 from core.storage import StorageError
 
-if TYPE_CHECKING:
-    from controller.controller import Controller
+
+class DeployHost(Protocol):
+    """What a push's deploy needs of the controller (controller.Controller is one)."""
+
+    build_slots: BuildSlots
+    events: EventBus
+    live_builds: LiveBuilds
+
+    @property
+    def runtime(self) -> Runtime: ...
+
+    async def config_vars(self, app: str) -> dict[str, str]: ...
+
+    async def release_build(self, app: str, keys: BuildKeys, teresa_yaml_text: str, actor: Actor,
+                            out: LineSink, *, phases: dict[str, float] | None = None) -> int: ...
 
 log = logging.get(__name__)
 
@@ -87,7 +101,7 @@ class PushDeploy:
     """One push's deploy; `run` returns None on success, else the short rejection reason."""
 
     services: Services
-    controller: "Controller"
+    controller: DeployHost
     app: str
     actor: Actor
     pushed: PushedCommit

@@ -14,7 +14,7 @@ from controller import releases
 from controller.platform import Platform
 from core import names
 from core.commands import ADMIN, APP, APP_TEAM, CommandError, Invocation, arg, command, shown
-from core.models import Domain, Release
+from core.models import Domain, Release, utc_text
 from keys import access
 
 MAX_CONFIG_VALUE = 32 * 1024
@@ -197,7 +197,7 @@ async def releases_list(inv: Invocation[Platform]) -> None:
         rows = session.scalars(select(Release).where(Release.app_id == app.id).order_by(Release.version.desc()))
         return [{"version": f"v{r.version}", "running": r.version == app.current_release, "status": r.status,
                  "reason": r.reason, "user": r.user, "build": r.build_id[:8],
-                 "created_at": r.created_at.replace(microsecond=0).isoformat() + "Z", "error": r.error}
+                 "created_at": utc_text(r.created_at), "error": r.error}
                 for r in rows]
 
     rows = await inv.services.db.run(load)

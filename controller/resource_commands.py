@@ -10,6 +10,7 @@ from controller.platform import Platform
 from controller.spec import Autoscale
 from core import names
 from core.commands import APP, APP_TEAM, CommandError, Invocation, arg, command, shown
+from core.quantity import parse_quantity
 from keys import access
 
 CPU = re.compile(r"^(\d+m|\d+(\.\d{1,3})?)$")
@@ -24,8 +25,6 @@ def _quantity(value: str | None, pattern: re.Pattern[str], flag: str, example: s
 
 def _within(value: str | None, most: str, flag: str, setting: str) -> None:
     """Refuse a quantity over the operator's maximum, naming the setting."""
-    from kubernetes.utils.quantity import parse_quantity
-
     if value is not None and parse_quantity(value) > parse_quantity(most):
         raise CommandError(f"{flag} {value} is more than this server allows ({setting}={most}); "
                            f"ask for {most} or less, or ask the operator to raise {setting}.")

@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable, Generic, NoReturn, Protocol, TypeVa
 
 from core import audit
 from core import log as logging
-from core.errors import UserError
+from core.errors import UserError, internal_error
 # Defined in core.errors (which the slugbuilder and slugrunner import cheaply); re-exported for the commands.
 from core.errors import CommandError as CommandError, PermissionDenied as PermissionDenied, shown as shown
 from core.services import Services
@@ -243,7 +243,7 @@ async def execute(argv: list[str], actor: Actor, services: Services, stdin: Inpu
     except Exception:
         reference = uuid.uuid4().hex[:12]
         log.exception("command_failed", command=shown(argv[0]) if argv else "", reference=reference)
-        await err.write(f"error: internal error (reference {reference}); the operator can find it in the server log.\n")
+        await err.write(internal_error(reference))
         return 1
 
 

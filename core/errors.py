@@ -28,3 +28,8 @@ def shown(text: str, limit: int = 40) -> str:
     """A user-supplied value, safe to echo in an error: printable and short."""
     clean = "".join(c if c.isprintable() else "?" for c in text)
     return clean if len(clean) <= limit else clean[: limit - 1] + "…"
+
+
+def internal_error(reference: str) -> str:
+    """The line a user reads when Teresa itself failed; `reference` finds the traceback in the server log."""
+    return f"error: internal error (reference {reference}); the operator can find it in the server log.\n"

@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from core.envparse import ConfigError, boolean, comma_list, integer, positive, seconds, text
+from core.quantity import parse_quantity
 from core.setting import read, setting
 
 
 def quantity(name: str, value: str, default: str) -> str:
-    from kubernetes.utils.quantity import parse_quantity  # heavy import: only when the setting is given
-
     try:
         parse_quantity(value)
     except ValueError:

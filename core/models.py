@@ -15,6 +15,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def utc_text(moment: datetime) -> str:
+    """A stored (naive UTC) moment in RFC 3339, whole seconds, as commands print it: 2025-01-31T12:00:00Z."""
+    return moment.replace(microsecond=0).isoformat() + "Z"
+
+
 class Base(DeclarativeBase):
     pass
 

@@ -14,6 +14,7 @@ import asyncssh
 from core import log as logging
 from core import metrics
 from core.commands import Actor, CommandError, Terminal, execute, split_command_line
+from core.errors import internal_error
 from controller.platform import Platform
 from core.services import Services
 from gitreceiver import flow_control
@@ -262,8 +263,7 @@ class SSHFrontDoor:
         except Exception:
             reference = uuid.uuid4().hex[:12]
             log.exception("session_failed", user=actor.email, reference=reference)
-            process.stderr.write(f"error: internal error (reference {reference}); the operator can find it in the "
-                                 "server log.\n".encode())
+            process.stderr.write(internal_error(reference).encode())
             status = 1
         try:
             process.exit(status)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import NotRequired, TypedDict
 
 from sqlalchemy import select
@@ -13,14 +12,10 @@ from sqlalchemy.orm import Session
 from core import names
 from core.commands import ADMIN, TEAM, CommandError, Invocation, arg, command
 from core.services import Services
-from core.models import SSHKey, Team, User
+from core.models import SSHKey, Team, User, utc_text
 from keys import access, passwords, sshkeys
 
 STDIN_LIMIT = 64 * 1024
-
-
-def _iso(value: datetime) -> str:
-    return value.replace(microsecond=0).isoformat() + "Z"
 
 
 class _WhoAmI(TypedDict):
@@ -144,7 +139,7 @@ async def keys_add(inv: Invocation[Services]) -> None:
 async def keys_list(inv: Invocation[Services]) -> None:
     def load(session: Session) -> list[dict[str, str]]:
         owner = _key_owner(session, inv)
-        return [{"name": k.name, "fingerprint": k.fingerprint, "added": _iso(k.created_at)}
+        return [{"name": k.name, "fingerprint": k.fingerprint, "added": utc_text(k.created_at)}
                 for k in sorted(owner.keys, key=lambda k: k.name)]
 
     keys = await inv.services.db.run(load)

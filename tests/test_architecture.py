@@ -26,7 +26,7 @@ def _lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_imports_run_one_way_down_the_layers() -> None:
     result = _lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 kept, 0 broken" in result.stdout
+    assert "4 kept, 0 broken" in result.stdout
 
 
 @pytest.mark.parametrize(("lower", "upper"), [("core", "server"), ("controller", "gitreceiver"),
@@ -39,6 +39,23 @@ def test_a_back_import_breaks_the_contract(tmp_path: Path, lower: str, upper: st
     result = _lint_imports(tmp_path)
     assert result.returncode != 0
     assert f"{lower}.scratch_back_import -> {upper}" in result.stdout
+
+
+@pytest.mark.parametrize(("module", "imported", "broken"), [
+    ("controller/runtime/local", "controller.runtime.kubernetes.manifests", "independent of each other"),
+    ("controller/runtime/kubernetes", "controller.runtime.local.tenancy", "independent of each other"),
+    ("core", "kubernetes.utils", "imported only by the Kubernetes runtime"),
+    ("controller", "kubernetes", "imported only by the Kubernetes runtime"),
+    ("server", "controller.runtime.local.tenancy", "through controller.runtime only"),
+])
+def test_an_inner_import_breaks_its_contract(tmp_path: Path, module: str, imported: str, broken: str) -> None:
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    (tmp_path / module / "scratch_inner_import.py").write_text(f"import {imported}  # noqa: F401\n")
+    result = _lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert f"{broken} BROKEN" in result.stdout, result.stdout
 
 
 def test_mypy_passes_over_the_server_packages() -> None:

@@ -21,7 +21,7 @@ from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from controller.events import Event
-from core.models import App, NotificationDelivery, NotificationTarget, utcnow
+from core.models import App, NotificationDelivery, NotificationTarget, utc_text, utcnow
 
 RESULT_LIMIT = 255
 
@@ -62,7 +62,7 @@ class Claimed:
 
 
 def timestamp(moment: dt.datetime | None) -> str | None:
-    return None if moment is None else moment.replace(microsecond=0).isoformat() + "Z"
+    return None if moment is None else utc_text(moment)
 
 
 def add_target(session: Session, *, team_id: int | None, app_id: int | None, url: str, events: list[str],
