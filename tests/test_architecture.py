@@ -23,6 +23,15 @@ def _lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
                           timeout=300, env={"PATH": str(BIN), "PYTHONPATH": str(cwd)})
 
 
+def _lint_with_scratch_import(tmp_path: Path, package: str, scratch: str, imported: str) -> subprocess.CompletedProcess[str]:
+    """The contracts checked on a copy of the packages where `package`/`scratch`.py imports `imported`."""
+    for name in PACKAGES:
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    (tmp_path / package / f"{scratch}.py").write_text(f"import {imported}  # noqa: F401\n")
+    return _lint_imports(tmp_path)
+
+
 def test_imports_run_one_way_down_the_layers() -> None:
     result = _lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -32,11 +41,7 @@ def test_imports_run_one_way_down_the_layers() -> None:
 @pytest.mark.parametrize(("lower", "upper"), [("core", "server"), ("controller", "gitreceiver"),
                                                ("builder", "controller"), ("keys", "builder")])
 def test_a_back_import_breaks_the_contract(tmp_path: Path, lower: str, upper: str) -> None:
-    for package in PACKAGES:
-        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "pyproject.toml", tmp_path)
-    (tmp_path / lower / "scratch_back_import.py").write_text(f"import {upper}  # noqa: F401\n")
-    result = _lint_imports(tmp_path)
+    result = _lint_with_scratch_import(tmp_path, lower, "scratch_back_import", upper)
     assert result.returncode != 0
     assert f"{lower}.scratch_back_import -> {upper}" in result.stdout
 
@@ -49,11 +54,7 @@ def test_a_back_import_breaks_the_contract(tmp_path: Path, lower: str, upper: st
     ("server", "controller.runtime.local.tenancy", "through controller.runtime only"),
 ])
 def test_an_inner_import_breaks_its_contract(tmp_path: Path, module: str, imported: str, broken: str) -> None:
-    for package in PACKAGES:
-        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "pyproject.toml", tmp_path)
-    (tmp_path / module / "scratch_inner_import.py").write_text(f"import {imported}  # noqa: F401\n")
-    result = _lint_imports(tmp_path)
+    result = _lint_with_scratch_import(tmp_path, module, "scratch_inner_import", imported)
     assert result.returncode != 0
     assert f"{broken} BROKEN" in result.stdout, result.stdout
 
