@@ -28,7 +28,7 @@ HEADERS = {
 
 @web.middleware
 async def security(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every response gets the security headers; every page but the login ones needs a live session."""
+    """Every page but the login ones needs a live session."""
     if request.path != "/login" and not request.path.startswith(PUBLIC):
         found = await load_login(request)
         if found is None:
@@ -36,15 +36,13 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
                 raise web.HTTPUnauthorized(text="Log in first: ssh teresa dashboard:login")
             raise web.HTTPSeeOther("/login")
         request[LOGIN_KEY] = found
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        exc.headers.update(HEADERS)
-        raise
-    if not response.prepared:
-        response.headers.update(HEADERS)
-        response.headers.setdefault("Cache-Control", "no-store")
-    return response
+    return await handler(request)
+
+
+async def security_headers(_request: web.Request, response: web.StreamResponse) -> None:
+    """Every response gets the security headers as it starts, streamed ones and errors too."""
+    response.headers.update(HEADERS)
+    response.headers.setdefault("Cache-Control", "no-store")
 
 
 def _static(text: str, content_type: str) -> Handler:
@@ -58,6 +56,7 @@ def dashboard_app(platform: Platform) -> web.Application:
     app[SERVICES_KEY] = platform
     app[login.LIMITER_KEY] = LoginLimiter()
     app[live.STREAMS_KEY] = set()
+    app.on_response_prepare.append(security_headers)
     app.on_shutdown.append(live.close_streams)
     app.add_routes([
         web.get("/static/dashboard.css", _static(CSS, "text/css")),

@@ -56,7 +56,17 @@ class Dashboard:
 
 @pytest.fixture
 def dashboard(tmp_path: Path, local_storage: StorageSettings, ssh_keys: dict[str, Path]) -> Iterator[Dashboard]:
-    for deploy in make_deploy(tmp_path, local_storage, ssh_keys):
+    yield from make_dashboard(tmp_path, local_storage, ssh_keys)
+
+
+@pytest.fixture
+def dashboard_any_storage(tmp_path: Path, any_storage: StorageSettings,
+                          ssh_keys: dict[str, Path]) -> Iterator[Dashboard]:
+    yield from make_dashboard(tmp_path, any_storage, ssh_keys)
+
+
+def make_dashboard(tmp_path: Path, storage: StorageSettings, ssh_keys: dict[str, Path]) -> Iterator[Dashboard]:
+    for deploy in make_deploy(tmp_path, storage, ssh_keys):
         server = deploy.server
         assert server.local("config:set", "shop", f"API_TOKEN={SECRET}").status == 0
         server.local("users:create", "carol@example.com", "--no-password")
