@@ -166,7 +166,7 @@ class Settings:
     dashboard_url: str = "http://127.0.0.1:8082"  # where browsers reach it; https:// makes cookies Secure
     deploy_lease_seconds: int = 30  # a dead replica's deploy lock (and periodic jobs) expire after this
     replica_name: str = "teresa"  # this process in lease rows and logs (the pod's name on Kubernetes)
-    login_budget_replicas: int = 1  # the failed-login budget is split evenly over this many replicas
+    login_budget_replicas: int = 1  # the password-login budget is split evenly over this many replicas
     log_format: str = "console"
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 

@@ -9,7 +9,7 @@ from aiohttp import web
 from controller.platform import Platform
 from core import health
 from core import log as logging
-from keys.ratelimit import LoginLimiter
+from keys.ratelimit import LoginLimiter, login_limiter
 from server.dashboard import actions, live, login, pages
 from server.dashboard.auth import LOGIN_KEY, SERVICES_KEY, load_login
 from server.dashboard.html import CSS, JS
@@ -51,10 +51,11 @@ def _static(text: str, content_type: str) -> Handler:
     return serve
 
 
-def dashboard_app(platform: Platform) -> web.Application:
+def dashboard_app(platform: Platform, limiter: LoginLimiter | None = None) -> web.Application:
+    """The dashboard; `limiter` is the login budget it shares with the SSH door (its own when None)."""
     app = web.Application(middlewares=[security], client_max_size=64 * 1024)
     app[SERVICES_KEY] = platform
-    app[login.LIMITER_KEY] = LoginLimiter()
+    app[login.LIMITER_KEY] = limiter or login_limiter(platform.settings)
     app[live.STREAMS_KEY] = set()
     app.on_response_prepare.append(security_headers)
     app.on_shutdown.append(live.close_streams)
@@ -80,9 +81,9 @@ def dashboard_app(platform: Platform) -> web.Application:
     return app
 
 
-async def start_dashboard(platform: Platform) -> web.AppRunner:
+async def start_dashboard(platform: Platform, limiter: LoginLimiter | None = None) -> web.AppRunner:
     """Serve the dashboard on TERESA_DASHBOARD_ADDR; stop it with `await runner.cleanup()`."""
-    runner = await health.start_health_server(dashboard_app(platform), platform.settings.dashboard_addr)
+    runner = await health.start_health_server(dashboard_app(platform, limiter), platform.settings.dashboard_addr)
     host = platform.settings.dashboard_addr[0]
     log.info("dashboard_listening", address=f"{host}:{health.bound_port(runner)}", url=platform.settings.dashboard_url)
     return runner

@@ -8,7 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from core import audit
-from keys.auth import actor_for_password
+from keys.auth import password_login
 from keys.ratelimit import LoginLimiter
 from server.dashboard import sessions
 from server.dashboard.auth import COOKIE, SERVICES_KEY, require_csrf, set_session_cookie
@@ -63,17 +63,19 @@ async def login_password(request: web.Request) -> web.Response:
         raise web.HTTPForbidden(text="Log in from the dashboard's own page.")
     form = await request.post()
     email, password = str(form.get("email", "")).strip().lower(), str(form.get("password", ""))
-    limiter, address = request.app[LIMITER_KEY], request.remote or "?"
-    if limiter.blocked(address, email):
-        return _login_page("Too many failed logins; wait a few minutes.", 429)
-    who = await actor_for_password(request.app[SERVICES_KEY].db, email, password) if email and password else None
-    if who is None or who.user_id is None:
-        limiter.failed(address, email)
+    if not email or not password:
+        return _login_page("Give both your email and your password.", 400)
+    db = request.app[SERVICES_KEY].db
+    login = await password_login(db, request.app[LIMITER_KEY], door="dashboard", address=request.remote or "?",
+                                 email=email, password=password)
+    if login.refused:
+        return _login_page(login.refused, 429)
+    if login.actor is None or login.actor.user_id is None:
         await _record(request, email, "password", "password", ok=False, reason="wrong password or no such user")
         return _login_page("Wrong email or password.", 401)
-    user_id = who.user_id
-    token = await request.app[SERVICES_KEY].db.run(lambda s: sessions.new_session(s, user_id, "password"))
-    await _record(request, who.email, "password", "password", ok=True)
+    user_id = login.actor.user_id
+    token = await db.run(lambda s: sessions.new_session(s, user_id, "password"))
+    await _record(request, login.actor.email, "password", "password", ok=True)
     return _logged_in(request, token)
 
 

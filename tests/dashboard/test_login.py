@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import threading
 from http.cookies import SimpleCookie
 
 import pytest
@@ -12,8 +14,11 @@ from sqlalchemy import update
 
 from core.config import Settings
 from core.models import DashboardSession
+from keys import passwords
+from keys.ratelimit import TOO_MANY_AT_ONCE
 from server.dashboard.auth import SERVICES_KEY, secure
 from tests.dashboard.conftest import CSRF, Dashboard
+from tests.localrt.harness import until
 
 
 def cookie_of(response_headers: object) -> SimpleCookie:
@@ -93,3 +98,57 @@ def test_cookies_are_secure_when_the_dashboard_is_served_over_tls() -> None:
     assert secure(make_mocked_request("GET", "/", app=app))
     app[SERVICES_KEY] = type("S", (), {"settings": Settings.from_env({})})()  # type: ignore[assignment]
     assert not secure(make_mocked_request("GET", "/", app=app))
+
+
+PASSWORD = "a-long-password-1"
+
+
+@pytest.mark.asyncio
+async def test_a_login_flood_is_checked_within_the_budget_and_leaves_ssh_its_own_bcrypt(
+        dashboard: Dashboard, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding 1: 60 concurrent wrong guesses, then the right password. Attempts count as they start, so at
+    most the budget is checked and the rest are refused at once with a sentence; meanwhile an SSH password
+    login (its own bcrypt threads) goes through; the budget is the SSH door's too."""
+    server, ssh = dashboard.deploy.server, dashboard.deploy.ssh
+    for email in ("dev@example.com", "carol@example.com"):
+        assert server.local("users:set-password", email, stdin=PASSWORD.encode()).status == 0
+    limiter = server.server.limiter
+    gate, checked, real = threading.Event(), [], passwords.check_password
+
+    def slow_bcrypt(password: str, hashed: str | None) -> bool:  # the flood's guesses wait here until let go
+        if password.startswith("guess-"):
+            checked.append(password)
+            gate.wait(120)
+        return real(password, hashed)
+
+    monkeypatch.setattr(passwords, "check_password", slow_bcrypt)
+    async with dashboard.client() as client:
+        async def guess(password: str) -> tuple[int, str]:
+            async with client.post("/login", data={"email": "dev@example.com", "password": password},
+                                   allow_redirects=False) as response:
+                return response.status, await response.text()
+
+        flood = [asyncio.create_task(guess(f"guess-{n}")) for n in range(60)]
+        try:
+            await until(lambda: checked and sum(t.done() for t in flood) + len(checked) == 60, timeout=60,
+                        what="every guess but those being checked to be answered")
+            assert len(checked) <= limiter.budgets["user"]
+            refused = [t.result() for t in flood if t.done()]
+            assert all(status == 429 and TOO_MANY_AT_ONCE in text for status, text in refused)
+            ssh_login = await asyncio.to_thread(ssh.run, "whoami", user="carol@example.com", password=PASSWORD,
+                                                source="127.0.0.2")
+            assert ssh_login.returncode == 0 and b"carol@example.com" in ssh_login.stdout, ssh_login.stderr
+            assert not gate.is_set() and limiter.in_flight("dashboard") == len(checked)  # still being checked
+        finally:
+            gate.set()
+        assert [status for status, _ in await asyncio.gather(*flood)].count(401) == len(checked)
+        more = 0
+        while (answer := await guess(f"guess-more-{more}"))[0] == 401:
+            more += 1
+        assert len(checked) == limiter.budgets["user"]  # every check the budget allows, and no more
+        assert answer[0] == 429 and limiter.over_budget in answer[1]
+        right = await guess(PASSWORD)
+        assert right[0] == 429 and limiter.over_budget in right[1]
+    assert ssh.run("whoami", user="dev@example.com", password=PASSWORD, source="127.0.0.3").returncode == 255
+    failures = dashboard.records(action="dashboard:session", outcome="failed")
+    assert len(failures) == limiter.budgets["user"]  # a refused attempt writes no record
