@@ -65,6 +65,7 @@ def dashboard_app(platform: Platform, limiter: LoginLimiter | None = None) -> we
         web.get("/login", login.login_form),
         web.post("/login", login.login_password),
         web.get("/login/{token}", login.login_link),
+        web.post("/login/{token}", login.confirm_link),
         web.post("/logout", login.logout),
         web.get("/", pages.index),
         web.get("/api/apps", pages.api_apps),

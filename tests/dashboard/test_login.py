@@ -17,7 +17,7 @@ from core.models import DashboardSession
 from keys import passwords
 from keys.ratelimit import TOO_MANY_AT_ONCE
 from server.dashboard.auth import SERVICES_KEY, secure
-from tests.dashboard.conftest import CSRF, Dashboard
+from tests.dashboard.conftest import CSRF, Dashboard, confirm_link
 from tests.localrt.harness import until
 
 
@@ -32,9 +32,9 @@ def cookie_of(response_headers: object) -> SimpleCookie:
 async def test_login_link_sets_a_strict_http_only_cookie_once(dashboard: Dashboard) -> None:
     path = dashboard.login_path()
     async with dashboard.client() as client:
-        async with client.get(path, allow_redirects=False) as response:
+        async with await confirm_link(client, path) as response:
             assert response.status == 303 and response.headers["Location"] == "/"
-            raw = response.headers.getall("Set-Cookie")[0]
+            raw = response.headers.getall("Set-Cookie")
             morsel = cookie_of(response.headers)["teresa_session"]
             assert morsel["httponly"] and morsel["samesite"] == "Strict" and morsel["path"] == "/"
             assert not morsel["secure"], raw  # served over plain HTTP here
@@ -52,10 +52,41 @@ async def test_login_link_sets_a_strict_http_only_cookie_once(dashboard: Dashboa
         async with client.get("/api/apps") as ended:
             assert ended.status == 401
     outcomes = [(r.actor, r.outcome) for r in dashboard.records(action="dashboard:session")]
-    assert outcomes == [("dev@example.com", "succeeded"), ("?", "failed")]
+    assert outcomes == [("dev@example.com", "succeeded")]  # the used link's second visit wrote nothing
     [issued] = dashboard.records(action="dashboard:login")
     assert issued.outcome == "succeeded" and issued.credential.startswith("SHA256:")
     assert path.rsplit("/", 1)[1] not in repr(issued.details)  # the token is never recorded
+
+
+@pytest.mark.asyncio
+async def test_a_login_link_asks_before_it_makes_a_session(dashboard: Dashboard) -> None:
+    """Finding 6: a link someone else made must not log the visitor into their account unawares (login CSRF):
+    its page names the account and only a POST, with a token tied to the browser that opened it, logs in."""
+    path = dashboard.login_path()
+    async with dashboard.client() as victim, dashboard.client() as attacker:
+        async with victim.get(path, allow_redirects=False) as page:
+            text = await page.text()
+            assert page.status == 200 and "dev@example.com" in text
+            assert "teresa_session" not in cookie_of(page.headers)  # no session yet
+            token = CSRF.search(text)
+        assert token
+        async with victim.get("/api/apps") as nothing_yet:
+            assert nothing_yet.status == 401
+        # a cross-site form, or one posted with a token read from another browser's page, does nothing
+        async with victim.post(path, data={"csrf": token[1]}, headers={"Sec-Fetch-Site": "cross-site"}) as forged:
+            assert forged.status == 403
+        async with attacker.get(path) as theirs:
+            stolen = CSRF.search(await theirs.text())
+        assert stolen
+        async with victim.post(path, data={"csrf": "guess"}) as guessed:
+            assert guessed.status == 403
+        async with attacker.post(path, data={"csrf": token[1]}) as replayed:  # the page's token, not its cookie
+            assert replayed.status == 403
+        async with victim.post(path, data={"csrf": token[1]}, allow_redirects=False) as confirmed:
+            assert confirmed.status == 303 and "teresa_session" in cookie_of(confirmed.headers)
+        async with victim.get("/api/apps") as logged_in:
+            assert logged_in.status == 200
+    assert [r.outcome for r in dashboard.records(action="dashboard:session")] == ["succeeded"]
 
 
 @pytest.mark.asyncio
@@ -71,6 +102,22 @@ async def test_an_expired_link_is_refused(dashboard: Dashboard) -> None:
             assert page.status == 303 and page.headers["Location"] == "/login"
         async with client.get("/api/apps") as api:
             assert api.status == 401
+    assert dashboard.records(action="dashboard:session") == []
+
+
+@pytest.mark.asyncio
+async def test_unknown_login_links_write_nothing(dashboard: Dashboard) -> None:
+    """Finding 4: anyone may ask for /login/<anything>; that must not grow the audit log."""
+    before = len(dashboard.records())
+    async with dashboard.client() as client:
+        for n in range(30):
+            async with client.get(f"/login/junk-{n}", allow_redirects=False) as response:
+                assert response.status == 403 and "run dashboard:login again" in await response.text()
+        assert len(dashboard.records()) == before
+        for n in range(30):
+            async with client.post(f"/login/junk-{n}", data={"csrf": "x"}) as posted:
+                assert posted.status == 403
+    assert len(dashboard.records()) == before
 
 
 @pytest.mark.asyncio
