@@ -9,6 +9,11 @@ database (a failed command, a restart refused, a backup written to storage)
 is recorded when it ends, in a transaction of its own.
 
 Nothing else updates or deletes records, except `prune`, which is itself recorded.
+
+A denied action (someone outside the app's team, a non-admin) is recorded by its
+name only, without its arguments, and at most DENIALS_PER_USER times per user in
+DENIAL_WINDOW seconds (per process: `Database.denials`), so an outsider cannot
+fill a team's feed.
 """
 
 from __future__ import annotations
@@ -17,19 +22,22 @@ import asyncio
 import contextlib
 import contextvars
 import datetime as dt
+import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable
 
 from sqlalchemy import ColumnElement, delete, event, select, update
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from core.models import App, AuditRecord, utcnow
+from core.window import SlidingWindow
 
 if TYPE_CHECKING:
     from core.db import Database  # the database installs this module's hooks: no import at run time
 
 PENDING, SUCCEEDED, FAILED, DENIED = "pending", "succeeded", "failed", "denied"
 LOCAL_ADDRESS = "local"
+DENIALS_PER_USER, DENIAL_WINDOW = 10, 600.0
 
 
 @dataclass(frozen=True)
@@ -58,7 +66,26 @@ class Entry:
     def row(self, outcome: str) -> AuditRecord:
         return AuditRecord(at=utcnow(), actor=self.who.email, action=self.action, app=self.app, team_id=self.team_id,
                            address=self.who.address[:64], credential=self.who.credential[:100],
-                           details=self.details, outcome=outcome, reason=self.reason[:255])
+                           details={} if outcome == DENIED else self.details, outcome=outcome,
+                           reason=self.reason[:255])
+
+
+class DenialBudget:
+    """How many denied actions of each user are recorded: at most `per_user` in `window` seconds."""
+
+    def __init__(self, per_user: int = DENIALS_PER_USER, window: float = DENIAL_WINDOW,
+                 clock: Callable[[], float] = time.monotonic):
+        self.per_user = per_user
+        self.recent = SlidingWindow(window, clock)
+
+    def admit(self, entry: Entry) -> bool:
+        """Whether this ended action gets its record (counted if it is a denial). Called from the event loop."""
+        if entry.outcome != DENIED or entry.record_id is not None:
+            return True
+        if self.recent.count(entry.who.email) >= self.per_user:
+            return False
+        self.recent.add(entry.who.email)
+        return True
 
 
 _current: contextvars.ContextVar[Entry | None] = contextvars.ContextVar("teresa_audit_entry", default=None)
@@ -142,7 +169,8 @@ async def recording(db: "Database", entry: Entry) -> AsyncIterator[Entry]:
     finally:
         entry.closed = True
         _current.reset(token)
-        await asyncio.shield(db.run(lambda s: _finish(s, entry)))  # an interrupted action is recorded too
+        if db.denials.admit(entry):
+            await asyncio.shield(db.run(lambda s: _finish(s, entry)))  # an interrupted action is recorded too
 
 
 def _finish(session: Session, entry: Entry) -> None:
@@ -156,6 +184,8 @@ def _finish(session: Session, entry: Entry) -> None:
 async def record(db: "Database", entry: Entry) -> None:
     """Record an action that has already ended (a login, a refused push)."""
     entry.closed = True
+    if not db.denials.admit(entry):
+        return
     if entry.app and entry.team_id is None:
         entry.team_id = await db.run(lambda s: _team_of(s, entry.app or ""))
     await db.run(lambda s: _finish(s, entry))

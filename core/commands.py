@@ -19,6 +19,7 @@ from core import log as logging
 from core.errors import UserError, internal_error
 # Defined in core.errors (which the slugbuilder and slugrunner import cheaply); re-exported for the commands.
 from core.errors import CommandError as CommandError, PermissionDenied as PermissionDenied, shown as shown
+from core.errors import printable
 from core.services import Services
 
 log = logging.get(__name__)
@@ -114,7 +115,8 @@ class Invocation(Generic[S]):
             await self.print_table(headers, rows)
 
     async def print_table(self, headers: list[str], rows: list[list[Any]]) -> None:
-        cells = [headers] + [["" if v is None else str(v) for v in row] for row in rows]
+        """Rows of user-supplied values (names, emails, the audit log's records) with control characters escaped."""
+        cells = [headers] + [["" if v is None else printable(str(v)) for v in row] for row in rows]
         widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
         for row in cells:
             await self.print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())

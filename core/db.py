@@ -75,6 +75,7 @@ class Database:
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         audit.install(self.sessions)  # a change made while an action is recorded carries its record
+        self.denials = audit.DenialBudget()  # how many denied actions each user gets recorded
 
     def upgrade(self) -> None:
         upgrade(self.engine)

@@ -24,9 +24,17 @@ class PermissionDenied(CommandError):
     pass
 
 
+def printable(text: str) -> str:
+    """User-supplied text safe to print to a terminal: each character that is not printable (a control
+    character such as an escape sequence's ESC, a bidirectional override) written as an escape, like \\x1b."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def shown(text: str, limit: int = 40) -> str:
     """A user-supplied value, safe to echo in an error: printable and short."""
-    clean = "".join(c if c.isprintable() else "?" for c in text)
+    clean = printable(text)
     return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
 

@@ -218,6 +218,10 @@ class DashboardSession(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     csrf: Mapped[str] = mapped_column(String(64), default="")
     credential: Mapped[str] = mapped_column(String(100), default="")  # how the user proved who they are
+    # What the login stands on (migration 0011): the SSH key it was made with, or a stamp of the password hash.
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("ssh_keys.id", ondelete="CASCADE"), nullable=True,
+                                               index=True)
+    password_stamp: Mapped[str] = mapped_column(String(64), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
 

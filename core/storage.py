@@ -8,12 +8,13 @@ event loop use `asyncio.to_thread`.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import BinaryIO, Iterator, Protocol
+from typing import Any, BinaryIO, Iterator, Protocol
 
 from core import metrics
 from core.config import StorageSettings
@@ -41,6 +42,10 @@ class Storage(Protocol):
 
     def open_read(self, key: str) -> BinaryIO:
         """A stream of the object; close it. Raises StorageNotFound."""
+
+    def open_tail(self, key: str, size: int) -> tuple[BinaryIO, bool]:
+        """A stream of the object's last `size` (at least 1) bytes only (a seek, a ranged GET), and whether
+        the object has more before them; close it. Raises StorageNotFound."""
 
     def get_file(self, key: str, path: str | os.PathLike[str]) -> None:
         """Download to `path` (replaced atomically). Raises StorageNotFound."""
@@ -121,6 +126,12 @@ class LocalStorage:
             return open(self._path(key), "rb")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise StorageNotFound(key) from None
+
+    def open_tail(self, key: str, size: int) -> tuple[BinaryIO, bool]:
+        stream = self.open_read(key)
+        start = max(0, os.fstat(stream.fileno()).st_size - size)
+        stream.seek(start)
+        return stream, start > 0
 
     def get_file(self, key: str, path: str | os.PathLike[str]) -> None:
         try:
@@ -262,15 +273,29 @@ class S3Storage:
         self._ensure_bucket()
         self.client.upload_file(os.fspath(path), self.bucket, check_key(key), Config=self.transfer)
 
-    def open_read(self, key: str) -> BinaryIO:
+    def _get(self, key: str, **options: str) -> dict[str, Any]:
         self._ensure_bucket()
         try:
-            body: BinaryIO = self.client.get_object(Bucket=self.bucket, Key=check_key(key))["Body"]  # a StreamingBody
+            response: dict[str, Any] = self.client.get_object(Bucket=self.bucket, Key=check_key(key), **options)
         except _client_error() as exc:
             if _code(exc) in ("404", "NoSuchKey", "NotFound"):
                 raise StorageNotFound(key) from None
             raise
+        return response
+
+    def open_read(self, key: str) -> BinaryIO:
+        body: BinaryIO = self._get(key)["Body"]  # a StreamingBody
         return body
+
+    def open_tail(self, key: str, size: int) -> tuple[BinaryIO, bool]:
+        try:
+            response = self._get(key, Range=f"bytes=-{size}")  # a suffix range: the last `size` bytes
+        except _client_error() as exc:
+            if _code(exc) not in ("InvalidRange", "416"):
+                raise
+            return io.BytesIO(), False  # an empty object has no last bytes
+        first = response.get("ContentRange", "").removeprefix("bytes ").partition("-")[0]  # FIRST-LAST/TOTAL
+        return response["Body"], first.isdigit() and int(first) > 0
 
     def get_file(self, key: str, path: str | os.PathLike[str]) -> None:
         body = self.open_read(key)
@@ -355,6 +380,10 @@ class Counted:
     def open_read(self, key: str) -> BinaryIO:
         with self._counting("get"):
             return self.inner.open_read(key)
+
+    def open_tail(self, key: str, size: int) -> tuple[BinaryIO, bool]:
+        with self._counting("get"):
+            return self.inner.open_tail(key, size)
 
     def get_file(self, key: str, path: str | os.PathLike[str]) -> None:
         with self._counting("get"):

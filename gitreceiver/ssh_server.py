@@ -21,8 +21,8 @@ from gitreceiver import flow_control
 from gitreceiver.git_service import GitService
 from gitreceiver.hostkey import load_host_key
 from gitreceiver.logins import LoginAudit
-from keys.auth import SessionRevoked, actor_for_key, actor_for_password, current_actor
-from keys.ratelimit import LoginLimiter
+from keys.auth import SessionRevoked, actor_for_key, current_actor, password_login
+from keys.ratelimit import LoginLimiter, login_limiter
 from keys.sshkeys import fingerprint, too_weak
 
 log = logging.get(__name__)
@@ -69,7 +69,7 @@ class AuthServer(asyncssh.SSHServer):
         if self.expiry is not None:
             self.expiry.cancel()
         if not self.authenticated and self.unknown_key:
-            self.limiter.failed(self.address, method="publickey")
+            self.limiter.unknown_key(self.address)
         if not self.authenticated and self.last_failure is not None:
             method, user, credential = self.last_failure
             self.logins.failed(user=user, address=self.address, method=method, credential=credential)
@@ -82,7 +82,7 @@ class AuthServer(asyncssh.SSHServer):
 
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         self.candidate = None
-        if self.limiter.blocked(self.address, method="publickey"):
+        if self.limiter.unknown_key_blocked(self.address):
             return False
         if too_weak(key):
             log.info("login_refused", method="publickey", address=self.address, reason="rsa key too short")
@@ -101,23 +101,17 @@ class AuthServer(asyncssh.SSHServer):
 
     async def validate_password(self, username: str, password: str) -> bool:
         self.candidate = None
-        user = username.lower()
-        if self.limiter.blocked(self.address, user):
-            log.warning("login_blocked", address=self.address, user=username)
+        login = await password_login(self.services.db, self.limiter, door="ssh", address=self.address,
+                                     email=username, password=password)
+        if login.refused:
+            log.warning("login_refused", method="password", address=self.address, user=username, reason=login.refused)
             return False
-        with self.limiter.password_attempt(self.address, user) as allowed:
-            if not allowed:
-                log.warning("login_refused", method="password", address=self.address, user=username,
-                            reason="too many password attempts in flight")
-                return False
-            actor = await actor_for_password(self.services.db, username, password)
-        if actor is None:
+        if login.actor is None:
             self.last_failure = ("password", username.lower(), "password")
             metrics.auth_failures_total.labels(method="password").inc()
-            self.limiter.failed(self.address, user)
             log.info("login_failed", method="password", address=self.address, user=username)
             return False
-        self.candidate = actor
+        self.candidate = login.actor
         return True
 
     def auth_completed(self) -> None:
@@ -198,7 +192,7 @@ class SSHFrontDoor:
 
     def __init__(self, services: Platform, limiter: LoginLimiter | None = None, git: GitService | None = None):
         self.services = services
-        self.limiter = limiter or LoginLimiter()
+        self.limiter = limiter or login_limiter(services.settings)
         self.logins = LoginAudit(services.db)
         self.git = git  # gitreceiver's handler for git-receive-pack / git-upload-pack
         self.server: asyncssh.SSHAcceptor | None = None

@@ -4,6 +4,7 @@ user still who it was when it logged in?"""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -12,6 +13,8 @@ from core.commands import Actor, CommandError
 from core.db import Database
 from core.models import SSHKey, User
 from keys import passwords
+from keys.passwords import Door
+from keys.ratelimit import LoginLimiter
 
 
 class SessionRevoked(CommandError):
@@ -30,14 +33,35 @@ async def actor_for_key(db: Database, fingerprint: str) -> Actor | None:
     return await db.run(load)
 
 
-async def actor_for_password(db: Database, email: str, password: str) -> Actor | None:
+@dataclass(frozen=True)
+class PasswordLogin:
+    """How a password login went: the actor when it was right, the sentence when it was not even checked."""
+
+    actor: Actor | None = None
+    stamp: str = ""  # passwords.stamp of the hash that matched: a session made with it ends when it changes
+    refused: str = ""
+
+
+async def password_login(db: Database, limiter: LoginLimiter, *, door: Door, address: str, email: str,
+                         password: str) -> PasswordLogin:
+    """Check a password within the login budget, on this door's bcrypt threads."""
+    with limiter.password_attempt(door=door, address=address, user=email.lower()) as attempt:
+        if attempt.refused:
+            return PasswordLogin(refused=attempt.refused)
+        login = await _check_password(db, email, password, door)
+        if login.actor is not None:
+            attempt.succeeded()
+        return login
+
+
+async def _check_password(db: Database, email: str, password: str, door: Door) -> PasswordLogin:
     def load(session: Session) -> tuple[Actor | None, str | None]:
         user = session.scalar(select(User).where(User.email == email.lower()))
         return (_actor(user), user.password_hash) if user else (None, None)
 
     actor, hashed = await db.run(load)
-    ok = await passwords.matches(password, hashed)
-    return actor if ok and actor else None
+    ok = await passwords.matches(password, hashed, door=door)
+    return PasswordLogin(actor, passwords.stamp(hashed)) if ok and actor else PasswordLogin()
 
 
 def current_actor(session: Session, actor: Actor) -> Actor:

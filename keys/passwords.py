@@ -1,14 +1,18 @@
-"""Password rules and bcrypt hashing. Hashing is slow on purpose: it runs on a small pool of its own.
+"""Password rules and bcrypt hashing. Hashing is slow on purpose: it runs on small pools of its own.
 
-A flood of password attempts then waits for two bcrypt threads instead of taking
+A flood of password attempts then waits for bcrypt threads instead of taking
 every worker of the event loop's default executor, which the database calls and
-/readyz need.
+/readyz need. Each door (SSH, the dashboard, and the commands that set a
+password) has its own two threads: a flood at one door never queues another's
+checks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from concurrent.futures import ThreadPoolExecutor
+from typing import Literal, get_args
 
 import bcrypt
 
@@ -16,7 +20,9 @@ from core.commands import CommandError
 
 MIN_LENGTH = 8
 MAX_BYTES = 72  # bcrypt's limit
-BCRYPT_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
+Door = Literal["ssh", "dashboard", "commands"]
+BCRYPT_THREADS: dict[Door, ThreadPoolExecutor] = {
+    door: ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"bcrypt-{door}") for door in get_args(Door)}
 
 
 def from_stdin(data: bytes) -> str:
@@ -38,13 +44,18 @@ def from_stdin(data: bytes) -> str:
 
 
 async def hashed(password: str) -> str:
-    """`hash_password` on the bcrypt pool."""
-    return await asyncio.get_running_loop().run_in_executor(BCRYPT_THREADS, hash_password, password)
+    """`hash_password` on the commands' bcrypt pool."""
+    return await asyncio.get_running_loop().run_in_executor(BCRYPT_THREADS["commands"], hash_password, password)
 
 
-async def matches(password: str, hashed: str | None) -> bool:
-    """`check_password` on the bcrypt pool."""
-    return await asyncio.get_running_loop().run_in_executor(BCRYPT_THREADS, check_password, password, hashed)
+async def matches(password: str, hashed: str | None, *, door: Door) -> bool:
+    """`check_password` on this door's bcrypt pool."""
+    return await asyncio.get_running_loop().run_in_executor(BCRYPT_THREADS[door], check_password, password, hashed)
+
+
+def stamp(hashed: str | None) -> str:
+    """What a session made with this password keeps of it: a new password (a new salt) changes it; "" for none."""
+    return hashlib.sha256(hashed.encode()).hexdigest() if hashed else ""
 
 
 def hash_password(password: str) -> str:

@@ -9,7 +9,6 @@ pushes in flight finish (within the build and rollout timeouts), then it stops.
 from __future__ import annotations
 
 import asyncio
-import math
 import signal
 from aiohttp import web
 
@@ -27,7 +26,7 @@ from core.config import Settings
 from core.services import Services
 from gitreceiver.git_service import GitService
 from gitreceiver.ssh_server import SSHFrontDoor
-from keys.ratelimit import LoginLimiter
+from keys.ratelimit import login_limiter
 from server.audit_commands import prune_loop
 from server.control import serve_control
 from server.dashboard.app import start_dashboard
@@ -50,7 +49,8 @@ class Server:
         self.services = platform
         self.runtime = runtime
         self.git = GitService(platform, platform.controller)
-        self.ssh = SSHFrontDoor(platform, limiter=login_limiter(platform.settings), git=self.git)
+        self.limiter = login_limiter(platform.settings)  # one login budget for both doors
+        self.ssh = SSHFrontDoor(platform, limiter=self.limiter, git=self.git)
         self.draining = asyncio.Event()
         self.health: web.AppRunner | None = None
         self.dashboard: web.AppRunner | None = None
@@ -77,7 +77,7 @@ class Server:
         self.health = await health.start_health_server(health.health_app(checks), settings.http_addr)
         self.control = await serve_control(self.services)
         if settings.dashboard_enabled:
-            self.dashboard = await start_dashboard(self.services)
+            self.dashboard = await start_dashboard(self.services, self.limiter)
         self.tasks.append(asyncio.create_task(backup_loop(self.services)))
         self.tasks += [asyncio.create_task(job) for job in watchers.background(self.services, self.services.controller)]
         self.tasks.append(asyncio.create_task(prune_loop(self.services)))
@@ -152,11 +152,3 @@ async def serve(settings: Settings) -> None:
     await server.drain()
     await server.stop()
     platform.db.dispose()
-
-
-def login_limiter(settings: Settings) -> LoginLimiter:
-    """Each replica keeps its own count of failed logins with its share of the budget (see the README)."""
-    defaults = LoginLimiter()
-    share = settings.login_budget_replicas
-    return LoginLimiter(per_address=math.ceil(defaults.per_address / share),
-                        per_user=math.ceil(defaults.per_user / share))

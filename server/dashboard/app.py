@@ -9,7 +9,7 @@ from aiohttp import web
 from controller.platform import Platform
 from core import health
 from core import log as logging
-from keys.ratelimit import LoginLimiter
+from keys.ratelimit import LoginLimiter, login_limiter
 from server.dashboard import actions, live, login, pages
 from server.dashboard.auth import LOGIN_KEY, SERVICES_KEY, load_login
 from server.dashboard.html import CSS, JS
@@ -28,7 +28,7 @@ HEADERS = {
 
 @web.middleware
 async def security(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every response gets the security headers; every page but the login ones needs a live session."""
+    """Every page but the login ones needs a live session."""
     if request.path != "/login" and not request.path.startswith(PUBLIC):
         found = await load_login(request)
         if found is None:
@@ -36,15 +36,13 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
                 raise web.HTTPUnauthorized(text="Log in first: ssh teresa dashboard:login")
             raise web.HTTPSeeOther("/login")
         request[LOGIN_KEY] = found
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        exc.headers.update(HEADERS)
-        raise
-    if not response.prepared:
-        response.headers.update(HEADERS)
-        response.headers.setdefault("Cache-Control", "no-store")
-    return response
+    return await handler(request)
+
+
+async def security_headers(_request: web.Request, response: web.StreamResponse) -> None:
+    """Every response gets the security headers as it starts, streamed ones and errors too."""
+    response.headers.update(HEADERS)
+    response.headers.setdefault("Cache-Control", "no-store")
 
 
 def _static(text: str, content_type: str) -> Handler:
@@ -53,11 +51,13 @@ def _static(text: str, content_type: str) -> Handler:
     return serve
 
 
-def dashboard_app(platform: Platform) -> web.Application:
+def dashboard_app(platform: Platform, limiter: LoginLimiter | None = None) -> web.Application:
+    """The dashboard; `limiter` is the login budget it shares with the SSH door (its own when None)."""
     app = web.Application(middlewares=[security], client_max_size=64 * 1024)
     app[SERVICES_KEY] = platform
-    app[login.LIMITER_KEY] = LoginLimiter()
+    app[login.LIMITER_KEY] = limiter or login_limiter(platform.settings)
     app[live.STREAMS_KEY] = set()
+    app.on_response_prepare.append(security_headers)
     app.on_shutdown.append(live.close_streams)
     app.add_routes([
         web.get("/static/dashboard.css", _static(CSS, "text/css")),
@@ -65,6 +65,7 @@ def dashboard_app(platform: Platform) -> web.Application:
         web.get("/login", login.login_form),
         web.post("/login", login.login_password),
         web.get("/login/{token}", login.login_link),
+        web.post("/login/{token}", login.confirm_link),
         web.post("/logout", login.logout),
         web.get("/", pages.index),
         web.get("/api/apps", pages.api_apps),
@@ -81,9 +82,9 @@ def dashboard_app(platform: Platform) -> web.Application:
     return app
 
 
-async def start_dashboard(platform: Platform) -> web.AppRunner:
+async def start_dashboard(platform: Platform, limiter: LoginLimiter | None = None) -> web.AppRunner:
     """Serve the dashboard on TERESA_DASHBOARD_ADDR; stop it with `await runner.cleanup()`."""
-    runner = await health.start_health_server(dashboard_app(platform), platform.settings.dashboard_addr)
+    runner = await health.start_health_server(dashboard_app(platform, limiter), platform.settings.dashboard_addr)
     host = platform.settings.dashboard_addr[0]
     log.info("dashboard_listening", address=f"{host}:{health.bound_port(runner)}", url=platform.settings.dashboard_url)
     return runner

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
 from core.commands import CommandError, Invocation, command
 from core.services import Services
 from server.dashboard import sessions
@@ -17,7 +19,14 @@ async def dashboard_login(inv: Invocation[Services]) -> None:
     user_id = inv.actor.user_id
     if user_id is None:
         raise CommandError("the local operator has no dashboard login; run dashboard:login over SSH as a user.")
-    credential = inv.actor.who.credential
-    token = await inv.services.db.run(lambda s: sessions.new_link(s, user_id, credential))
+    actor = inv.actor
+
+    def issue(session: Session) -> str:
+        credential = sessions.credential_of(session, actor)
+        if credential is None:
+            raise CommandError("the credential this connection logged in with is gone; reconnect and try again.")
+        return sessions.new_link(session, user_id, credential)
+
+    token = await inv.services.db.run(issue)
     await inv.print(f"{settings.dashboard_url}/login/{token}")
-    await inv.print("Open it within a minute; it works once.")
+    await inv.print("Open it within a minute and confirm; it works once.")

@@ -38,6 +38,12 @@ def status(value: str) -> str:
 
 
 def page(title: str, body: str, *, user: str | None = None, csrf: str = "") -> str:
+    before, after = page_around(title, user=user, csrf=csrf)
+    return before + body + after
+
+
+def page_around(title: str, *, user: str | None = None, csrf: str = "") -> tuple[str, str]:
+    """A page's HTML before its body and after it (a page streamed in pieces writes its body between)."""
     nav = ""
     if user is not None:
         nav = (f'<nav aria-label="main"><a href="/">Apps</a><span class="who">{e(user)}</span>'
@@ -48,7 +54,7 @@ def page(title: str, body: str, *, user: str | None = None, csrf: str = "") -> s
             f"<title>{e(title)} · Teresa</title><link rel=\"stylesheet\" href=\"/static/dashboard.css\">"
             f'<script src="/static/dashboard.js" defer></script></head>'
             f'<body><a class="skip" href="#main">Skip to content</a><header><a class="brand" href="/">Teresa</a>'
-            f'{nav}</header><main id="main"><h1>{e(title)}</h1>{body}</main></body></html>')
+            f'{nav}</header><main id="main"><h1>{e(title)}</h1>', "</main></body></html>")
 
 
 def form(action: str, csrf: str, fields: dict[str, str], button: str, *, danger: bool = False) -> str:
@@ -76,6 +82,7 @@ caption { text-align: left; font-weight: 600; padding: .25rem 0; }
 th, td { text-align: left; padding: .4rem .6rem; border-bottom: 1px solid var(--line); vertical-align: top; }
 pre.log { background: #111; color: #e8e8e8; padding: 1rem; overflow-x: auto; white-space: pre-wrap;
           max-height: 70vh; overflow-y: auto; }
+pre.stored:empty::before { content: "(no output was stored)"; color: #b8b8b8; }
 .status { font-weight: 600; } .status-succeeded, .status-up { color: var(--ok); }
 .status-failed, .status-crashed, .status-denied, .status-timed-out { color: var(--bad); }
 button { font: inherit; padding: .35rem .8rem; border: 1px solid var(--line); border-radius: 4px; background: #fff;

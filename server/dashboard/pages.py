@@ -4,7 +4,7 @@ an app the user may not see is a 404, the same as one that does not exist."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 from aiohttp import web
 from sqlalchemy.orm import Session
@@ -16,7 +16,7 @@ from core.commands import CommandError
 from core.models import Build
 from server.dashboard import views
 from server.dashboard.auth import LOGIN_KEY, SERVICES_KEY, actor
-from server.dashboard.html import MASK, e, link, page, status, table
+from server.dashboard.html import MASK, e, link, page, page_around, status, table
 
 T = TypeVar("T")
 
@@ -39,6 +39,22 @@ def html(request: web.Request, title: str, body: str, status_code: int = 200) ->
     login = request[LOGIN_KEY]
     return web.Response(text=page(title, body, user=login.email, csrf=login.csrf), content_type="text/html",
                         status=status_code)
+
+
+async def streamed_html(request: web.Request, title: str, head: str, pieces: Iterator[str], tail: str,
+                        ) -> web.StreamResponse:
+    """A page written as it is read: `head`, then each piece of blocking `pieces` (escaped; taken in a worker
+    thread), then `tail`."""
+    login = request[LOGIN_KEY]
+    before, after = page_around(title, user=login.email, csrf=login.csrf)
+    response = web.StreamResponse(headers={"Content-Type": "text/html; charset=utf-8"})
+    await response.prepare(request)
+    await response.write((before + head).encode())
+    while (piece := await asyncio.to_thread(next, pieces, None)) is not None:  # abandoned: closed when collected
+        await response.write(e(piece).encode())
+    await response.write((tail + after).encode())
+    await response.write_eof()
+    return response
 
 
 def _when(value: Any) -> str:
@@ -141,17 +157,17 @@ async def requested_build(request: web.Request) -> tuple[Build, LiveBuild | None
     return build, platform(request).controller.live_builds.get(build.id)
 
 
-async def build_page(request: web.Request) -> web.Response:
+async def build_page(request: web.Request) -> web.StreamResponse:
     name, number = request.match_info["app"], int(request.match_info["number"])
     build, live = await requested_build(request)
     head = (f"<p>{status(build.status)} {e(build.reason)} · commit <code>{e(build.commit)}</code> · "
             f"{e(build.ref)} · by {e(build.user)} · {_when(build.started_at)}</p>")
+    title = f"{name} build #{number}"
     if live is not None:
         log = f'<pre class="log" data-live-log="/apps/{e(name)}/builds/{number}/live" aria-live="polite"></pre>'
-    else:
-        text = await asyncio.to_thread(views.stored_log, platform(request), name, build.id)
-        log = f'<pre class="log">{e(text) or "(no output was stored)"}</pre>'
-    return html(request, f"{name} build #{number}", head + log)
+        return html(request, title, head + log)
+    pieces = views.stored_log(platform(request).storage, name, build.id)
+    return await streamed_html(request, title, head + '<pre class="log stored">', pieces, "</pre>")
 
 
 # --- JSON ---------------------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import collections
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,10 +18,13 @@ from core import log as logging
 from core.commands import Actor
 from core.layout import BuildKeys
 from core.models import App, AuditRecord, Build, Release
+from core.storage import Storage, StorageNotFound
 from keys import access
 
 log = logging.get(__name__)
 MAX_LOG_BYTES = 2 << 20  # the tail of a stored build log a page shows
+LOG_CHUNK = 64 << 10
+CUT_NOTICE = "[… earlier lines cut …]\n"
 
 
 @dataclass(frozen=True)
@@ -97,15 +101,25 @@ def build_of(session: Session, actor: Actor, name: str, number: int) -> Build | 
     return session.scalar(select(Build).where(Build.app_id == app.id, Build.number == number))
 
 
-def stored_log(platform: Platform, app: str, build_id: str) -> str:
-    """The stored log's tail (blocking: call in a worker thread); "" when there is none."""
-    key = BuildKeys(app, build_id).log
-    if not platform.storage.exists(key):
-        return ""
-    with platform.storage.open_read(key) as stream:
-        data = stream.read()
-    text = data[-MAX_LOG_BYTES:].decode("utf-8", "replace")
-    return text if len(data) <= MAX_LOG_BYTES else "[… earlier lines cut …]\n" + text
+def stored_log(storage: Storage, app: str, build_id: str) -> Iterator[str]:
+    """The stored log's last MAX_LOG_BYTES, from a line's start, as text in pieces (blocking: take each
+    piece in a worker thread); nothing when there is no log. Only those bytes are read from storage."""
+    try:
+        stream, cut = storage.open_tail(BuildKeys(app, build_id).log, MAX_LOG_BYTES)
+    except StorageNotFound:
+        return
+    decode = codecs.getincrementaldecoder("utf-8")("replace").decode
+    with stream:
+        chunk = stream.read(LOG_CHUNK)
+        if cut:
+            yield CUT_NOTICE
+            while chunk and b"\n" not in chunk:  # the first line began before the tail: skip it
+                chunk = stream.read(LOG_CHUNK)
+            chunk = chunk.partition(b"\n")[2]
+        while chunk:
+            yield decode(chunk)
+            chunk = stream.read(LOG_CHUNK)
+    yield decode(b"", final=True)
 
 
 def process_rows(processes: list[ProcessStatus]) -> list[dict[str, Any]]:

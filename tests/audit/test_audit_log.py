@@ -7,12 +7,15 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import aiohttp
 import pytest
 from sqlalchemy import select
 
 from core import audit
+from core.commands import Actor
 from core.db import Database
-from core.models import AuditRecord, Team, utcnow
+from core.models import AuditRecord, Team, User, utcnow
+from gitreceiver.logins import LoginAudit
 from server.audit_commands import parse_since
 from tests.fixtures.teresa import Deploy, wait_for
 
@@ -104,3 +107,54 @@ def test_ssh_logins_are_recorded_with_address_and_fingerprint(deploy: Deploy, ss
     [denied] = [r for r in json.loads(deploy.server.local("audit", "--json").out) if r["action"] == "teams:create"
                 and r["actor"] == "dev@example.com"]
     assert (denied["outcome"], denied["address"], denied["credential"]) == ("denied", "127.0.0.1", ok["credential"])
+
+
+HOSTILE = "x\x1b]0;owned\x07\x1b[31m\u202e@example.com"  # sets the title, turns red, reverses the text
+
+
+async def _failed_login(logins: LoginAudit, user: str) -> None:
+    logins.failed(user=user, address="192.0.2.9", method="password", credential="password")
+    await logins.drain()
+
+
+@pytest.mark.asyncio
+async def test_audit_prints_control_characters_of_login_names_escaped(deploy: Deploy) -> None:
+    """Finding 5: a login e-mail (dashboard) or SSH user name carrying terminal escapes reaches `audit` escaped.
+
+    No SSH client sends such a user name (OpenSSH refuses; asyncssh's server refuses it too, by SASLprep, before
+    Teresa's callbacks): the SSH door's record is written as it would write it."""
+    dashboard = f"http://127.0.0.1:{deploy.server.server.dashboard_port}"
+    async with aiohttp.ClientSession(dashboard) as client:
+        async with client.post("/login", data={"email": HOSTILE, "password": "wrong-password"}) as response:
+            assert response.status == 401
+    logins = deploy.server.server.ssh.logins
+    deploy.server.call(_failed_login(logins, HOSTILE))
+
+    def hostile_rows() -> list[dict[str, object]] | None:
+        found = [r for r in json.loads(deploy.server.local("audit", "--json").out) if r["actor"] == HOSTILE]
+        return found if len(found) == 2 else None
+
+    assert {r["action"] for r in wait_for(hostile_rows)} == {"dashboard:session", "login"}  # JSON keeps them exact
+    table = deploy.server.local("audit").out
+    assert not any(c in table for c in "\x1b\x07\u202e")
+    assert table.count("x\\x1b]0;owned\\x07\\x1b[31m\\u202e@example.com") == 2
+
+
+def test_denials_are_recorded_by_command_name_only_and_within_a_budget_per_user(deploy: Deploy) -> None:
+    """Finding 7: an outsider's refused commands reach the app's team's feed without their arguments, and at most
+    DENIALS_PER_USER of them in DENIAL_WINDOW."""
+    server = deploy.server
+    outsiders = []
+    for email in ("mallory@example.com", "trudy@example.com"):
+        assert server.local("users:create", email, "--no-password").status == 0
+        user = server.call(server.services.db.run(lambda s: s.scalar(select(User).where(User.email == email))))
+        outsiders.append(Actor(email=email, user_id=user.id, address="192.0.2.7"))
+    for n in range(3 * audit.DENIALS_PER_USER):
+        refused = server.local("ps:scale", "shop", f"web={n}", actor=outsiders[0])
+        assert refused.status == 1 and "does not exist" in refused.err
+    assert server.local("ps:scale", "shop", "web=1", actor=outsiders[1]).status == 1
+    records = json.loads(server.local("audit", "--json", "--app", "shop").out)
+    by_mallory = [r for r in records if r["actor"] == "mallory@example.com"]
+    assert len(by_mallory) == audit.DENIALS_PER_USER
+    assert {(r["action"], r["outcome"], json.dumps(r["details"])) for r in by_mallory} == {("ps:scale", "denied", "{}")}
+    assert [r["outcome"] for r in records if r["actor"] == "trudy@example.com"] == ["denied"]  # a budget per user

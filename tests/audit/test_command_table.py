@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from core.commands import TABLE, Actor
-from core.models import AuditRecord, Base, User
+from core.models import AuditRecord, Base, SSHKey, User
 from tests.fixtures.teresa import Deploy
 from tests.gitreceiver.conftest import WEB_APP
 
@@ -83,7 +83,9 @@ def test_every_mutating_command_records_itself_once(deploy: Deploy, ssh_keys: di
     assert not untested, f"add a step for: {sorted(untested)}"
     dev = deploy.server.call(deploy.server.services.db.run(
         lambda s: s.scalar(select(User).where(User.email == "dev@example.com"))))
-    actors = {"local": Actor.local(), "dev": Actor(email=dev.email, user_id=dev.id, key_fingerprint="SHA256:test",
+    key = deploy.server.call(deploy.server.services.db.run(  # dashboard:login needs the key the session used
+        lambda s: s.scalar(select(SSHKey.fingerprint).where(SSHKey.user_id == dev.id))))
+    actors = {"local": Actor.local(), "dev": Actor(email=dev.email, user_id=dev.id, key_fingerprint=key,
                                                      address="192.0.2.7")}
     for line, who, stdin, should_succeed in walk:
         name = line.split()[0]
@@ -98,7 +100,7 @@ def test_every_mutating_command_records_itself_once(deploy: Deploy, ssh_keys: di
             assert [r.action for r in new] == [name], f"{name} left {[r.action for r in new]}"
             assert new[0].outcome == ("succeeded" if should_succeed else "failed"), name
             assert (new[0].address, new[0].credential) == (("local", "local") if who == "local"
-                                                           else ("192.0.2.7", "SHA256:test"))
+                                                           else ("192.0.2.7", key))
         else:
             assert new == [], f"{name} is read-only but left {[r.action for r in new]}"
     everything = json.dumps([[r.action, r.details, r.reason] for r in records(deploy)])

@@ -13,6 +13,7 @@ import pytest
 
 from core.config import StorageSettings
 from core.storage import LocalStorage, StorageError, StorageNotFound, check_key, storage_for
+from tests.fixtures.s3 import s3_gets
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,6 +53,29 @@ def test_missing_object_raises_storage_not_found(any_storage: StorageSettings, t
     with pytest.raises(StorageNotFound):
         storage.get_file("apps/a/builds/none/slug.tgz", tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_open_tail_reads_only_the_last_bytes(any_storage: StorageSettings) -> None:
+    """Finding 2: a big object's tail is read alone (a seek from the end, a ranged GET), not the whole."""
+    storage = storage_for(any_storage)
+    big = b"".join(b"%07d\n" % n for n in range(400_000))  # 3.2 MB
+    for key, data in (("big", big), ("small", b"short\n"), ("empty", b"")):
+        storage.put_stream(f"apps/a/builds/1/{key}.log", io.BytesIO(data))
+    gets = s3_gets(storage) if any_storage.type == "s3" else None
+    stream, cut = storage.open_tail("apps/a/builds/1/big.log", 1000)
+    with stream:
+        if gets is None:
+            assert stream.tell() == len(big) - 1000  # the file was opened at its last 1000 bytes
+        assert (stream.read(), cut) == (big[-1000:], True)
+    for key, data in (("small", b"short\n"), ("empty", b"")):
+        stream, cut = storage.open_tail(f"apps/a/builds/1/{key}.log", 1000)
+        with stream:
+            assert (stream.read(), cut) == (data, False)
+    if gets is not None:
+        assert gets[0] == ("bytes=-1000", 1000)
+        assert all(sent == "bytes=-1000" for sent, _ in gets)
+    with pytest.raises(StorageNotFound):
+        storage.open_tail("apps/a/builds/1/none.log", 1000)
 
 
 @pytest.mark.parametrize("key", ["", "/etc/passwd", "../outside", "apps/../../outside", "apps//x", "apps/./x", "a\\b"])

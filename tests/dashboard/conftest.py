@@ -18,6 +18,15 @@ SECRET = "s3cr3t-value-never-shown"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
+async def confirm_link(client: aiohttp.ClientSession, path: str) -> aiohttp.ClientResponse:
+    """Open a login link's page and press its button, as a browser would: the POST's response."""
+    async with client.get(path) as page:
+        assert page.status == 200, await page.text()
+        token = CSRF.search(await page.text())
+    assert token, "the link's page has no confirmation form"
+    return await client.post(path, data={"csrf": token[1]}, allow_redirects=False)
+
+
 @dataclass
 class Dashboard:
     deploy: Deploy
@@ -41,7 +50,7 @@ class Dashboard:
 
     async def logged_in(self, who: str = "alice") -> aiohttp.ClientSession:
         client = self.client()
-        async with client.get(self.login_path(who), allow_redirects=False) as response:
+        async with await confirm_link(client, self.login_path(who)) as response:
             assert response.status == 303, await response.text()
         return client
 
@@ -56,7 +65,17 @@ class Dashboard:
 
 @pytest.fixture
 def dashboard(tmp_path: Path, local_storage: StorageSettings, ssh_keys: dict[str, Path]) -> Iterator[Dashboard]:
-    for deploy in make_deploy(tmp_path, local_storage, ssh_keys):
+    yield from make_dashboard(tmp_path, local_storage, ssh_keys)
+
+
+@pytest.fixture
+def dashboard_any_storage(tmp_path: Path, any_storage: StorageSettings,
+                          ssh_keys: dict[str, Path]) -> Iterator[Dashboard]:
+    yield from make_dashboard(tmp_path, any_storage, ssh_keys)
+
+
+def make_dashboard(tmp_path: Path, storage: StorageSettings, ssh_keys: dict[str, Path]) -> Iterator[Dashboard]:
+    for deploy in make_deploy(tmp_path, storage, ssh_keys):
         server = deploy.server
         assert server.local("config:set", "shop", f"API_TOKEN={SECRET}").status == 0
         server.local("users:create", "carol@example.com", "--no-password")

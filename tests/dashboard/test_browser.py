@@ -29,6 +29,9 @@ async def test_a_user_watches_a_build_and_rolls_back_in_a_browser(dashboard: Das
     deploy.git.commit({"index.html": "version two\n"})
     async with Chromium(tmp_path / "profile") as browser:
         await browser.goto(dashboard.base + dashboard.login_path())
+        await browser.wait_for("document.body.textContent.includes('Log in to the dashboard as dev@example.com')")
+        await browser.screenshot(shots / "confirm-login.png")
+        await browser.evaluate("document.querySelector('form[action^=\"/login/\"] button').click()")
         await browser.wait_for("location.pathname === '/' && document.body.textContent.includes('shop')")
         assert "theirs" not in await browser.evaluate("document.body.textContent")
         await browser.screenshot(shots / "apps.png")

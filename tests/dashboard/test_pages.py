@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import html
+import io
 import json
+import re
 from pathlib import Path
 
 import aiohttp
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from core.layout import BuildKeys
+from core.models import App, Build
+from server.dashboard import views
 from tests.dashboard.conftest import CSRF, SECRET, Dashboard
+from tests.fixtures.s3 import s3_gets
 from tests.fixtures.teresa import GitClient
 from tests.gitreceiver.conftest import BUILDPACKS, WEB_APP
 
@@ -140,3 +149,36 @@ async def test_another_teams_user_sees_none_of_it(dashboard: Dashboard, tmp_path
     assert ("carol@example.com", "denied") in {(r["actor"], r["outcome"]) for r in mine if r["action"] == "push"}
     admin = json.loads(deploy.server.local("audit", "--json").out)
     assert {"shop", "theirs", None} <= {r["app"] for r in admin}
+
+
+@pytest.mark.asyncio
+async def test_a_big_build_log_shows_its_tail_from_a_line_start(dashboard_any_storage: Dashboard) -> None:
+    """Finding 2: the page shows the stored log's last 2 MB, from a line's start, and reads only those bytes."""
+    dashboard, build_id = dashboard_any_storage, "b" * 32
+    server = dashboard.deploy.server
+
+    def add_build(session: Session) -> None:
+        app = session.scalar(select(App).where(App.name == "shop"))
+        assert app is not None
+        session.add(Build(id=build_id, app_id=app.id, number=1, user="dev@example.com", ref="refs/heads/main",
+                          commit="c" * 40, status="failed"))
+
+    server.call(server.services.db.run(add_build))
+    lines = [f"line {n:07d} {'é' * 30}\n" for n in range(100_000)]  # 7 MB, and no line is ASCII throughout
+    server.services.storage.put_stream(BuildKeys("shop", build_id).log, io.BytesIO("".join(lines).encode()))
+    gets = s3_gets(server.services.storage) if server.settings.storage.type == "s3" else None
+    async with await dashboard.logged_in() as client:
+        async with client.get("/apps/shop/builds/1") as response:
+            page = await response.text()
+            assert response.status == 200 and response.headers["X-Frame-Options"] == "DENY"
+            assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    log = re.search(r'<pre class="log[^"]*">(.*?)</pre>', page, re.S)
+    assert log is not None
+    shown = html.unescape(log[1])
+    assert shown.startswith(views.CUT_NOTICE)
+    tail = shown.removeprefix(views.CUT_NOTICE)
+    first = tail.split("\n", 1)[0] + "\n"
+    assert first in lines and tail == "".join(lines[lines.index(first):])  # whole lines, to the last one
+    assert views.MAX_LOG_BYTES - len(lines[0].encode()) < len(tail.encode()) <= views.MAX_LOG_BYTES
+    if gets is not None:
+        assert gets == [(f"bytes=-{views.MAX_LOG_BYTES}", views.MAX_LOG_BYTES)]

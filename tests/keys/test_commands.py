@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session
 
 from controller.controller import Controller
 from core.commands import Actor, execute
@@ -124,3 +126,27 @@ def test_help_and_usage_errors(run: Commands) -> None:
     assert run("frobnicate").err == "error: unknown command 'frobnicate'; run 'help' to list the commands.\n"
     assert run("apps:list --color").err.startswith("error: apps:list: unrecognized arguments: --color")
     assert run("version").out.startswith("teresa ")
+
+
+def test_removing_a_key_deletes_the_dashboard_sessions_made_with_it(run: Commands, ssh_keys: dict[str, Path]) -> None:
+    """Finding 3 (migration 0011): a session's key_id cascades from its SSH key, on every database."""
+    from sqlalchemy import func, select
+
+    from core.models import DashboardSession
+    from server.dashboard import sessions
+
+    assert run("users:create alice@example.com --no-password").status == 0
+    assert run("keys:add laptop --user alice@example.com",
+               stdin=ssh_keys["alice"].with_suffix(".pub").read_bytes()).status == 0
+    [key] = run.json("keys:list --user alice@example.com")
+    actor = dataclasses.replace(run.actor("alice@example.com"), key_fingerprint=key["fingerprint"])
+
+    def made_with_the_key(session: Session) -> str:
+        credential = sessions.credential_of(session, actor)
+        assert credential is not None and credential.key_id is not None
+        return sessions.new_session(session, actor.user_id or 0, credential)
+
+    token = run.db.transaction(made_with_the_key)
+    assert run.db.transaction(lambda s: sessions.lookup(s, token)) is not None
+    assert run("keys:remove laptop --user alice@example.com").status == 0
+    assert run.db.transaction(lambda s: s.scalar(select(func.count()).select_from(DashboardSession))) == 0
