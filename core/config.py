@@ -212,7 +212,7 @@ class Settings:
         shown="`http://` + the dashboard address",
         help="where browsers reach it (in `dashboard:login` links); `https://…` makes its cookies `Secure`")
     login_budget_replicas: int = setting("TERESA_REPLICAS", positive, default=1,
-                                         help="how many replicas share the failed-login budget (see below)")
+                                         help="how many replicas share the password-login budget (see below)")
     deploy_lease_seconds: int = setting(
         "TERESA_DEPLOY_LEASE_SECONDS", positive, default=30,
         help="a replica that dies mid-deploy holds the app's deploy lock (and the backup) at most this long")
