@@ -163,6 +163,7 @@ def test_procfile_only_app_runs_its_commands(local_builder: Builder, run_slug) -
 
 
 @pytest.mark.xdist_group("go")
+@pytest.mark.timeout(330)  # the build's own limit is 300 s: the first Go build compiles the standard library
 @pytest.mark.parametrize(("app", "greeting"), [("go_modules", "Hello from go modules"), ("go_govendor", "Hello from govendor")])
 def test_go_app_builds_a_binary(go_builder: Builder, run_slug, app: str, greeting: str) -> None:
     if not shutil.which("go"):
