@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 from typing import TypedDict
 
@@ -60,12 +61,19 @@ async def config_show(inv: Invocation[Platform]) -> None:
                             ["NAME", "VALUE"], [[k, v] for k, v in shown.items()])
 
 
+def _is_assignment(word: str) -> bool:
+    """NAME=VALUE with NAME a config var name."""
+    name, sep, _ = word.partition("=")
+    return bool(sep) and names.is_config_name(name)
+
+
 def _assignments(pairs: list[str]) -> dict[str, str]:
     updates: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep:
-            raise CommandError(f"'{shown(pair)}' is not NAME=value; write it like DEBUG=1.")
+    for position, pair in enumerate(pairs, 1):
+        if not _is_assignment(pair):  # never echoed: a value may be in it ("DB_URL postgres://…")
+            raise CommandError(f"argument {position} of config:set is not NAME=value (a name of letters, digits and "
+                               "underscores, then '='); write it like DEBUG=1, quoted whole if the value has spaces.")
+        name, _, value = pair.partition("=")
         names.config_name(name)
         if len(value.encode()) > MAX_CONFIG_VALUE:
             raise CommandError(f"the value of {name} is larger than {MAX_CONFIG_VALUE} bytes; store big data elsewhere.")
@@ -73,15 +81,20 @@ def _assignments(pairs: list[str]) -> dict[str, str]:
     return updates
 
 
-def _config_names(args: argparse.Namespace) -> dict[str, list[str]]:
-    """config:set in the audit log: the names, never the values."""
-    return {"names": sorted({pair.partition("=")[0] for pair in args.pairs})}
+def _config_names(args: argparse.Namespace) -> dict[str, object]:
+    """config:set in the audit log: the names, never the values, nor anything of an argument that is not NAME=value."""
+    named = [pair.partition("=")[0] for pair in args.pairs if _is_assignment(pair)]
+    malformed = len(args.pairs) - len(named)
+    return {"names": sorted(set(named)), **({"malformed": malformed} if malformed else {})}
 
 
-def _run_program(args: argparse.Namespace) -> dict[str, str]:
-    """run in the audit log: the program only; its arguments may carry secrets."""
-    argv = [a for a in args.argv if a != "--"]
-    return {"program": argv[0] if argv else ""}
+def _run_program(args: argparse.Namespace) -> dict[str, object]:
+    """run in the audit log: the program's name, not its arguments (they may carry secrets), and the names of
+    the NAME=VALUE words before it (`run app PGPASSWORD=… psql`), not their values."""
+    words = [word for arg in args.argv if arg != "--" for word in arg.split()]  # one string is a shell line
+    env = [word.partition("=")[0] for word in itertools.takewhile(_is_assignment, words)]
+    program, masked, _ = (words[len(env)] if len(words) > len(env) else "").partition("=")
+    return {"program": program + (f"={MASK}" if masked else ""), **({"env": env} if env else {})}
 
 
 @command("config:set", "Set config vars and release them.", APP,
