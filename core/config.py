@@ -138,6 +138,7 @@ class Settings:
     ssh_host_key: str = field(default="", repr=False)
     public_ssh_addr: tuple[str, int] = ("127.0.0.1", 2222)
     http_addr: tuple[str, int] = ("127.0.0.1", 8081)
+    metrics_token: str = field(default="", repr=False)  # /metrics' bearer token; "": generated in the data dir
     router_addr: tuple[str, int] = ("127.0.0.1", 8080)
     domain: str = "localhost"
     trusted_proxies: tuple[Network, ...] = ()
@@ -193,6 +194,7 @@ class Settings:
             ssh_host_key=env.get("TERESA_SSH_HOST_KEY", ""),
             public_ssh_addr=_public_ssh_addr(env),
             http_addr=parse_addr(env.get("TERESA_HTTP_ADDR") or "127.0.0.1:8081", "TERESA_HTTP_ADDR"),
+            metrics_token=_metrics_token(env),
             router_addr=parse_addr(env.get("TERESA_ROUTER_ADDR") or "127.0.0.1:8080", "TERESA_ROUTER_ADDR"),
             domain=env.get("TERESA_DOMAIN", "").strip() or "localhost",
             trusted_proxies=trusted_proxies(env),
@@ -226,6 +228,14 @@ class Settings:
             log_format=env.get("TERESA_LOG_FORMAT", "").strip().lower() or "console",
             env=env,
         )
+
+
+def _metrics_token(env: Mapping[str, str]) -> str:
+    token = env.get("TERESA_METRICS_TOKEN", "").strip()
+    if token and (len(token) < 16 or not all("!" <= c <= "~" for c in token)):
+        raise ConfigError("TERESA_METRICS_TOKEN must be at least 16 printable characters without spaces; "
+                          "make one with: openssl rand -hex 32")
+    return token
 
 
 def _isolation(env: Mapping[str, str]) -> bool | None:
