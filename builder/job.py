@@ -31,6 +31,7 @@ BUILD_ID = "TERESA_BUILD_ID"
 BUILDPACK_URL = "BUILDPACK_URL"
 STACK_SETTINGS = "TERESA_STACK_"     # prefix of the stack's settings (its interpreters), passed to builds as they are
 DEFAULT_TIMEOUT = 15 * 60
+TIMED_OUT = 124                      # the slugbuilder's exit status when its own timer stopped it (as timeout(1))
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 

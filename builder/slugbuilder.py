@@ -266,6 +266,7 @@ def build(env: Mapping[str, str], stream: BinaryIO | None = None) -> int:
         return 128 + stop.signum
     except TimedOut:
         out.error(f"Build timed out after {settings.timeout} seconds; make it faster or raise TERESA_BUILD_TIMEOUT.")
+        return job.TIMED_OUT
     except (BuildError, BuildpackError, archive.ArchiveError, transfer.TransferError) as exc:
         out.error(f"Build failed: {exc}")
     except Exception as exc:  # never a traceback: one line naming what broke

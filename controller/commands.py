@@ -41,7 +41,7 @@ async def apps_create(inv: Invocation[Platform]) -> None:
 
     team = await inv.services.db.run(save)
     try:
-        await inv.services.controller.created(name)
+        await inv.services.controller.created(name, inv.actor)
     except UserError:  # e.g. the cluster has a namespace of that name that is not Teresa's
         await inv.services.db.run(lambda session: session.delete(access.find_app(session, name)))
         raise

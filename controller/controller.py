@@ -87,9 +87,10 @@ class Controller:
 
     # --- app lifecycle (called by the apps:* commands) --------------------------------------
 
-    async def created(self, app: str) -> None:
+    async def created(self, app: str, actor: Actor) -> None:
         if self._runtime is not None:  # otherwise the first deploy creates what the app needs
-            await self._runtime.create_app(app)
+            async with self.deploy_lock(app, actor):  # a push may begin as soon as the app exists
+                await self._runtime.create_app(app)
 
     async def destroy(self, app: str, actor: Actor, remove_record: Callable[[Session], None]) -> None:
         """Stop and forget the app: runtime objects, stored objects, repository, then its records."""
@@ -99,6 +100,20 @@ class Controller:
             await asyncio.to_thread(self.services.storage.delete_prefix, layout.app_prefix(app))
             await asyncio.to_thread(repos.remove, self.services.settings.data_dir, app)
             await self.services.db.run(remove_record)
+
+    async def change_domains(self, app: str, actor: Actor, change: Callable[[Session], None]) -> None:
+        """Change the app's domains or TLS Secret (`change`, in one transaction) and route them, under the deploy
+        lock: a rollout in flight would otherwise end by routing the list it started with."""
+        def changed(session: Session) -> tuple[list[str], str]:
+            self.locks.fence(session, app)
+            change(session)
+            found = access.find_app(session, app)
+            return list(releases.domains_of(session, found)), found.tls_secret
+
+        async with self.deploy_lock(app, actor):
+            hosts, tls_secret = await self.services.db.run(changed)
+            if self._runtime is not None:  # otherwise the next release carries them
+                await self._runtime.set_domains(app, hosts, tls_secret=tls_secret)
 
     async def info(self, app: str) -> dict[str, str]:
         def load(session: Session) -> dict[str, str]:
@@ -178,6 +193,7 @@ class Controller:
 
     def _new_release(self, session: Session, app_name: str, change: Change, reason: str,
                      actor: Actor) -> tuple[ReleaseSpec, ReleaseSpec | None, ReleaseFields]:
+        self.locks.fence(session, app_name)
         app = access.find_app(session, app_name)
         base = releases.current_fields(session, app)
         fields = change(base)
@@ -196,6 +212,7 @@ class Controller:
     def _finish(self, session: Session, app_name: str, version: int, fields: ReleaseFields | None,
                 error: str) -> None:
         """Record the outcome; with `fields` (success) the release becomes current with its settings."""
+        self.locks.fence(session, app_name)
         app = access.find_app(session, app_name)
         release = releases.release_by_version(session, app, version)
         assert release is not None
@@ -223,6 +240,7 @@ class Controller:
                                       restart=restart)
 
     def _store_unreleased(self, session: Session, app_name: str, change: Change) -> None:
+        self.locks.fence(session, app_name)
         app = access.find_app(session, app_name)
         releases.store_settings(session, app, change(releases.current_fields(session, app)))
 

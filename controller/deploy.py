@@ -23,7 +23,8 @@ from controller import teresa_yaml
 from controller.build_slots import BuildSlots
 from controller.buildlog import BuildLog, LiveBuilds
 from controller.events import Event, EventBus, EventKind
-from controller.runtime.base import BuildFailed, LineSink, ReleasePhaseFailed, RolloutFailed, Runtime
+from controller.locks import ABANDONED, DeployLockLost, DeployLocks
+from controller.runtime.base import BuildFailed, BuildTimedOut, LineSink, ReleasePhaseFailed, RolloutFailed, Runtime
 from core import audit
 from core import log as logging
 from core import metrics
@@ -40,6 +41,7 @@ class DeployHost(Protocol):
     build_slots: BuildSlots
     events: EventBus
     live_builds: LiveBuilds
+    locks: DeployLocks
 
     @property
     def runtime(self) -> Runtime: ...
@@ -93,6 +95,12 @@ REJECTIONS: list[tuple[type[Exception], str]] = [
     (BuildFailed, "build failed"),
     (ReleasePhaseFailed, "release phase failed"),
     (RolloutFailed, "rollout failed"),
+    (DeployLockLost, "deploy lock lost"),
+]
+# Exception type -> the build's status, when it is not plain "failed".
+STATUSES: list[tuple[type[Exception], str]] = [
+    (BuildTimedOut, "timed-out"),
+    (DeployLockLost, ABANDONED),
 ]
 
 
@@ -123,6 +131,7 @@ class PushDeploy:
         keys = BuildKeys(self.app, build_id)
 
         def start(session: Session) -> int:
+            self.controller.locks.fence(session, self.app)
             number = _start_build(session, self.app, build_id, self.actor, self.pushed)
             entry.details["build"] = number
             return number
@@ -133,7 +142,8 @@ class PushDeploy:
         try:
             await buildlog(f"-----> Building {self.app} {self.pushed.ref.removeprefix('refs/heads/')} "
                            f"{self.pushed.commit[:7]} (build {number}, by {self.actor.email})")
-            await self._build_and_release(keys, buildlog)
+            with self.controller.locks.guard(self.app):  # a lost lock stops the deploy, as DeployLockLost
+                await self._build_and_release(keys, buildlog)
             status, reason = "succeeded", ""
             await buildlog(done_line(self.pushed.received_seconds + time.monotonic() - started,
                                      {"receive": self.pushed.received_seconds, **self.phases}))
@@ -143,8 +153,7 @@ class PushDeploy:
             raise
         except Exception as exc:  # the boundary: every failure is reported as one line and a short reason
             reason = await self._report(exc, build_id, buildlog)
-            if isinstance(exc, BuildFailed) and "timed out" in str(exc):
-                status = "timed-out"
+            status = next((kind for type_, kind in STATUSES if isinstance(exc, type_)), "failed")
             return reason
         finally:
             metrics.pushes_total.labels(outcome=status).inc()

@@ -27,7 +27,7 @@ async def renew_once(services: Services, runtime: Runtime) -> int | None:
         async with leases.held(services.db, LEASE, "grant renewal", settings.replica_name,
                                settings.deploy_lease_seconds):
             return await runtime.refresh_grants()
-    except leases.LeaseTaken:
+    except (leases.LeaseTaken, leases.LeaseLost):  # lost: stopped, another replica renews them
         return None
     except SQLAlchemyError as exc:
         logger.warning("grant_renewal_lease_unavailable", error=type(exc).__name__)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 from typing import TypedDict
 
@@ -60,12 +61,19 @@ async def config_show(inv: Invocation[Platform]) -> None:
                             ["NAME", "VALUE"], [[k, v] for k, v in shown.items()])
 
 
+def _is_assignment(word: str) -> bool:
+    """NAME=VALUE with NAME a config var name."""
+    name, sep, _ = word.partition("=")
+    return bool(sep) and names.is_config_name(name)
+
+
 def _assignments(pairs: list[str]) -> dict[str, str]:
     updates: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep:
-            raise CommandError(f"'{shown(pair)}' is not NAME=value; write it like DEBUG=1.")
+    for position, pair in enumerate(pairs, 1):
+        if not _is_assignment(pair):  # never echoed: a value may be in it ("DB_URL postgres://…")
+            raise CommandError(f"argument {position} of config:set is not NAME=value (a name of letters, digits and "
+                               "underscores, then '='); write it like DEBUG=1, quoted whole if the value has spaces.")
+        name, _, value = pair.partition("=")
         names.config_name(name)
         if len(value.encode()) > MAX_CONFIG_VALUE:
             raise CommandError(f"the value of {name} is larger than {MAX_CONFIG_VALUE} bytes; store big data elsewhere.")
@@ -73,15 +81,20 @@ def _assignments(pairs: list[str]) -> dict[str, str]:
     return updates
 
 
-def _config_names(args: argparse.Namespace) -> dict[str, list[str]]:
-    """config:set in the audit log: the names, never the values."""
-    return {"names": sorted({pair.partition("=")[0] for pair in args.pairs})}
+def _config_names(args: argparse.Namespace) -> dict[str, object]:
+    """config:set in the audit log: the names, never the values, nor anything of an argument that is not NAME=value."""
+    named = [pair.partition("=")[0] for pair in args.pairs if _is_assignment(pair)]
+    malformed = len(args.pairs) - len(named)
+    return {"names": sorted(set(named)), **({"malformed": malformed} if malformed else {})}
 
 
-def _run_program(args: argparse.Namespace) -> dict[str, str]:
-    """run in the audit log: the program only; its arguments may carry secrets."""
-    argv = [a for a in args.argv if a != "--"]
-    return {"program": argv[0] if argv else ""}
+def _run_program(args: argparse.Namespace) -> dict[str, object]:
+    """run in the audit log: the program's name, not its arguments (they may carry secrets), and the names of
+    the NAME=VALUE words before it (`run app PGPASSWORD=… psql`), not their values."""
+    words = [word for arg in args.argv if arg != "--" for word in arg.split()]  # one string is a shell line
+    env = [word.partition("=")[0] for word in itertools.takewhile(_is_assignment, words)]
+    program, masked, _ = (words[len(env)] if len(words) > len(env) else "").partition("=")
+    return {"program": program + (f"={MASK}" if masked else ""), **({"env": env} if env else {})}
 
 
 @command("config:set", "Set config vars and release them.", APP,
@@ -243,23 +256,13 @@ async def domains_list(inv: Invocation[Platform]) -> None:
         await inv.print(f"{host} (waiting for an admin's approval: domains:verify {inv.args.app} {host})")
 
 
-def _domain_of(session: Session, inv: Invocation[Platform], host: str) -> tuple[str, Domain]:
-    """The app named on the command line and its domain `host`; CommandError if it has no such domain."""
-    app = access.app_for(session, inv.actor, inv.args.app)
+def _domain_of(session: Session, app_name: str, host: str) -> Domain:
+    """The app's domain `host`; CommandError if it has no such domain."""
+    app = access.find_app(session, app_name)
     domain = session.scalar(select(Domain).where(Domain.hostname == host, Domain.app_id == app.id))
     if domain is None:
-        raise CommandError(f"{host} is not a domain of {app.name}; run: domains {app.name}")
-    return app.name, domain
-
-
-async def _apply_domains(inv: Invocation[Platform], app: str) -> None:
-    def routing(session: Session) -> tuple[list[str], str]:
-        found = access.find_app(session, app)
-        return list(releases.domains_of(session, found)), found.tls_secret
-
-    hosts, tls_secret = await inv.services.db.run(routing)
-    if inv.services.controller.has_runtime:  # otherwise the next release carries them
-        await inv.services.controller.runtime.set_domains(app, hosts, tls_secret=tls_secret)
+        raise CommandError(f"{host} is not a domain of {app_name}; run: domains {app_name}")
+    return domain
 
 
 @command("domains:add", "Route a custom host name to an app.", APP, arg("host", metavar="HOST", help="the host name"),
@@ -269,29 +272,28 @@ async def domains_add(inv: Invocation[Platform]) -> None:
     base = inv.services.settings.domain
     if host == base or host.endswith("." + base):
         raise CommandError(f"{host} is under Teresa's own domain {base}; every app already has APP.{base}.")
+    app = await _check_app(inv)
 
     # With TERESA_REQUIRE_DOMAIN_VERIFICATION a domain routes once an admin approved it (one added by an
     # admin is approved): nobody can take traffic for a name they do not own by naming it first.
     approved = inv.actor.is_admin or not inv.services.settings.require_domain_verification
 
-    def save(session: Session) -> str:
-        app = access.app_for(session, inv.actor, inv.args.app)
+    def save(session: Session) -> None:
+        app_id = access.find_app(session, app).id
         existing = session.scalar(select(Domain).where(Domain.hostname == host))
         if existing is not None:
-            owner = "this app" if existing.app_id == app.id else "another app"
+            owner = "this app" if existing.app_id == app_id else "another app"
             raise CommandError(f"{host} is already routed to {owner}.")
-        session.add(Domain(app_id=app.id, hostname=host, verified=approved))
-        return app.name
+        session.add(Domain(app_id=app_id, hostname=host, verified=approved))
 
     try:
-        app = await inv.services.db.run(save)
+        await inv.services.controller.change_domains(app, inv.actor, save)
     except IntegrityError:
         raise CommandError(f"{host} is already routed to another app.") from None
     if not approved:
         await inv.print(f"{host} was added to {app} and routes once an admin approves it with: "
                         f"domains:verify {app} {host}")
         return
-    await _apply_domains(inv, app)
     await inv.print(f"{host} now routes to {app}; point its DNS at Teresa's router.")
 
 
@@ -301,14 +303,12 @@ async def domains_add(inv: Invocation[Platform]) -> None:
 async def domains_verify(inv: Invocation[Platform]) -> None:
     access.require_admin(inv.actor, "approve domains")
     host = names.hostname(inv.args.host)
+    app = await _check_app(inv)
 
-    def approve(session: Session) -> str:
-        app, domain = _domain_of(session, inv, host)
-        domain.verified = True
-        return app
+    def approve(session: Session) -> None:
+        _domain_of(session, app, host).verified = True
 
-    app = await inv.services.db.run(approve)
-    await _apply_domains(inv, app)
+    await inv.services.controller.change_domains(app, inv.actor, approve)
     await inv.print(f"{host} approved; it now routes to {app}.")
 
 
@@ -317,17 +317,9 @@ async def domains_verify(inv: Invocation[Platform]) -> None:
          example="domains:remove myapp www.example.com", mutating=True)
 async def domains_remove(inv: Invocation[Platform]) -> None:
     host = names.hostname(inv.args.host)
-
-    def remove(session: Session) -> str:
-        app, domain = _domain_of(session, inv, host)
-        session.delete(domain)
-        return app
-
-    app = await inv.services.db.run(remove)
-    await _apply_domains(inv, app)
+    app = await _check_app(inv)
+    await inv.services.controller.change_domains(app, inv.actor, lambda s: s.delete(_domain_of(s, app, host)))
     await inv.print(f"{host} removed from {app}.")
-
-
 
 
 SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
@@ -344,13 +336,12 @@ async def domains_tls(inv: Invocation[Platform]) -> None:
     if secret and not SECRET_NAME.match(secret):
         raise CommandError(f"{secret[:64]!r} is not a Secret name; use lowercase letters, digits, '-' and '.'.")
 
-    def save(session: Session) -> str:
-        app = access.app_for(session, inv.actor, inv.args.app)
-        app.tls_secret = "" if off else secret
-        return app.name
+    app = await _check_app(inv)
 
-    app = await inv.services.db.run(save)
-    await _apply_domains(inv, app)
+    def save(session: Session) -> None:
+        access.find_app(session, app).tls_secret = "" if off else secret
+
+    await inv.services.controller.change_domains(app, inv.actor, save)
     if off:
         issuer = inv.services.settings.kubernetes.cluster_issuer
         how = f"a certificate from the cluster issuer {issuer}" if issuer else "no TLS from Teresa"

@@ -76,6 +76,8 @@ async def backup_loop(services: Any) -> None:
                 yield True
         except leases.LeaseTaken:
             yield False
+        except leases.LeaseLost:  # the backup was stopped; the next round tries again
+            log.warning("backup_lease_lost")
         except SQLAlchemyError as exc:  # the database is away: try again next round
             log.warning("backup_lease_unavailable", error=type(exc).__name__)
             yield False

@@ -122,6 +122,14 @@ def _isolation(name: str, value: str, default: bool | None) -> bool | None:
     return None if choice == "auto" else False
 
 
+def _metrics_token(name: str, value: str, default: str) -> str:
+    token = value.strip()
+    if token and (len(token) < 16 or not all("!" <= c <= "~" for c in token)):
+        raise ConfigError(f"{name} must be at least 16 printable characters without spaces; "
+                          "make one with: openssl rand -hex 32")
+    return token or default
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = setting("TERESA_DATA_DIR", absolute_path, default=Path(".teresa"), shown="`./.teresa`",
@@ -139,6 +147,10 @@ class Settings:
         "TERESA_TRUSTED_PROXIES", networks, default=(), shown="none",
         help="addresses or CIDRs (`10.0.0.0/8, 192.168.1.5`) of proxies in front of the local router whose "
              "`X-Forwarded-For`/`-Proto` it keeps; from anyone else they are replaced")
+    metrics_token: str = setting("TERESA_METRICS_TOKEN", _metrics_token, default="", repr=False, as_given=True,
+                                 shown="generated once into `<data dir>/metrics-token`",
+                                 help="the bearer token `/metrics` requires (`/healthz` and `/readyz` need none); "
+                                      "at least 16 characters")
     http_addr: tuple[str, int] = setting("TERESA_HTTP_ADDR", address, default=("127.0.0.1", 8081),
                                          help="`/healthz`, `/readyz`, `/metrics`")
     database_url: str = made_from(DatabaseSettings, default="", repr=False)

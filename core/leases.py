@@ -14,6 +14,11 @@ keeps a task doing so); a replica that dies leaves a row that expires within one
 lease period, after which the next taker proceeds. Release deletes the row, guarded
 by the holder's token so a late release never frees someone else's lease.
 
+A holder that loses its lease (another took it over, or the database could not be
+reached to renew it before it expired) stops: `held` cancels the work running under
+it, which leaves the block as `LeaseLost`, and `Held.fence` refuses, in the writing
+transaction itself, a write made after the loss but before the renewer noticed it.
+
 Time is the replicas' UTC clock: keep their clocks in sync (NTP, as Kubernetes nodes are).
 """
 
@@ -21,13 +26,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from core import log as logging
 from core.db import Database
@@ -118,25 +125,104 @@ def release(db: Database, lease: Lease) -> None:
         conn.execute(sa.delete(LeaseRow).where(LeaseRow.name == lease.name, LeaseRow.token == lease.token))
 
 
+class LeaseLost(Exception):
+    """The lease was lost while its work ran: another holder took it, or it could not be renewed in time."""
+
+    def __init__(self, lease: Lease):
+        super().__init__(f"{lease.name} was lost: another holder took it over, or it could not be renewed in time")
+        self.lease = lease
+
+
+class Held:
+    """A lease while its block runs. Once it is lost, every task `guard`ed is cancelled and `fence` refuses."""
+
+    def __init__(self, lease: Lease) -> None:
+        self.lease = lease
+        self.lost = False
+        self._guarded: set[asyncio.Task[object]] = set()
+        self._cancelled: set[asyncio.Task[object]] = set()
+
+    def ended(self, renewer: asyncio.Task[None]) -> None:
+        """The renewer's end: the lease was lost, unless the block ended first (the renewer cancelled)."""
+        if not renewer.cancelled():
+            self.lose()
+
+    def lose(self) -> None:
+        self.lost = True
+        for task in self._guarded - self._cancelled:
+            if task.cancel(f"lease {self.lease.name} lost"):
+                self._cancelled.add(task)
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """The current task works under the lease for the block: a loss cancels it, and the block raises LeaseLost."""
+        task = asyncio.current_task()
+        assert task is not None
+        if self.lost:
+            raise LeaseLost(self.lease)
+        floor = task.cancelling()
+        self._guarded.add(task)
+        try:
+            yield
+        except asyncio.CancelledError:
+            if self._withdrawn(task, floor):
+                raise LeaseLost(self.lease) from None
+            raise
+        finally:
+            self._guarded.discard(task)
+            self._withdrawn(task, floor)
+
+    def _withdrawn(self, task: asyncio.Task[object], floor: int) -> bool:
+        """Withdraw the loss's cancellation of `task`; whether it was the only one (nobody else cancelled it)."""
+        if task not in self._cancelled:
+            return False
+        self._cancelled.discard(task)
+        return task.uncancel() <= floor
+
+    def fence(self, session: Session) -> None:
+        """Raise LeaseLost unless the lease is still this holder's, in the transaction of `session` (which locks
+        the row where the database can: a taker waits for the transaction's end)."""
+        lease = self.lease
+        if not self.lost and session.execute(
+                sa.select(LeaseRow.token).where(LeaseRow.name == lease.name, LeaseRow.token == lease.token,
+                                                LeaseRow.expires_at > utcnow()).with_for_update()).first():
+            return
+        raise LeaseLost(lease)
+
+
 async def _keep_renewed(db: Database, lease: Lease) -> None:
-    """Renew three times per lease period; a failed renewal (database away) is retried at the next tick."""
+    """Renew three times per lease period; returns once the lease is lost: another holder took it, or no renewal
+    (the database away, retried at each tick) succeeded before it would expire."""
+    expires = time.monotonic() + lease.seconds
     while True:
         await asyncio.sleep(lease.seconds / 3)
+        asked = time.monotonic()
         try:
             if not await asyncio.to_thread(renew, db, lease):
-                log.error("lease_lost", lease=lease.name, holder=lease.holder)
+                log.error("lease_lost", lease=lease.name, holder=lease.holder, reason="taken over")
                 return
+            expires = asked + lease.seconds
         except sa.exc.SQLAlchemyError as exc:
             log.warning("lease_not_renewed", lease=lease.name, error=type(exc).__name__)
+            if time.monotonic() + lease.seconds / 3 >= expires:
+                log.error("lease_lost", lease=lease.name, holder=lease.holder, reason="not renewed in time")
+                return
 
 
 @contextlib.asynccontextmanager
-async def held(db: Database, name: str, holder: str, replica: str, seconds: float) -> AsyncIterator[Lease]:
-    """Hold the lease for the block, renewed while it runs; raises LeaseTaken when someone else holds it."""
+async def held(db: Database, name: str, holder: str, replica: str, seconds: float) -> AsyncIterator[Held]:
+    """Hold the lease for the block, renewed while it runs; raises LeaseTaken when someone else holds it.
+
+    The block's task is guarded (other tasks working under the lease call `guard` themselves): when the lease
+    is lost they are cancelled, and the block raises LeaseLost.
+    """
     lease = await asyncio.to_thread(acquire, db, name, holder, replica, seconds)
+    holding = Held(lease)
     renewer = asyncio.create_task(_keep_renewed(db, lease))
+    renewer.add_done_callback(holding.ended)
     try:
-        yield lease
+        with holding.guard():
+            yield holding
     finally:
         renewer.cancel()
         await asyncio.shield(asyncio.to_thread(release, db, lease))
@@ -148,27 +234,21 @@ async def while_held(db: Database, name: str, replica: str, seconds: float,
 
     For the server's background jobs (the crash-loop detector, audit pruning): the other replicas
     wait, asking again every third of a lease period, and the first to ask after the holder
-    stops (or dies, and its lease expires) takes over. A lost lease stops the work here.
-    Returns when `work` returns; runs until cancelled otherwise.
+    stops (or dies, and its lease expires) takes over. A lost lease stops the work here, and this
+    replica asks again. Returns when `work` returns; runs until cancelled otherwise.
     """
     while True:
+        began = False
         try:
-            lease = await asyncio.to_thread(acquire, db, name, "periodic", replica, seconds)
-        except LeaseTaken:
-            await asyncio.sleep(seconds / 3)
-            continue
-        except sa.exc.SQLAlchemyError as exc:
-            log.warning("lease_unavailable", lease=name, error=type(exc).__name__)
-            await asyncio.sleep(seconds / 3)
-            continue
-        renewer = asyncio.create_task(_keep_renewed(db, lease))
-        worker = asyncio.ensure_future(work())
-        try:
-            await asyncio.wait({renewer, worker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            renewer.cancel()
-            worker.cancel()
-            await asyncio.shield(asyncio.to_thread(release, db, lease))
-        if worker.done() and not worker.cancelled():
-            worker.result()  # work that raised raises here
+            async with held(db, name, "periodic", replica, seconds):
+                began = True
+                await work()
             return
+        except LeaseLost:
+            pass
+        except (LeaseTaken, sa.exc.SQLAlchemyError) as exc:
+            if began:  # the work's own error
+                raise
+            if not isinstance(exc, LeaseTaken):
+                log.warning("lease_unavailable", lease=name, error=type(exc).__name__)
+        await asyncio.sleep(seconds / 3)

@@ -63,8 +63,13 @@ def hostname(value: str) -> str:
     return host
 
 
+def is_config_name(value: str) -> bool:
+    """Whether `value` has the grammar of a config var name (reserved or not)."""
+    return len(value) <= 255 and CONFIG_NAME.fullmatch(value) is not None
+
+
 def config_name(value: str) -> str:
-    if len(value) > 255 or not CONFIG_NAME.match(value):
+    if not is_config_name(value):
         raise CommandError(f"'{shown(value)}' is not a valid config var name; use letters, digits and underscores, "
                            "not starting with a digit (like DATABASE_URL).")
     if value in RESERVED_CONFIG or value.startswith("TERESA_"):

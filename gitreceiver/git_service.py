@@ -32,7 +32,7 @@ from dulwich.repo import Repo
 from dulwich.server import BackendRepo, DictBackend, ReceivePackHandler, UploadPackHandler
 
 from controller.controller import Controller
-from controller.locks import DeployInProgress
+from controller.locks import DeployInProgress, DeployLockLost
 from core import audit
 from core import log as logging
 from core import repos
@@ -148,13 +148,18 @@ class PushGate:
             _path, manifest = repos.sync(self.services.storage, settings.data_dir, self.app)
             self.stale = {ref for old, _new, ref in refs if manifest["refs"].get(ref.decode(), repos.ZERO) != old.decode()}
 
-    def publish(self, status: list[tuple[bytes, bytes]], refs: list[RefUpdate]) -> None:
-        """Write the refs that moved (and the packs they need) to storage, still under the app's lock."""
+    def publish(self, status: list[tuple[bytes, bytes]], refs: list[RefUpdate]) -> list[tuple[bytes, bytes]]:
+        """Write the refs that moved (and the packs they need) to storage, still under the app's lock; the refs'
+        status, every one refused when the lock was lost (another server may be writing the repository)."""
         moved = {ref.decode(): new.decode() for _old, new, ref in refs if (ref, b"ok") in status}
         if not moved or not self.locked or self.services is None:
-            return
+            return status
+        if not self._on_loop(self.controller.locks.holds, self.app):
+            self.progress(f" !     {DeployLockLost(self.app)}")
+            return [status[0], *((ref, b"deploy lock lost") for ref, _ in status[1:])]
         settings = self.services.settings
         repos.publish(self.services.storage, settings.data_dir, self.app, moved)
+        return status
 
     def refuse_deploys(self, reason: bytes, sentence: str) -> None:
         """Every deploy ref of this push is rejected with `reason`; `sentence` tells the user why."""
@@ -262,7 +267,7 @@ class TeresaReceivePack(ReceivePackHandler):
             if recv is not None:
                 self.proto.recv = recv  # type: ignore[attr-defined]
         if status and status[0] == (b"unpack", b"ok"):
-            self.gate.publish(status, refs)
+            status = self.gate.publish(status, refs)
         if status and status[0] != (b"unpack", b"ok"):  # no ref moved: say why, and reject each ref
             for partial in _temporary_packs(self.repo_path) - leftovers:  # dulwich leaves them on failure
                 partial.unlink(missing_ok=True)

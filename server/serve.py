@@ -74,7 +74,9 @@ class Server:
                   "storage": health.storage_check(self.services.storage),
                   "runtime": self.runtime.health,
                   "draining": health.draining_check(self.draining)}
-        self.health = await health.start_health_server(health.health_app(checks), settings.http_addr)
+        token = await asyncio.to_thread(health.metrics_token, settings.data_dir, settings.metrics_token)
+        self.health = await health.start_health_server(health.health_app(checks, metrics_token=token),
+                                                       settings.http_addr)
         self.control = await serve_control(self.services)
         if settings.dashboard_enabled:
             self.dashboard = await start_dashboard(self.services, self.limiter)

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable, Mapping, Protocol, Sequence
 
-from builder.job import BuildRequest
+from builder.job import TIMED_OUT, BuildRequest
 from controller.spec import ReleaseSpec
 from core.commands import Input, Output
 from core.errors import UserError
@@ -58,6 +58,23 @@ class RuntimeFailure(UserError):
 
 class BuildFailed(RuntimeFailure):
     pass
+
+
+class BuildTimedOut(BuildFailed):
+    """The build ran longer than its timeout (TERESA_BUILD_TIMEOUT) and was stopped."""
+
+    def __init__(self, seconds: int):
+        super().__init__(f"The build took longer than {seconds} seconds and was stopped; "
+                         "make it faster or raise TERESA_BUILD_TIMEOUT.")
+        self.seconds = seconds
+
+
+def raise_for_build_status(status: int, timeout_seconds: int) -> None:
+    """The slugbuilder's exit status as the build's outcome: 0 succeeded, TIMED_OUT its own timer stopped it."""
+    if status == TIMED_OUT:
+        raise BuildTimedOut(timeout_seconds)
+    if status != 0:
+        raise BuildFailed(f"The build failed with exit status {status}; see its output above.")
 
 
 class ReleasePhaseFailed(RuntimeFailure):

@@ -158,3 +158,22 @@ def test_denials_are_recorded_by_command_name_only_and_within_a_budget_per_user(
     assert len(by_mallory) == audit.DENIALS_PER_USER
     assert {(r["action"], r["outcome"], json.dumps(r["details"])) for r in by_mallory} == {("ps:scale", "denied", "{}")}
     assert [r["outcome"] for r in records if r["actor"] == "trudy@example.com"] == ["denied"]  # a budget per user
+
+
+def test_a_value_in_a_malformed_config_set_or_a_run_line_stays_out_of_the_record(deploy: Deploy) -> None:
+    """The README promises names only: `config:set app 'DB_URL postgres://…'` (a space for the '='), or
+    `run app PGPASSWORD=… psql`, must not put the value in the audit log, nor echo it in the refusal."""
+    secret = "s3cr3t-pw"
+    refusal = ("error: argument 2 of config:set is not NAME=value (a name of letters, digits and underscores, "
+               "then '='); write it like DEBUG=1, quoted whole if the value has spaces.\n")
+    assert deploy.command(f"config:set shop GOOD=1 'DB_URL postgres://u:{secret}@db/x'") == (1, "", refusal)
+    assert deploy.command(f"config:set shop GOOD=1 'DB_URL postgres://u:{secret}@db/x?ssl=on'") == (1, "", refusal)
+    for line in (f"run shop PGPASSWORD={secret} psql -h db", f"run shop -- 'PGPASSWORD={secret} psql -h db'",
+                 f"run shop -- psql postgres://u:{secret}@db/x"):
+        assert deploy.command(line)[0] == 1  # nothing released yet; recorded all the same
+
+    records = json.loads(deploy.server.local("audit", "--json").out)
+    assert secret not in json.dumps(records)
+    details = [r["details"] for r in reversed(records) if r["action"] in ("config:set", "run")]
+    assert details == [{"names": ["GOOD"], "malformed": 1}] * 2 + [{"program": "psql", "env": ["PGPASSWORD"]}] * 2 + [
+        {"program": "psql"}]

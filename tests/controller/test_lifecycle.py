@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 import threading
@@ -14,7 +15,8 @@ import pytest
 
 from controller.runtime.base import LOG_TIMESTAMP, split_log_timestamp
 from core.config import StorageSettings
-from tests.fixtures.teresa import Deploy, TeresaServer, http_get, make_deploy, wait_for
+from tests.fixtures.tenancy import isolated
+from tests.fixtures.teresa import Deploy, TeresaServer, http_get, make_deploy, scrape_metrics, wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "python-hello"
 NEVER_READY = "healthCheck:\n  readiness:\n    path: /never\n    periodSeconds: 1\n    failureThreshold: 1\n"
@@ -214,12 +216,28 @@ def test_health_and_metrics_of_the_running_server(app: Deploy) -> None:
     port = app.server.server.http_port
     assert http_get(port, "teresa", "/healthz") == (200, "ok\n")
     assert http_get(port, "teresa", "/readyz")[0] == 200
-    status, text = http_get(port, "teresa", "/metrics")
+    assert http_get(port, "teresa", "/metrics")[0] == 401
+    status, text = scrape_metrics(app.server)
     assert status == 200
     for series in ('teresa_pushes_total{outcome="succeeded"}', 'teresa_pushes_total{outcome="failed"}',
                    'teresa_releases_total{app="shop",outcome="succeeded"}', "teresa_ssh_sessions_total",
                    "teresa_build_duration_seconds_count"):
         assert series in text, series
+
+
+def test_an_app_process_gets_no_metrics_and_cannot_read_their_token(app: Deploy) -> None:
+    """Tenant code shares the server's network on the local runtime: /metrics (every app's names and outcomes)
+    answers it 401, and the token's file, in the data directory, is not in its sandbox."""
+    token = app.server.settings.data_dir / "metrics-token"
+    script = (f"import urllib.request as u\ntry: u.urlopen('http://127.0.0.1:{app.server.server.http_port}/metrics')\n"
+              "except Exception as e: print('metrics', getattr(e, 'code', e))\n"
+              f"try: open('{token}'); print('token read')\nexcept OSError as e: print('token', type(e).__name__)")
+    result = app.ssh.run(f"run shop -- python3 -c {shlex.quote(f'exec({script!r})')}", key=app.key)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().splitlines()
+    assert lines[0] == "metrics 401"
+    if isolated():  # per-app users: the data directory is absent from the app's sandbox
+        assert lines[1] != "token read"
 
 
 def test_apps_destroy_stops_everything_and_removes_storage(app: Deploy) -> None:

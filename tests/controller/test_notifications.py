@@ -16,7 +16,7 @@ import pytest
 from controller.notifications.sender import SIGNATURE_HEADER, verify
 from core.config import StorageSettings
 from tests.fixtures.receiver import Receiver
-from tests.fixtures.teresa import Deploy, TeresaServer, make_deploy, wait_for
+from tests.fixtures.teresa import Deploy, TeresaServer, make_deploy, scrape_metrics, wait_for
 from tests.gitreceiver.conftest import LATE_CRASHING_WORKER, WEB_APP
 
 RETRY_BASE = 0.2
@@ -125,10 +125,7 @@ def test_a_crash_looping_process_is_notified_once_per_episode(app: Deploy, recei
     assert verify(secret, hook.body, hook.headers[SIGNATURE_HEADER])
     assert (hook.json["app"], hook.json["event"], hook.json["who"]) == ("shop", "crash", None)
     assert hook.json["reason"].startswith("worker is crash-looping: ")
-    port = app.server.server.http_port
-    from tests.fixtures.teresa import http_get
-
-    assert 'teresa_crashlooping_processes{app="shop"} 1.0' in http_get(port, "teresa", "/metrics")[1]
+    assert 'teresa_crashlooping_processes{app="shop"} 1.0' in scrape_metrics(app.server)[1]
 
     def restarts() -> int:
         return max(p["restarts"] for p in json.loads(app.command("ps shop --json")[1]) if p["type"] == "worker")
@@ -138,7 +135,7 @@ def test_a_crash_looping_process_is_notified_once_per_episode(app: Deploy, recei
     assert len(receiver.on("/crashes")) == 1  # ... and is told once
 
     assert app.command("ps:scale shop worker=0")[0] == 0
-    wait_for(lambda: "teresa_crashlooping_processes{" not in http_get(port, "teresa", "/metrics")[1])
+    wait_for(lambda: "teresa_crashlooping_processes{" not in scrape_metrics(app.server)[1])
 
 
 def test_a_receiver_that_is_down_gets_retries_and_the_push_is_not_slowed(app: Deploy, receiver: Receiver) -> None:

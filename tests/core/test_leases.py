@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -12,6 +11,7 @@ import sqlalchemy as sa
 from core import leases
 from core.db import Database
 from core.models import Lease as LeaseRow
+from tests.fixtures.leases import expire, take_over
 
 
 @pytest.fixture
@@ -20,12 +20,6 @@ def db(database_url: str) -> Database:
     database.upgrade()
     yield database
     database.dispose()
-
-
-def expire(db: Database, name: str) -> None:
-    with db.engine.begin() as conn:
-        conn.execute(sa.update(LeaseRow).where(LeaseRow.name == name)
-                     .values(expires_at=leases.utcnow() - timedelta(seconds=1)))
 
 
 def test_one_holder_until_it_releases_or_its_lease_expires(db: Database) -> None:
@@ -72,14 +66,77 @@ def test_racing_takers_get_exactly_one_lease(db: Database) -> None:
         expire(db, "periodic:backup")
 
 
+def write(holding: leases.Held, mark: str):
+    """A write of the holder's work, fenced by its lease in the writing transaction."""
+    def work(session) -> None:
+        holding.fence(session)
+        session.add(LeaseRow(name=mark, holder="work", replica="replica-a", token=mark, since=leases.utcnow(),
+                             expires_at=leases.utcnow()))
+    return work
+
+
+def written(db: Database) -> list[str]:
+    with db.engine.connect() as conn:
+        return sorted(conn.execute(sa.select(LeaseRow.name).where(LeaseRow.name.like("write:%"))).scalars())
+
+
+def test_a_holder_whose_lease_was_taken_over_is_refused_its_next_write(db: Database) -> None:
+    async def scenario() -> None:
+        # A lease of 30 s: its renewer does not look again during the test; the fence alone must refuse.
+        async with leases.held(db, "deploy:shop", "ann@example.com", "replica-a", 30) as holding:
+            await db.run(write(holding, "write:1"))
+            take_over(db, "deploy:shop")
+            await db.run(write(holding, "write:2"))
+
+    with pytest.raises(leases.LeaseLost) as lost:
+        asyncio.run(scenario())
+    assert str(lost.value) == "deploy:shop was lost: another holder took it over, or it could not be renewed in time"
+    assert written(db) == ["write:1"]
+    assert leases.read(db, "deploy:shop").holder == "bob@example.com"  # the loser's release freed nothing
+
+
+def test_a_holder_whose_lease_was_taken_over_has_its_work_cancelled(db: Database) -> None:
+    async def scenario() -> None:
+        next_write = asyncio.Event()  # never set: the work waits for it, as a deploy waits on its build
+        async with leases.held(db, "deploy:shop", "ann@example.com", "replica-a", 1.5) as holding:
+            await db.run(write(holding, "write:1"))
+            take_over(db, "deploy:shop")
+            await next_write.wait()  # cancelled at the renewer's next look (every 0.5 s)
+            await db.run(write(holding, "write:2"))
+
+    with pytest.raises(leases.LeaseLost):
+        asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert written(db) == ["write:1"]
+
+
+def test_only_the_lost_lease_cancels_its_work(db: Database) -> None:
+    """A task cancelled for its own reasons (its client left) is cancelled, not told its lease was lost."""
+    async def scenario() -> None:
+        entered = asyncio.Event()
+
+        async def cancelled_from_outside() -> None:
+            async with leases.held(db, "deploy:shop", "ann@example.com", "replica-a", 30):
+                entered.set()
+                await asyncio.Event().wait()
+
+        task = asyncio.create_task(cancelled_from_outside())
+        await entered.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert leases.read(db, "deploy:shop") is None
+
+
 def test_held_renews_while_the_block_runs(db: Database) -> None:
     async def scenario() -> None:
         # a lease of 1.5 s renewed every 0.5 s: long enough that a busy machine's late renewal still comes in time
-        async with leases.held(db, "deploy:shop", "ann@example.com", "replica-a", 1.5) as lease:
+        async with leases.held(db, "deploy:shop", "ann@example.com", "replica-a", 1.5) as holding:
             first_expiry = leases.read(db, "deploy:shop").expires_at
             await asyncio.sleep(2)  # longer than the lease: only renewal keeps it
             current = leases.read(db, "deploy:shop")
-            assert current.expires_at > first_expiry and current.holder == lease.holder
+            assert current.expires_at > first_expiry and current.holder == holding.lease.holder
             with pytest.raises(leases.LeaseTaken):
                 leases.acquire(db, "deploy:shop", "bob@example.com", "replica-b", 30)
         assert leases.read(db, "deploy:shop") is None

@@ -9,13 +9,15 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.fixtures.teresa import read_until, wait_for
+from tests.fixtures.leases import take_over
+from tests.fixtures.tenancy import reachable_by_apps
+from tests.fixtures.teresa import make_deploy, read_until, wait_for
 from tests.gitreceiver.conftest import BUILDPACKS, WEB_APP, Deploy
 
 
 def gated_build(deploy: Deploy, tmp_path: Path) -> Path:
     """Builds of the app now print a line, then wait until the returned file exists."""
-    go_ahead = tmp_path / "go-ahead"
+    go_ahead = reachable_by_apps() / "go-ahead"
     status, _, err = deploy.command(f"config:set shop BUILDPACK_URL={BUILDPACKS / 'wait_for_file'} "
                                     f"GO_AHEAD_FILE={go_ahead}")
     assert status == 0, err
@@ -89,6 +91,23 @@ def test_a_second_push_during_a_deploy_is_refused_and_the_first_completes(deploy
     assert first.wait(120) == 0, first.stderr.read()
 
 
+def test_domains_wait_for_a_rollout_in_flight_which_would_route_its_own_list(deploy: Deploy, tmp_path: Path) -> None:
+    go_ahead = reachable_by_apps() / "ready"
+    assert deploy.command(f"config:set shop GO_AHEAD_FILE={go_ahead}")[0] == 0
+    waits = "while [ ! -e \"$GO_AHEAD_FILE\" ]; do sleep 0.1; done; "  # not ready (not listening) until told
+    deploy.git.commit({**WEB_APP, "Procfile": f"web: sh -c '{waits}exec {WEB_APP['Procfile'][5:].strip()}'\n"})
+    push = deploy.git.popen_push("shop")
+    read_until(push, "Rolling out v1")
+    status, out, err = deploy.command("domains:add shop www.shop.test")
+    assert (status, out) == (1, "")
+    assert re.fullmatch(r"error: dev@example\.com started a deploy of shop at [-0-9: ]+ UTC; wait for it to finish, "
+                        r"then try again\.\n", err), err
+    go_ahead.touch()
+    assert push.wait(120) == 0, push.stderr.read()
+    assert deploy.command("domains:add shop www.shop.test")[0] == 0
+    assert deploy.get(host="www.shop.test") == (200, "version one\n")
+
+
 def test_killing_the_client_mid_build_releases_the_lock(deploy: Deploy, tmp_path: Path) -> None:
     go_ahead = gated_build(deploy, tmp_path)
     deploy.git.commit(WEB_APP)
@@ -106,6 +125,39 @@ def test_killing_the_client_mid_build_releases_the_lock(deploy: Deploy, tmp_path
     go_ahead.touch()
     push = deploy.git.push("shop")
     assert push.returncode == 0, push.stderr
+
+
+def test_a_deploy_whose_lock_another_server_took_over_stops_before_it_writes(tmp_path: Path, local_storage,
+                                                                             ssh_keys: dict[str, Path]) -> None:
+    for deploy in make_deploy(tmp_path, local_storage, ssh_keys, TERESA_DEPLOY_LEASE_SECONDS="3"):
+        gated_build(deploy, tmp_path)  # never given the go-ahead: the build runs until it is stopped
+        deploy.git.commit(WEB_APP)
+        push = deploy.git.popen_push("shop")
+        read_until(push, "waiting for the go-ahead")
+        take_over(deploy.server.services.db, "deploy:shop")  # as replica B does once A's lease expired
+        rest = push.stderr.read()
+        assert push.wait(60) != 0
+        assert ("remote:  !     The deploy of shop was stopped: this server lost the app's deploy lock (another "
+                "server took it over, or the database could not be reached to renew it); run: releases shop, "
+                "then try again.") in rest
+        assert "! [remote rejected] main -> main (deploy lock lost)" in rest
+        assert "Released" not in rest and "refs/heads/main" not in deploy.git.remote_refs("shop")
+        build = json.loads(deploy.command("builds shop --json")[1])[0]
+        assert (build["status"], build["reason"]) == ("abandoned", "deploy lock lost")
+        assert json.loads(deploy.command("releases shop --json")[1]) == []
+
+
+def test_a_build_that_outlives_its_timeout_is_recorded_as_timed_out(tmp_path: Path, local_storage,
+                                                                   ssh_keys: dict[str, Path]) -> None:
+    for deploy in make_deploy(tmp_path, local_storage, ssh_keys, TERESA_BUILD_TIMEOUT="3"):
+        gated_build(deploy, tmp_path)  # never given the go-ahead
+        deploy.git.commit(WEB_APP)
+        push = deploy.git.push("shop")
+        assert ("remote:  !     The build took longer than 3 seconds and was stopped; make it faster or raise "
+                "TERESA_BUILD_TIMEOUT.") in push.stderr
+        assert "! [remote rejected] main -> main (build failed)" in push.stderr
+        build = json.loads(deploy.command("builds shop --json")[1])[0]
+        assert (build["status"], build["reason"]) == ("timed-out", "build failed")
 
 
 def test_push_to_an_app_of_another_team_is_refused(deploy: Deploy, ssh_keys: dict[str, Path]) -> None:
@@ -186,8 +238,6 @@ def test_malformed_or_truncated_packs_leave_the_repository_intact(deploy: Deploy
 
 def test_a_push_over_the_size_limit_is_refused_with_the_limit_named(tmp_path: Path, local_storage,
                                                                   ssh_keys: dict[str, Path]) -> None:
-    from tests.fixtures.teresa import make_deploy
-
     for deploy in make_deploy(tmp_path, local_storage, ssh_keys, TERESA_MAX_PUSH_BYTES="20000"):
         deploy.git.commit({**WEB_APP, "blob.bin": os.urandom(60000)})
         push = deploy.git.push("shop")
@@ -198,8 +248,6 @@ def test_a_push_over_the_size_limit_is_refused_with_the_limit_named(tmp_path: Pa
 
 
 def test_a_silent_build_sends_keepalives(tmp_path: Path, local_storage, ssh_keys: dict[str, Path]) -> None:
-    from tests.fixtures.teresa import make_deploy
-
     for deploy in make_deploy(tmp_path, local_storage, ssh_keys, TERESA_PUSH_KEEPALIVE_SECONDS="0.2"):
         go_ahead = gated_build(deploy, tmp_path)
         commit = deploy.git.commit(WEB_APP)
@@ -256,8 +304,6 @@ def test_an_atomic_push_moves_other_branches_only_with_a_successful_deploy(deplo
 
 def test_custom_domains_refuse_ip_addresses_and_can_wait_for_an_admin(tmp_path: Path, local_storage,
                                                                        ssh_keys: dict[str, Path]) -> None:
-    from tests.fixtures.teresa import make_deploy
-
     for deploy in make_deploy(tmp_path, local_storage, ssh_keys, TERESA_REQUIRE_DOMAIN_VERIFICATION="true"):
         deploy.git.commit(WEB_APP)
         assert deploy.git.push("shop").returncode == 0

@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core.config import StorageSettings
 from tests.conftest import skip_or_fail
-from tests.fixtures.teresa import Deploy, http_get, make_deploy, wait_for
+from tests.fixtures.teresa import Deploy, make_deploy, scrape_metrics, wait_for
 from tests.fixtures.tenancy import reachable_by_apps
 from tests.gitreceiver.conftest import LATE_CRASHING_WORKER, WEB_APP
 
@@ -52,7 +52,7 @@ SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), 
 
 def scrape(app: Deploy) -> set[Series]:
     """The samples of /metrics, and (with no labels, under "#declared") every series name its families declare."""
-    status, text = http_get(app.server.server.http_port, "teresa", "/metrics")
+    status, text = scrape_metrics(app.server)
     assert status == 200
     families = list(text_string_to_metric_families(text))
     samples = {(s.name, tuple(sorted(s.labels.items()))) for f in families for s in f.samples}

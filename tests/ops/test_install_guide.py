@@ -11,7 +11,7 @@ from pathlib import Path
 from core.commands import parse
 from core.config import Settings
 from server.registry import load_commands
-from tests.ops.test_manifests import DEPLOY, ROOT, container, find, pod_environment, render
+from tests.ops.test_manifests import DEPLOY, ROOT, container, pod_environment, referenced_secrets, render
 
 GUIDE = ROOT / "docs" / "install-kubernetes.md"
 
@@ -53,10 +53,7 @@ def test_its_sed_puts_your_names_into_the_prod_overlay(tmp_path: Path) -> None:
 
 
 def test_it_creates_every_secret_the_prod_overlay_needs() -> None:
-    objects = render("overlays/prod")
-    pod = find(objects, "Deployment", "teresa")["spec"]["template"]["spec"]
-    needed = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
-    needed |= {e["secretRef"]["name"] for e in container(objects)["envFrom"] if "secretRef" in e}
+    needed = referenced_secrets(render("overlays/prod"))
     created = set(re.findall(r"kubectl -n teresa create secret generic ([\w-]+)", GUIDE.read_text()))
     assert created == needed
     assert "kubectl apply -k deploy/overlays/prod" in GUIDE.read_text()

@@ -177,15 +177,28 @@ def pod_labels(objects: tuple[dict, ...]) -> dict[str, str]:
     return find(objects, "Deployment", "teresa")["spec"]["template"]["metadata"]["labels"]
 
 
+def referenced_secrets(objects: tuple[dict, ...]) -> set[str]:
+    """The Secrets the server's pod reads: mounted, as envFrom, or as one variable's value."""
+    pod = find(objects, "Deployment", "teresa")["spec"]["template"]["spec"]
+    names = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    names |= {e["secretRef"]["name"] for e in container(objects).get("envFrom", []) if "secretRef" in e}
+    return names | {e["valueFrom"]["secretKeyRef"]["name"] for e in container(objects).get("env", [])
+                    if "secretKeyRef" in e.get("valueFrom", {})}
+
+
 def test_the_deploy_readme_documents_every_secret_the_manifests_reference() -> None:
     readme = (DEPLOY / "README.md").read_text()
     for overlay in OVERLAYS:
-        objects = render(f"overlays/{overlay}")
-        pod = find(objects, "Deployment", "teresa")["spec"]["template"]["spec"]
-        names = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
-        names |= {e["secretRef"]["name"] for e in container(objects).get("envFrom", []) if "secretRef" in e}
-        for name in names:
+        for name in referenced_secrets(render(f"overlays/{overlay}")):
             assert f"create secret generic {name}" in readme
+
+
+def test_metrics_are_scraped_with_the_token_teresa_is_given() -> None:
+    env = {e["name"]: e for e in container(render("overlays/prod"))["env"]}
+    given = env["TERESA_METRICS_TOKEN"]["valueFrom"]["secretKeyRef"]
+    monitor = yaml.safe_load((DEPLOY / "components" / "monitoring" / "servicemonitor.yaml").read_text())
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["authorization"] == {"type": "Bearer", "credentials": {"name": given["name"], "key": given["key"]}}
 
 
 def pod_environment(objects: tuple[dict, ...]) -> dict[str, str]:

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 
 from builder.job import BuildRequest, Grants
 from controller.runtime.base import (
-    BuildFailed, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeFailure,
+    BuildFailed, BuildTimedOut, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeFailure,
+    raise_for_build_status,
 )
 from controller.runtime.kubernetes import manifests, podstate, upkeep
 from controller.runtime.kubernetes.attach import run_attached
@@ -146,15 +147,13 @@ class KubernetesRuntime:
             async with asyncio.timeout(request.timeout_seconds):
                 status = await pod.run(out)
         except TimeoutError:
-            raise BuildFailed(f"The build took longer than {request.timeout_seconds} seconds and was stopped; "
-                              "make it faster or raise TERESA_BUILD_TIMEOUT.") from None
+            raise BuildTimedOut(request.timeout_seconds) from None
         except PodFailed as exc:
             raise BuildFailed(f"The build could not run: {exc}; ask the operator to check "
                               "TERESA_SLUGBUILDER_IMAGE and the cluster's capacity.") from None
         except KubeError as exc:
             raise BuildFailed(f"The build could not run: {exc}") from None
-        if status != 0:
-            raise BuildFailed(f"The build failed with exit status {status}; see its output above.")
+        raise_for_build_status(status, request.timeout_seconds)
 
     async def release_phase(self, release: ReleaseSpec, out: LineSink) -> None:
         if "release" not in release.processes:

@@ -15,7 +15,8 @@ import aiohttp
 
 from builder.job import STACK_SETTINGS, BuildRequest, Grants
 from controller.runtime.base import (
-    BuildFailed, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeFailure, ignored_features,
+    BuildFailed, BuildTimedOut, LineSink, ProcessStatus, ReleasePhaseFailed, RolloutFailed, RuntimeFailure,
+    ignored_features, raise_for_build_status,
 )
 from controller.runtime.local.capabilities import local_capabilities
 from controller.runtime.local.oneoff import run_oneoff
@@ -242,13 +243,11 @@ class LocalRuntime:
             status = await run_streaming(self.slugbuilder, env, out, timeout=request.timeout_seconds, cwd=Path(tmp),
                                          user=user, pass_fds=staging.fds)
         except asyncio.TimeoutError:
-            raise BuildFailed(f"The build took longer than {request.timeout_seconds} seconds and was stopped; "
-                              "make it faster or raise TERESA_BUILD_TIMEOUT.") from None
+            raise BuildTimedOut(request.timeout_seconds) from None
         except OSError as exc:
             raise BuildFailed(f"The slug builder could not be started ({exc.strerror}); "
                               "reinstall Teresa so that teresa-slugbuilder is on its PATH.") from None
-        if status != 0:
-            raise BuildFailed(f"The build failed with exit status {status}; see its output above.")
+        raise_for_build_status(status, request.timeout_seconds)
         await asyncio.to_thread(self._store_outputs, request, staging)
 
     def _store_outputs(self, request: BuildRequest, staging: Staging) -> None:
