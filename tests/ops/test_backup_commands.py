@@ -65,9 +65,13 @@ class Teresa(Commands):
                               commit=commit, status="succeeded", reason=""))
 
         self.db.transaction(record)
-        release = self.services.controller.release_build(app, BuildKeys(app, build_id), "",
-                                                         self.actor("alice@example.com"), self.quiet)
-        self.loop.run_until_complete(release)
+        controller, actor = self.services.controller, self.actor("alice@example.com")
+
+        async def release() -> None:
+            async with controller.deploy_lock(app, actor):  # as a push holds it
+                await controller.release_build(app, BuildKeys(app, build_id), "", actor, self.quiet)
+
+        self.loop.run_until_complete(release())
 
     @staticmethod
     async def quiet(_line: str) -> None:
