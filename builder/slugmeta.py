@@ -1,13 +1,20 @@
-"""What the controller needs to know about a slug without unpacking it: its process types."""
+"""What the controller needs to know about a slug without unpacking it: its process types, its digest."""
 
 from __future__ import annotations
 
 import tarfile
 
+from builder import transfer
 from core.layout import procfile_key
 from core.storage import Storage, StorageNotFound
 
-__all__ = ["procfile_key", "read_processes"]
+__all__ = ["procfile_key", "read_processes", "slug_digest"]
+
+
+def slug_digest(storage: Storage, slug_key: str) -> str:
+    """The hex SHA-256 of the slug as stored now, streamed."""
+    with storage.open_read(slug_key) as stream:
+        return transfer.sha256_of(stream)
 
 
 def read_processes(storage: Storage, slug_key: str) -> dict[str, str]:

@@ -4,7 +4,8 @@
     teresa-slugrunner fetch            only download and unpack the slug into TERESA_APP_DIR
 
 TERESA_SLUG_URL is a read grant for the slug alone (a presigned URL, a file: URL or fd:N; see
-builder/transfer.py): the runner holds no storage credential.
+builder/transfer.py): the runner holds no storage credential. TERESA_SLUG_SHA256, when set, is the
+slug's digest recorded when its build ended: a slug that no longer matches it is not unpacked.
     teresa-slugrunner exec -- CMD ...  run a command in the slug's environment
     teresa-slugrunner init -- CMD ...  a container's first process: CMD's group gets its signals (slug_init.py)
 
@@ -35,14 +36,25 @@ class RunnerError(Exception):
     """One sentence for the user."""
 
 
+class SlugChanged(RunnerError):
+    """The slug is not the one its build left: it was written again (a stale upload grant) or altered in storage."""
+
+    def __init__(self) -> None:
+        super().__init__("The slug was changed in storage since its build (its SHA-256 digest is not the one "
+                         "recorded then), so it is not run; push again to rebuild it.")
+
+
 SLUG_URL = "TERESA_SLUG_URL"
+SLUG_SHA256 = "TERESA_SLUG_SHA256"
 
 
-def job_env(slug_url: str, app_dir: str | None = None) -> dict[str, str]:
-    """What a runtime adds to a process's environment so `teresa-slugrunner` finds its slug."""
+def job_env(slug_url: str, app_dir: str | None = None, digest: str = "") -> dict[str, str]:
+    """What a runtime adds to a process's environment so `teresa-slugrunner` finds its slug (and checks it)."""
     env = {SLUG_URL: slug_url}
     if app_dir:
         env["TERESA_APP_DIR"] = app_dir
+    if digest:
+        env[SLUG_SHA256] = digest
     return env
 
 
@@ -51,7 +63,7 @@ def app_dir(env: Mapping[str, str]) -> Path:
 
 
 def fetch(env: Mapping[str, str]) -> Path:
-    """Download TERESA_SLUG_URL and unpack it into the app directory."""
+    """Download TERESA_SLUG_URL, check it against TERESA_SLUG_SHA256 (when set) and unpack it into the app directory."""
     url = env.get(SLUG_URL, "")
     if not url:
         raise RunnerError(f"{SLUG_URL} is not set; set it to a URL of the slug.")
@@ -61,10 +73,21 @@ def fetch(env: Mapping[str, str]) -> Path:
         with tempfile.TemporaryDirectory(prefix="teresa-slug-") as tmp:
             slug = Path(tmp) / "slug.tgz"
             transfer.download(url, slug)
+            check_digest(slug, env.get(SLUG_SHA256, ""))
             archive.extract(slug, target, what="slug", any_link_target=True)
     except (transfer.TransferError, archive.ArchiveError) as exc:
         raise RunnerError(str(exc)) from None
     return target
+
+
+def check_digest(slug: Path, expected: str) -> None:
+    """Raise SlugChanged unless the downloaded slug's SHA-256 is `expected` ("": none was recorded, as for
+    releases made before digests were)."""
+    if not expected:
+        return
+    with slug.open("rb") as stream:
+        if transfer.sha256_of(stream) != expected.strip().lower():
+            raise SlugChanged()
 
 
 def command_for(directory: Path, process_type: str) -> str:

@@ -9,6 +9,7 @@ No grant names the bucket's credentials; each reaches one object.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -62,6 +63,14 @@ def open_url(url: str) -> BinaryIO:
             raise TransferError(f"Reading {_shown(url)} failed: {getattr(exc, 'reason', exc)}.") from None
         return response
     raise TransferError(f"{_shown(url)!r} is not a URL the slugbuilder can read; use https:, file: or fd:.")
+
+
+def sha256_of(stream: BinaryIO) -> str:
+    """The hex SHA-256 of what is left in `stream`, read in bounded memory."""
+    digest = hashlib.sha256()
+    while chunk := stream.read(CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def download(url: str, path: Path) -> None:

@@ -20,7 +20,7 @@ from typing import Any, AsyncIterator, Callable
 
 from sqlalchemy.orm import Session
 
-from builder.slugmeta import read_processes
+from builder.slugmeta import read_processes, slug_digest
 from controller import releases
 from controller.build_slots import BuildSlots
 from controller.buildlog import LiveBuilds
@@ -143,10 +143,12 @@ class Controller:
                             out: LineSink, *, phases: dict[str, float] | None = None) -> int:
         """Release a fresh build (the caller holds the app's deploy lock)."""
         processes = await asyncio.to_thread(read_processes, self.services.storage, keys.slug)
+        # The build's grants outlive it (a presigned PUT of the slug): what is fetched later must be what is here now.
+        digest = await asyncio.to_thread(slug_digest, self.services.storage, keys.slug)
 
         def change(base: ReleaseFields) -> ReleaseFields:
-            return dataclasses.replace(base, build_id=keys.build_id, slug_key=keys.slug, processes=processes,
-                                       teresa_yaml=teresa_yaml_text)
+            return dataclasses.replace(base, build_id=keys.build_id, slug_key=keys.slug, slug_digest=digest,
+                                       processes=processes, teresa_yaml=teresa_yaml_text)
 
         return await self.release(app, change, "push", actor, out, release_phase=True, phases=phases)
 
@@ -202,6 +204,7 @@ class Controller:
         version = releases.next_version(session, app)
         session.add(Release(
             app_id=app.id, version=version, build_id=fields.build_id, slug_key=fields.slug_key,
+            slug_digest=fields.slug_digest,
             processes=fields.processes, config=fields.config, formation=fields.formation,
             teresa_yaml=fields.teresa_yaml, reason=reason, user=actor.email, status="deploying", error="",
         ))
@@ -312,8 +315,8 @@ class Controller:
         target, old = await self.services.db.run(lambda s: self._rollback_target(s, app, version))
 
         def change(base: ReleaseFields) -> ReleaseFields:
-            return dataclasses.replace(base, build_id=old.build_id, slug_key=old.slug_key, processes=old.processes,
-                                       config=old.config, teresa_yaml=old.teresa_yaml)
+            return dataclasses.replace(base, build_id=old.build_id, slug_key=old.slug_key, slug_digest=old.slug_digest,
+                                       processes=old.processes, config=old.config, teresa_yaml=old.teresa_yaml)
 
         async with self.deploy_lock(app, actor):
             return await self.release(app, change, f"rollback to v{target}", actor, out, release_phase=True)

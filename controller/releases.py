@@ -26,6 +26,7 @@ class ReleaseFields:
 
     build_id: str = ""
     slug_key: str = ""
+    slug_digest: str = ""
     processes: dict[str, str] = field(default_factory=dict)
     config: dict[str, str] = field(default_factory=dict)
     formation: dict[str, int] = field(default_factory=dict)
@@ -40,15 +41,14 @@ def current_fields(session: Session, app: App) -> ReleaseFields:
     settings = ReleaseFields(formation=dict(app.formation or {}), limits=dict(app.limits or {}), autoscale=app.autoscale)
     if current is None:
         return dataclasses.replace(settings, config=config_of(session, app))
-    return dataclasses.replace(settings, build_id=current.build_id, slug_key=current.slug_key,
-                               processes=dict(current.processes), config=dict(current.config),
-                               teresa_yaml=current.teresa_yaml)
+    return dataclasses.replace(fields_of(current), formation=settings.formation, limits=settings.limits,
+                               autoscale=settings.autoscale)
 
 
 def fields_of(release: Release) -> ReleaseFields:
-    return ReleaseFields(build_id=release.build_id, slug_key=release.slug_key, processes=dict(release.processes),
-                         config=dict(release.config), formation=dict(release.formation),
-                         teresa_yaml=release.teresa_yaml)
+    return ReleaseFields(build_id=release.build_id, slug_key=release.slug_key, slug_digest=release.slug_digest,
+                         processes=dict(release.processes), config=dict(release.config),
+                         formation=dict(release.formation), teresa_yaml=release.teresa_yaml)
 
 
 def current_release(session: Session, app: App) -> Release | None:
@@ -109,6 +109,7 @@ def to_spec(app: App, version: int, fields: ReleaseFields, reason: str, domains:
         processes=fields.processes, formation=fields.formation, spec=teresa_yaml.parse(fields.teresa_yaml or None),
         reason=reason, domains=domains, limits=limits_for(fields.limits, fields.processes),
         autoscale=Autoscale(**fields.autoscale) if fields.autoscale else None, tls_secret=app.tls_secret,
+        slug_digest=fields.slug_digest,
     )
 
 

@@ -46,6 +46,7 @@ class ReleaseSpec:
     limits: dict[str, dict[str, str]] = field(default_factory=dict)  # type -> {"cpu": .., "memory": ..}
     autoscale: Autoscale | None = None  # Kubernetes only: a HorizontalPodAutoscaler
     tls_secret: str = ""              # Kubernetes only: the TLS Secret the Ingress serves the app's hosts with
+    slug_digest: str = ""             # the slug's SHA-256 at the end of its build, checked where it is fetched
 
     @property
     def label(self) -> str:

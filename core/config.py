@@ -227,7 +227,9 @@ class Settings:
                                          help="how many replicas share the password-login budget (see below)")
     deploy_lease_seconds: int = setting(
         "TERESA_DEPLOY_LEASE_SECONDS", positive, default=30,
-        help="a replica that dies mid-deploy holds the app's deploy lock (and the backup) at most this long")
+        help="a replica that dies mid-deploy holds the app's deploy lock (and the backup) at most this long; "
+             "one that cannot renew its lock within it (or finds it taken over) stops that deploy before its next "
+             "write and says so")
     replica_name: str = setting(
         "TERESA_REPLICA_NAME", text, default="teresa",
         shown="`$HOSTNAME` (the pod's name) and a digest of the data dir",

@@ -140,6 +140,8 @@ class Release(Base):
     version: Mapped[int] = mapped_column(Integer)
     build_id: Mapped[str] = mapped_column(String(32))
     slug_key: Mapped[str] = mapped_column(String(255))
+    # hex SHA-256 of the slug as stored when its build ended; "" for releases made before it was recorded
+    slug_digest: Mapped[str] = mapped_column(String(64), default="", server_default="")
     processes: Mapped[dict[str, str]] = mapped_column(JSON)  # Procfile type -> command
     config: Mapped[dict[str, str]] = mapped_column(JSON)     # name -> value (secret: never logged)
     formation: Mapped[dict[str, int]] = mapped_column(JSON)  # type -> replicas

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.slugmeta import slug_digest
 from core.config import StorageSettings
 from core.storage import storage_for
 from tests.builder.conftest import script, tarball
@@ -90,6 +91,19 @@ def test_fetch_then_start_from_the_unpacked_directory(storage: StorageSettings, 
     del env["TERESA_SLUG_URL"]
     result = slugrunner("start", "env", env=env)
     assert result.stdout == f"hello from {app_dir} on port none\n"
+
+
+def test_a_slug_changed_in_storage_since_its_build_is_not_unpacked(storage: StorageSettings, tmp_path: Path) -> None:
+    stored = storage_for(storage)
+    built = slug_digest(stored, SLUG_KEY)  # what the controller records when the build ends
+    fetched = slugrunner("fetch", env=runner_env(storage, tmp_path / "checked", TERESA_SLUG_SHA256=built))
+    assert fetched.returncode == 0, fetched.stderr
+    stored.put_stream(SLUG_KEY, io.BytesIO(tarball({"Procfile": "web: echo swapped\n"})))  # a build's stale PUT grant
+    changed = slugrunner("start", "web", env=runner_env(storage, tmp_path / "app", TERESA_SLUG_SHA256=built))
+    assert (changed.returncode, changed.stdout) == (1, "")
+    assert changed.stderr == ("teresa-slugrunner: The slug was changed in storage since its build (its SHA-256 digest "
+                              "is not the one recorded then), so it is not run; push again to rebuild it.\n")
+    assert not (tmp_path / "app" / "Procfile").exists()
 
 
 def test_exec_runs_a_command_in_the_slug_environment(storage: StorageSettings, tmp_path: Path) -> None:

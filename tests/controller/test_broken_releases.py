@@ -65,6 +65,16 @@ def test_a_working_gunicorn_app_deploys(app: Deploy) -> None:
     assert app.get() == (200, "gunicorn one\n")
 
 
+def test_run_beside_a_serving_gunicorn_copies_the_release_but_not_its_control_socket(app: Deploy) -> None:
+    """gunicorn keeps a control socket (.gunicorn/gunicorn.ctl) in the release directory while it serves; the
+    one-off's copy of that directory used to stop at it, so every `run` of such an app failed."""
+    serving = app.server.runtime.tenancy.releases_dir("shop") / "v1"
+    assert [p for p in serving.rglob("*") if p.is_socket()], "gunicorn made no socket here: the test tests nothing"
+    result = app.ssh.run("run shop -- sh -c 'find . -type s -o -type p | wc -l; head -1 main.py'", key=app.key)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().split() == ["0", "def", "app(environ,", "start_response):"]
+
+
 def test_gunicorn_with_a_wrong_module_is_rejected_with_gunicorns_error(app: Deploy) -> None:
     app.git.commit(gunicorn_app("web: gunicorn mian:app\n", "two"))
     status, output, seconds = push_timed(app)

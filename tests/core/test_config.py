@@ -31,6 +31,8 @@ def test_original_teresa_database_variables_select_mysql() -> None:
     ({"TERESA_BACKUP_INTERVAL": "-60"}, "TERESA_BACKUP_INTERVAL"),
     ({"TERESA_BACKUP_INTERVAL": "hourly"}, "TERESA_BACKUP_INTERVAL"),
     ({"TERESA_ROUTER_RESPONSE_TIMEOUT": "0"}, "TERESA_ROUTER_RESPONSE_TIMEOUT"),
+    ({"TERESA_METRICS_TOKEN": "short"}, "TERESA_METRICS_TOKEN"),
+    ({"TERESA_METRICS_TOKEN": "sixteen or more but spaced"}, "TERESA_METRICS_TOKEN"),
 ])
 def test_bad_settings_name_the_variable(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):

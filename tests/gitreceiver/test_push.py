@@ -9,6 +9,10 @@ import signal
 import subprocess
 from pathlib import Path
 
+from sqlalchemy import select
+
+from builder.slugmeta import slug_digest
+from core.models import Release
 from tests.fixtures.leases import take_over
 from tests.fixtures.tenancy import reachable_by_apps
 from tests.fixtures.teresa import make_deploy, read_until, wait_for
@@ -41,6 +45,11 @@ def test_first_push_builds_releases_and_serves(deploy_any_storage: Deploy) -> No
     assert (build["status"], build["commit"], build["user"]) == ("succeeded", commit, "dev@example.com")
     _, output, _ = deploy.command("builds:output shop")
     assert "-----> Released v1" in output
+    # the slug's digest as stored when the build ended, kept with the release: fetches are checked against it
+    services = deploy.server.services
+    key, digest = deploy.server.call(services.db.run(lambda s: tuple(s.execute(select(Release.slug_key,
+                                                                                      Release.slug_digest)).one())))
+    assert re.fullmatch(r"[0-9a-f]{64}", digest) and digest == slug_digest(services.storage, key)
 
 
 def test_build_lines_reach_the_client_while_the_build_runs(deploy_any_storage: Deploy, tmp_path: Path) -> None:

@@ -8,10 +8,12 @@ log endpoint as they print it.
 from __future__ import annotations
 
 import asyncio
+import io
 from pathlib import Path
 
 import pytest
 
+from builder.slugmeta import slug_digest
 from controller.runtime import make_runtime
 from controller.runtime.base import BuildFailed, ReleasePhaseFailed, RuntimeFailure
 from controller.runtime.kubernetes.runtime import KubernetesRuntime
@@ -160,6 +162,19 @@ async def test_a_release_phase_whose_slug_is_missing_fails_clearly(runtime: Kube
     spec = release(2, "apps/shop/builds/nope/slug.tgz", processes={"web": "x", "release": "y"})
     with pytest.raises(ReleasePhaseFailed, match=r"could not run: its fetch-slug step failed with exit status "
                                                  r"[1-9]\d*; last output: .*v2 was not released"):
+        await runtime.release_phase(spec, Lines())
+    await eventually(no_pods_left(kube_api), what="the release pod's deletion")
+
+
+@pytest.mark.asyncio
+async def test_a_slug_changed_in_storage_since_its_build_does_not_start(runtime: KubernetesRuntime,
+                                                                       kube_api: KubeAPI) -> None:
+    slug_key = await built_slug(runtime)
+    storage = storage_for(runtime.settings.storage)
+    spec = release(2, slug_key, processes={"web": "x", "release": "y"}, slug_digest=slug_digest(storage, slug_key))
+    storage.put_stream(slug_key, io.BytesIO(b"written again through the build's PUT grant"))
+    with pytest.raises(ReleasePhaseFailed, match=r"its fetch-slug step failed with exit status 1; last output: "
+                                                 r"teresa-slugrunner: The slug was changed in storage since its build"):
         await runtime.release_phase(spec, Lines())
     await eventually(no_pods_left(kube_api), what="the release pod's deletion")
 

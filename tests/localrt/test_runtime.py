@@ -13,10 +13,11 @@ import sys
 import pytest
 
 from builder.job import BuildRequest
-from controller.runtime.base import BuildFailed, ReleasePhaseFailed, RuntimeFailure
+from builder.slugmeta import slug_digest
+from controller.runtime.base import BuildFailed, ReleasePhaseFailed, RolloutFailed, RuntimeFailure
 from controller.runtime.local import LocalRuntime
 from tests.fixtures.teresa import BytesInput, MemoryOutput
-from tests.localrt.harness import FAST, WEB, async_test, harness, slugrunner, until
+from tests.localrt.harness import FAST, PYTHON, WEB, async_test, harness, slugrunner, until
 
 FAKE_BUILDER = """
 import json, os, sys, time
@@ -88,6 +89,21 @@ async def test_slug_is_fetched_from_storage_and_unpacked_once(tmp_path):
         assert await h.rt.slugs.ensure(release) == unpacked
         with pytest.raises(RuntimeFailure, match="could not be fetched"):
             await h.rt.run(dataclasses.replace(release, version=2, slug_key="missing"), ["true"], BytesInput(), MemoryOutput())
+
+
+@async_test
+async def test_a_slug_changed_in_storage_since_its_build_does_not_start(tmp_path):
+    async with harness(tmp_path) as h:
+        key = "apps/swapped/builds/b1/slug.tgz"
+        h.store_slug(key, {"web": WEB})
+        built = slug_digest(h.rt.storage, key)  # recorded when the build ended
+        h.store_slug(key, {"web": f"{PYTHON} -c 'print(1)'"})  # written again through the build's grant
+        release = dataclasses.replace(h.release("swapped", 1, slug=False), slug_key=key, slug_digest=built)
+        with pytest.raises(RolloutFailed) as refused:
+            await h.rt.deploy(release, None, h.out)
+        assert str(refused.value) == ("The slug was changed in storage since its build (its SHA-256 digest is not "
+                                      "the one recorded then), so it is not run; push again to rebuild it.")
+        assert h.alive("swapped") == [] and not (h.rt.tenancy.releases_dir("swapped") / "v1").exists()
 
 
 @async_test

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import socket
 from pathlib import Path
 
-from controller.runtime.base import LOG_TIMESTAMP, split_log_timestamp
+import pytest
+
+from controller.runtime.base import LOG_TIMESTAMP, RuntimeFailure, split_log_timestamp
 from tests.fixtures.teresa import BytesInput, MemoryOutput
 from tests.localrt.harness import PYTHON, async_test, harness, spec, until
 
@@ -109,6 +112,32 @@ async def test_a_one_off_runs_in_a_fresh_copy_of_the_release_not_in_a_running_pr
         assert cwd == home and Path(cwd) != web.app_dir and listed == "webapp.py"
         assert "scribbled" not in (web.app_dir / "webapp.py").read_text()
         assert not (web.app_dir / "new-file").exists() and not Path(cwd).exists()  # removed once it ended
+
+
+@async_test
+async def test_a_one_off_copy_leaves_out_sockets_and_fifos_and_a_copy_that_fails_is_one_sentence(tmp_path):
+    async with harness(tmp_path) as h:
+        release = h.release("special", 1)
+        directory = h.rt.tenancy.releases_dir("special") / "v1"
+        (directory / ".gunicorn").mkdir()
+        control = socket.socket(socket.AF_UNIX)  # as a serving gunicorn keeps in the release's directory
+        control.bind(str(directory / ".gunicorn" / "gunicorn.ctl"))
+        os.mkfifo(directory / "pipe")
+        os.symlink("webapp.py", directory / "link")
+        try:
+            out = MemoryOutput()
+            script = "find . -type s -o -type p | wc -l; readlink link; ls -d .gunicorn"
+            assert await h.rt.run(release, ["bash", "-c", script], BytesInput(), out) == 0
+            assert out.text.split() == ["0", "webapp.py", ".gunicorn"]
+            (directory / "webapp.py").chmod(0)  # unreadable to the app's user (root reads anything)
+            with pytest.raises(RuntimeFailure) as failed:
+                await h.rt.run(release, ["true"], BytesInput(), MemoryOutput())
+            if h.rt.tenancy.user("special") is not None:
+                assert str(failed.value) == ("The release could not be copied for the one-off (webapp.py: Permission "
+                                             "denied); try again, and if it fails again, ask the operator to check "
+                                             "the server's disk.")
+        finally:
+            control.close()
 
 
 @async_test

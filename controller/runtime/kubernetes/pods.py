@@ -7,7 +7,7 @@ import secrets
 
 from builder import job
 from builder.job import BuildRequest, Grants
-from builder.slugrunner import SLUG_URL
+from builder.slugrunner import SLUG_SHA256, SLUG_URL
 from controller.runtime.kubernetes.meta import (
     BUILD_LABEL,
     GRANT_LABEL,
@@ -115,8 +115,9 @@ def slug_secret(release: ReleaseSpec, slug_url: str) -> Secret:
 
 
 def fetch_container(settings: Settings, release: ReleaseSpec) -> Container:
-    """The init container: downloads the slug through its presigned URL and unpacks it into the shared emptyDir."""
-    env = _env(TERESA_APP_DIR=APP_DIR)
+    """The init container: downloads the slug through its presigned URL, checks it against the digest its build
+    left, and unpacks it into the shared emptyDir."""
+    env = _env(TERESA_APP_DIR=APP_DIR, **({SLUG_SHA256: release.slug_digest} if release.slug_digest else {}))
     env.append({"name": SLUG_URL,
                 "valueFrom": {"secretKeyRef": {"name": slug_secret_name(release.build_id), "key": SLUG_URL}}})
     return _secured({

@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Sequence
 
-from builder.slugrunner import SLUG_URL
+from builder.slugrunner import SLUG_URL, SlugChanged
 from controller.runtime.base import RuntimeFailure
 from controller.runtime.local.processes import base_env, run_streaming
 from controller.runtime.local.staging import Staging
@@ -75,10 +75,12 @@ class SlugCache:
         staging = await asyncio.to_thread(Staging, self.storage, self.tenancy.state_dir / app)
         try:
             try:
-                grant = await asyncio.to_thread(staging.read, release.slug_key)
+                grant = await asyncio.to_thread(staging.read, release.slug_key, sha256=release.slug_digest)
             except StorageError as exc:
                 raise SlugUnavailable(f"The slug of {app} {release.label} could not be fetched ({exc}); "
                                       f"push again to rebuild it.") from None
+            except SlugChanged as exc:
+                raise SlugUnavailable(str(exc)) from None
             env = base_env({SLUG_URL: grant, "TERESA_APP_DIR": str(partial), "HOME": str(tmp),
                             "TMPDIR": str(tmp)})
             status = await run_streaming([*self.slugrunner, "fetch"], env, discard, tail=tail, tail_size=3,

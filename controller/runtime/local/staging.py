@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
+from builder.slugrunner import check_digest
 from core.private import FILE_MODE, private_dir
 from core.storage import Storage
 
@@ -29,10 +30,12 @@ class Staging:
         self.fds: list[int] = []
         self._paths: dict[str, Path] = {}
 
-    def read(self, key: str) -> str:
-        """A read grant of the object under `key` (StorageNotFound when there is none)."""
+    def read(self, key: str, *, sha256: str = "") -> str:
+        """A read grant of the object under `key` (StorageNotFound when there is none), checked against `sha256`
+        when given (SlugChanged): the copy checked is the one the process reads."""
         path = self.dir / f"in-{len(self.fds)}"
         self.storage.get_file(key, path)
+        check_digest(path, sha256)
         return self._grant(os.open(path, os.O_RDONLY))
 
     def write(self, name: str) -> str:

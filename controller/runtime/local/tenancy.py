@@ -27,7 +27,6 @@ see capabilities.py), and the server says so at start.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -40,6 +39,7 @@ from controller.runtime.local import sandbox
 from controller.runtime.local.sandbox import Mount, SandboxPlan
 from core.private import private_dir
 
+TREECOPY = Path(__file__).with_name("treecopy.py")
 UID_FILE = "uid"
 UID_RANGE = 1_000_000
 PASSABLE = 0o711
@@ -149,21 +149,20 @@ class Tenancy:
         return self.app_root(app) / "oneoffs"
 
     def copy_release(self, source: Path, target: Path, user: AppUser | None) -> None:
-        """Copy an unpacked release to `target` (in `oneoffs_dir`) for a one-off; blocking.
+        """Copy an unpacked release to `target` (in `oneoffs_dir`) for a one-off, without the sockets and FIFOs a
+        running process keeps there (treecopy.py); blocking.
 
         As the app's user when there is one: the release is the app's, and a copy made as root
         would follow what the app's processes can change under it (a file swapped for a symlink)."""
         self.owned(target.parent, user)
-        if user is None:
-            shutil.copytree(source, target, symlinks=True)
-            return
-        result = subprocess.run(user.command(["cp", "-a", "--", str(source), str(target)]), cwd="/",
-                                stdin=subprocess.DEVNULL,
-                                capture_output=True, timeout=600, **user.spawn_options())
+        argv = [sys.executable, "-I", "-S", str(TREECOPY), str(source), str(target)]
+        result = subprocess.run(user.command(argv) if user else argv, cwd="/", stdin=subprocess.DEVNULL,
+                                capture_output=True, timeout=600, **(user.spawn_options() if user else {}))
         if result.returncode != 0:
             lines = result.stderr.decode(errors="replace").strip().splitlines()
             detail = lines[-1][:200] if lines else f"exit status {result.returncode}"
-            raise RuntimeFailure(f"The release could not be copied for the one-off ({detail}); try again.")
+            raise RuntimeFailure(f"The release could not be copied for the one-off ({detail}); try again, and if it "
+                                 "fails again, ask the operator to check the server's disk.")
 
     @staticmethod
     def owned(path: Path, user: AppUser | None) -> Path:
