@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from controller.runtime.local.connections import BUSY
 from controller.runtime.local.http1 import (
     END_OF_HEAD, HOP_BY_HOP, NO_BODY, BadMessage, BodyEnd, Framing, Head, LengthEnd, body_end, page, parse_request,
-    parse_response, render_head, request_framing, response_framing,
+    parse_response, passed_on, render_head, request_framing, response_framing,
 )
 from controller.runtime.local import splice
 from controller.runtime.local.upstreams import Upstream
@@ -582,10 +582,7 @@ class Exchange:
         if (self.keep_alive and response.version == b"HTTP/1.1" and self.head.version == b"HTTP/1.1"
                 and not response.has_any(HOP_BY_HOP)):
             return response.raw  # nothing to take out or add (most answers): as the app sent it
-        skip = response.not_forwarded()
-        headers = [(name, value) for name, value in response.headers if name.lower() not in skip]
-        if framing.chunked and not self.dechunk:
-            headers.append((b"Transfer-Encoding", b", ".join(response.values(b"transfer-encoding"))))
+        headers = passed_on(response, chunked=framing.chunked and not self.dechunk)
         if not self.keep_alive:
             headers.append((b"Connection", b"close"))
         elif self.head.version == b"HTTP/1.0":
