@@ -10,6 +10,7 @@ body ends invites request smuggling.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -32,6 +33,9 @@ SIZE_LINE = re.compile(rb"([0-9a-fA-F]{1,12})(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:
                        + rb'|"(?:[^"\\\r\n\x00-\x08\x0a-\x1f\x7f]|\\[^\r\n])*"))?)*\r\n')
 TARGET = re.compile(rb"[\x21-\x7e\x80-\xff]+")  # a request target: no spaces or control bytes
 HEADER_LINES = re.compile(rb"(?:" + _TOKEN + rb":[^\r\n]*\r\n)*")
+# A Host header: an RFC 3986 reg-name or IP literal, and a port of digits.
+HOST = re.compile(rb"(?:(?:[A-Za-z0-9._~!$&'()*+,;=-]+|%[0-9A-Fa-f]{2})*|\[(?P<ipv6>[0-9A-Fa-f:.]+)\]"
+                  rb"|\[v[0-9A-Fa-f]+\.[A-Za-z0-9._~!$&'()*+,;=:-]+\])(?::[0-9]{1,5})?")
 REASONS = {400: "Bad Request", 404: "Not Found", 431: "Request Header Fields Too Large",
            502: "Bad Gateway", 503: "Service Unavailable"}
 
@@ -129,6 +133,18 @@ def parse_response(raw: bytes) -> tuple[Head, int]:
         raise BadMessage("malformed status line")
     head.version = version
     return head, int(code)
+
+
+def valid_host(host: bytes) -> bool:
+    """Whether a Host header is a host name or address with an optional port, as RFC 3986 spells them."""
+    match = HOST.fullmatch(host)
+    if match is None or match["ipv6"] is None:
+        return match is not None
+    try:
+        ipaddress.IPv6Address(match["ipv6"].decode())
+    except ValueError:
+        return False
+    return True
 
 
 def request_framing(head: Head) -> Framing:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import itertools
+import json
 import socket
 import time
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -175,7 +176,8 @@ class Router:
         path = exchange.target.decode("latin-1")
         path = path if len(path) <= 500 else path[:500] + "..."
         seconds = time.monotonic() - exchange.started
-        self.access_log(exchange.app, f"method={exchange.method.decode()} path=\"{path}\" "
+        # (json.dumps: a quote, a backslash or a control character in the path cannot end its field)
+        self.access_log(exchange.app, f"method={exchange.method.decode()} path={json.dumps(path)} "
                                       f"status={exchange.status} service={seconds * 1000:.0f}ms "
                                       f"request_id={exchange.request_id} fwd=\"{exchange.client.peer}\"")
 
