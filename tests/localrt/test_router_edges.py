@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import socket
@@ -813,6 +814,84 @@ async def test_a_spliced_chunked_answer_with_a_chunk_not_followed_by_crlf_cuts_t
         await conn.send(request(path=b"/next"))
         assert await conn.response() == (OK[:-2], b"ok")
         conn.close()
+
+
+# -- attacks found in review
+
+
+@pytest.mark.parametrize("named", [b"content-length", b"Content-Length, Host", b"keep-alive, host"])
+@async_test
+async def test_a_framing_header_a_client_names_in_connection_is_still_passed_on(named):
+    """`Connection: content-length` once took out the Content-Length the router had framed the body by: the
+    app read no body and answered the body as a request of its own (no access line, forged X-Forwarded-*),
+    and the pooled connection fell out of step with the router."""
+    smuggled = b"GET /smuggled HTTP/1.1\r\nHost: edge.localhost\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n"
+    async with routed(answering(lambda head, body: whole(path_of(head)))) as r:
+        conn = await r.connect()
+        await conn.send(request(b"POST", b"/upload", headers=b"Connection: %s\r\n" % named, body=smuggled)
+                        + request(path=b"/next"))
+        assert [(await conn.response())[1] for _ in range(2)] == [b"/upload", b"/next"]
+        assert [path_of(head) for head in r.replicas[0].heads] == [b"/upload", b"/next"]
+        assert r.replicas[0].bodies[0] == smuggled
+        assert b"\r\nHost: edge.localhost\r\n" in r.replicas[0].heads[0]
+        assert len(r.access) == 2
+        conn.close()
+
+
+@async_test
+async def test_a_framing_header_the_app_names_in_connection_still_reaches_the_client():
+    answer = b"HTTP/1.1 200 OK\r\nConnection: content-length, transfer-encoding\r\nContent-Length: 2\r\n\r\nok"
+    async with routed(answering(lambda head, body: answer)) as r:
+        conn = await r.connect()
+        await conn.send(request() + request(path=b"/again"))
+        for _ in range(2):  # the client finds the first answer's end, and the second answer after it
+            head = await asyncio.wait_for(conn.reader.readuntil(b"\r\n\r\n"), 30)
+            assert b"\r\nContent-Length: 2\r\n" in head and b"connection" not in head.lower(), head
+            assert await conn.reader.readexactly(2) == b"ok"
+        conn.close()
+
+
+@pytest.mark.parametrize("host", [
+    b"edge.localhost:x@evil.example", b"edge.localhost:80@evil.example", b"edge.localhost:8o", b"edge.localhost:",
+    b"edge.localhost:123456", b"edge.localhost/evil", b"edge.localhost\tevil", b"[::1", b"[edge.localhost]",
+    b"edge.localhost:80:80",
+])
+@async_test
+async def test_a_host_header_that_is_not_a_host_and_port_is_refused(host):
+    async with routed(answering(lambda head, body: OK)) as r:
+        conn = await r.connect()
+        await conn.send(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % host)
+        answer = await conn.rest()
+        assert answer.startswith(b"HTTP/1.1 400 ") and b"Host header" in answer, answer
+        assert not r.replicas[0].heads and not r.access
+        conn.close()
+
+
+@pytest.mark.parametrize("host", [b"edge.localhost", b"EDGE.localhost.:8080", b"edge.localhost:80"])
+@async_test
+async def test_a_valid_host_and_port_is_routed_and_passed_on_as_sent(host):
+    async with routed(answering(lambda head, body: OK)) as r:
+        conn = await r.connect()
+        await conn.send(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % host)
+        assert await conn.response() == (OK[:-2], b"ok")
+        assert b"\r\nX-Forwarded-Host: %s\r\n" % host in r.replicas[0].heads[0]
+        conn.close()
+
+
+ACCESS_PATH = re.compile(r'edge method=GET path="((?:[^"\\\x00-\x1f\x7f]|\\.)*)" status=200 service=\d+ms '
+                         r'request_id=\S+ fwd="127\.0\.0\.1"')
+
+
+@async_test
+async def test_a_quote_in_the_path_cannot_forge_fields_of_the_access_line():
+    path = b'/a"b\\"status=500"request_id=forged"fwd="6.6.6.6'
+    async with routed(answering(lambda head, body: OK)) as r:
+        conn = await r.connect()
+        await conn.send(request(path=path))
+        assert await conn.response() == (OK[:-2], b"ok")
+        conn.close()
+        match = ACCESS_PATH.fullmatch(r.access[0])
+        assert match and json.loads(f'"{match.group(1)}"') == path.decode(), r.access[0]
 
 
 # -- tunnels (WebSocket)

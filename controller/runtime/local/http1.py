@@ -10,6 +10,7 @@ body ends invites request smuggling.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -21,6 +22,10 @@ HOP_BY_HOP = frozenset({
     b"trailers", b"transfer-encoding", b"upgrade", b"proxy-connection",
 })
 FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
+# What a Connection header can never make hop-by-hop: taking these out would leave the body the router framed
+# unframed for the app (read as a request of its own: smuggled), or the request without the host it was routed by.
+NEVER_HOP_BY_HOP = frozenset({b"content-length", b"transfer-encoding", b"host"})
+NO_OPTIONS: frozenset[bytes] = frozenset()
 _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 TOKEN = re.compile(_TOKEN)
 # A chunk size (up to 2^48 - 1), its extensions (RFC 9112 7.1.1), CRLF.
@@ -28,6 +33,9 @@ SIZE_LINE = re.compile(rb"([0-9a-fA-F]{1,12})(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:
                        + rb'|"(?:[^"\\\r\n\x00-\x08\x0a-\x1f\x7f]|\\[^\r\n])*"))?)*\r\n')
 TARGET = re.compile(rb"[\x21-\x7e\x80-\xff]+")  # a request target: no spaces or control bytes
 HEADER_LINES = re.compile(rb"(?:" + _TOKEN + rb":[^\r\n]*\r\n)*")
+# A Host header: an RFC 3986 reg-name or IP literal, and a port of digits.
+HOST = re.compile(rb"(?:(?:[A-Za-z0-9._~!$&'()*+,;=-]+|%[0-9A-Fa-f]{2})*|\[(?P<ipv6>[0-9A-Fa-f:.]+)\]"
+                  rb"|\[v[0-9A-Fa-f]+\.[A-Za-z0-9._~!$&'()*+,;=:-]+\])(?::[0-9]{1,5})?")
 REASONS = {400: "Bad Request", 404: "Not Found", 431: "Request Header Fields Too Large",
            502: "Bad Gateway", 503: "Service Unavailable"}
 
@@ -39,7 +47,7 @@ class BadMessage(ValueError):
 class Head:
     """A request or response head as sent: `first` is its request or status line, `raw` the whole of it."""
 
-    __slots__ = ("raw", "first", "headers", "index", "version")
+    __slots__ = ("raw", "first", "headers", "index", "version", "_options")
 
     def __init__(self, raw: bytes, first: bytes, headers: list[tuple[bytes, bytes]],
                  index: dict[bytes, bytes]) -> None:
@@ -48,6 +56,7 @@ class Head:
         self.headers = headers
         self.index = index  # lower-cased names of the headers present, to their (last) value
         self.version = b""
+        self._options: frozenset[bytes] | None = None
 
     def get(self, name: bytes, default: bytes = b"") -> bytes:
         return self.index.get(name, default)
@@ -55,23 +64,26 @@ class Head:
     def values(self, name: bytes) -> list[bytes]:
         return [value for key, value in self.headers if key.lower() == name]
 
+    def options(self) -> frozenset[bytes]:
+        """What its Connection headers list (all of them), lower-cased."""
+        if self._options is None:
+            self._options = NO_OPTIONS if b"connection" not in self.index else frozenset(
+                t.strip().lower() for value in self.values(b"connection") for t in value.split(b",")) - {b""}
+        return self._options
+
     @property
     def keep_alive(self) -> bool:
-        connection = self.index.get(b"connection")
-        if connection is None:
-            return self.version != b"HTTP/1.0"
-        tokens = {t.strip().lower() for t in connection.split(b",")}
-        return b"keep-alive" in tokens if self.version == b"HTTP/1.0" else b"close" not in tokens
+        options = self.options()
+        return b"keep-alive" in options if self.version == b"HTTP/1.0" else b"close" not in options
 
     def has_any(self, names: frozenset[bytes]) -> bool:
         return not names.isdisjoint(self.index)
 
     def not_forwarded(self) -> frozenset[bytes]:
-        """Hop-by-hop headers: the standard ones and any the Connection header names."""
-        connection = self.get(b"connection").lower()
-        if connection in (b"", b"keep-alive", b"close"):
-            return HOP_BY_HOP
-        return HOP_BY_HOP | {t.strip() for t in connection.split(b",") if t.strip()}
+        """Hop-by-hop headers: the standard ones and those the Connection header names, but never one that
+        frames or routes the message (RFC 9110 7.6.1)."""
+        named = self.options() - NEVER_HOP_BY_HOP
+        return HOP_BY_HOP | named if named else HOP_BY_HOP
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,18 @@ def parse_response(raw: bytes) -> tuple[Head, int]:
         raise BadMessage("malformed status line")
     head.version = version
     return head, int(code)
+
+
+def valid_host(host: bytes) -> bool:
+    """Whether a Host header is a host name or address with an optional port, as RFC 3986 spells them."""
+    match = HOST.fullmatch(host)
+    if match is None or match["ipv6"] is None:
+        return match is not None
+    try:
+        ipaddress.IPv6Address(match["ipv6"].decode())
+    except ValueError:
+        return False
+    return True
 
 
 def request_framing(head: Head) -> Framing:
@@ -251,6 +275,16 @@ def body_end(framing: Framing) -> BodyEnd:
     if framing.chunked:
         return ChunkedEnd()
     return LengthEnd(None if framing.until_close else framing.length)
+
+
+def passed_on(head: Head, *, chunked: bool, skip: frozenset[bytes] = frozenset()) -> list[tuple[bytes, bytes]]:
+    """The headers of `head` a proxy passes on: not the hop-by-hop ones (nor `skip`), and for a chunked
+    body its transfer codings as sent (gzip, chunked: the body is gzipped too)."""
+    dropped = head.not_forwarded() | skip
+    headers = [(name, value) for name, value in head.headers if name.lower() not in dropped]
+    if chunked:
+        headers.append((b"Transfer-Encoding", b", ".join(head.values(b"transfer-encoding"))))
+    return headers
 
 
 def render_head(first: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:

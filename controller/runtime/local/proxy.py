@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from controller.runtime.local.connections import BUSY
 from controller.runtime.local.http1 import (
     END_OF_HEAD, HOP_BY_HOP, NO_BODY, BadMessage, BodyEnd, Framing, Head, LengthEnd, body_end, page, parse_request,
-    parse_response, render_head, request_framing, response_framing,
+    parse_response, passed_on, render_head, request_framing, response_framing, valid_host,
 )
 from controller.runtime.local import splice
 from controller.runtime.local.upstreams import Upstream
@@ -69,6 +69,7 @@ UNKNOWN_PAGE = """<!doctype html>
 <body><h1>No such app</h1><p>No app is served at <strong>{host}</strong>.</p></body></html>
 """
 BAD_REQUEST = "The request is not valid HTTP/1.1; fix the client that sent it.\n"
+BAD_HOST = "The request's Host header is not a host name or address with an optional port; fix the client.\n"
 HEAD_TOO_LARGE = "The request's headers are larger than 64 KB; send smaller ones.\n"
 
 
@@ -181,6 +182,8 @@ class Client(asyncio.Protocol):
             framing = request_framing(head)
         except BadMessage:
             return self.refuse(page(400, BAD_REQUEST, close=True, content_type="text/plain"))
+        if not valid_host(head.get(b"host")):  # `shop.localhost:x@evil.example` would route to shop
+            return self.refuse(page(400, BAD_HOST, close=True, content_type="text/plain"))
         Exchange(self, head, method, target, framing).begin()
 
     def finished(self, keep_alive: bool) -> None:
@@ -582,10 +585,7 @@ class Exchange:
         if (self.keep_alive and response.version == b"HTTP/1.1" and self.head.version == b"HTTP/1.1"
                 and not response.has_any(HOP_BY_HOP)):
             return response.raw  # nothing to take out or add (most answers): as the app sent it
-        skip = response.not_forwarded()
-        headers = [(name, value) for name, value in response.headers if name.lower() not in skip]
-        if framing.chunked and not self.dechunk:
-            headers.append((b"Transfer-Encoding", b", ".join(response.values(b"transfer-encoding"))))
+        headers = passed_on(response, chunked=framing.chunked and not self.dechunk)
         if not self.keep_alive:
             headers.append((b"Connection", b"close"))
         elif self.head.version == b"HTTP/1.0":

@@ -19,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import itertools
+import json
 import socket
 import time
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from controller.runtime.local.connections import Connections
-from controller.runtime.local.http1 import HOP_BY_HOP, render_head
+from controller.runtime.local.http1 import HOP_BY_HOP, passed_on, render_head
 from controller.runtime.local.probes import HOST
 from controller.runtime.local.proxy import REPLACED, Client
 from controller.runtime.local.upstreams import IDLE_SECONDS, Pool
@@ -36,8 +37,8 @@ if TYPE_CHECKING:
 
 logger = log.get("router")
 
-SWEEP_SECONDS = 0.5
-NOT_PASSED = HOP_BY_HOP | REPLACED  # how often connections are checked for late headers
+SWEEP_SECONDS = 0.5  # how often connections are checked for late headers
+NOT_PASSED = HOP_BY_HOP | REPLACED
 
 Backends = Callable[[str], list[int]]
 AccessLog = Callable[[str, str], None]  # (app, line)
@@ -155,10 +156,7 @@ class Router:
             return b"".join((head.raw[:-2], b"X-Forwarded-For: ", exchange.client.peer.encode(),
                              b"\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ", exchange.host.encode("latin-1"),
                              b"\r\nX-Request-Id: ", exchange.request_id.encode(), b"\r\n\r\n"))
-        skip = head.not_forwarded() | REPLACED
-        headers = [(name, value) for name, value in head.headers if name.lower() not in skip]
-        if exchange.framing.chunked:  # its codings as sent (gzip, chunked: the body is gzipped too)
-            headers.append((b"Transfer-Encoding", b", ".join(head.values(b"transfer-encoding"))))
+        headers = passed_on(head, chunked=exchange.framing.chunked, skip=REPLACED)
         if exchange.tunnel:
             headers += [(b"Connection", b"Upgrade"), (b"Upgrade", head.get(b"upgrade"))]
         peer = exchange.client.peer
@@ -178,7 +176,8 @@ class Router:
         path = exchange.target.decode("latin-1")
         path = path if len(path) <= 500 else path[:500] + "..."
         seconds = time.monotonic() - exchange.started
-        self.access_log(exchange.app, f"method={exchange.method.decode()} path=\"{path}\" "
+        # (json.dumps: a quote, a backslash or a control character in the path cannot end its field)
+        self.access_log(exchange.app, f"method={exchange.method.decode()} path={json.dumps(path)} "
                                       f"status={exchange.status} service={seconds * 1000:.0f}ms "
                                       f"request_id={exchange.request_id} fwd=\"{exchange.client.peer}\"")
 
