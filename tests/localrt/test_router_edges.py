@@ -586,6 +586,21 @@ async def test_an_app_answering_garbage_gets_the_client_a_502_naming_it():
         assert any("status=502" in line for line in r.access)
 
 
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n",  # to a request that asked no upgrade
+    b"HTTP/1.1 204 No Content\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok",
+], ids=["unasked-101", "ambiguous-204", "four-digit-status"])
+@async_test
+async def test_an_answer_a_client_could_misread_gets_it_a_502(answer):
+    async with routed(answering(lambda head, body: answer)) as r:
+        conn = await r.connect()
+        await conn.send(request())
+        head, body = await conn.response()
+        assert status(head) == 502 and b"edge" in body
+        conn.close()
+
+
 @async_test
 async def test_a_get_left_unanswered_by_one_replica_is_retried_on_the_other():
     async with routed(hangs_up, answering(lambda head, body: OK)) as r:
@@ -701,7 +716,13 @@ async def test_header_lines_a_proxy_could_misread_are_refused(header):
     request(headers=b"Host: other.localhost\r\n"),  # which Host routes, which one does the app read?
     request(path=b"/a\x01b"),  # a control byte in the request target
     request(b"POST", headers=b"Content-Length: " + b"1" * 5000 + b"\r\n"),  # past what int() takes
-], ids=["two-hosts", "control-byte-in-target", "5000-digit-length"])
+    request(b"POST", headers=b"Content-Length: 2\r\n", body=b"ab"),  # two equal ones (llhttp refuses them too)
+    request(b"POST", headers=b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n") + b"0\r\n\r\n",
+    request(headers=b"X-A: a\x01b\r\n"),  # a control byte in a header value
+    request(b"CONNECT"),  # (in any form) llhttp would take what follows for the tunnel's
+    request(path=b"/ws", headers=b"Connection: Upgrade\r\nUpgrade: websocket\r\n", body=b"GET / HTTP/1.1\r\n\r\n"),
+], ids=["two-hosts", "control-byte-in-target", "5000-digit-length", "two-equal-lengths", "chunked-twice",
+        "control-byte-in-value", "connect", "websocket-with-a-body"])
 @async_test
 async def test_requests_a_proxy_could_misread_are_refused(raw):
     async with routed(answering(lambda head, body: OK)) as r:  # routed() fails on an unhandled exception
@@ -816,7 +837,7 @@ async def test_a_spliced_chunked_answer_with_a_chunk_not_followed_by_crlf_cuts_t
         conn.close()
 
 
-# -- attacks found in review
+# -- attacks found in review (the router's framing as a whole: tests/localrt/test_router_framing.py)
 
 
 @pytest.mark.parametrize("named", [b"content-length", b"Content-Length, Host", b"keep-alive, host"])

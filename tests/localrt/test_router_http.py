@@ -94,8 +94,12 @@ def test_a_bad_chunk_size_is_refused():
     [b"5;\r\nhello\r\n0\r\n\r\n"],  # an extension without a name
     [b'5;a="x\r\nhello\r\n0\r\n\r\n'],  # an unterminated quoted string
     [b"2;\nxx\r\n0\r\n\r\n"],  # a bare LF in an extension
+    [b'5 ; a = "x y"\r\nhello\r\n0\r\n\r\n'],  # spaces around ";" and "=" (llhttp refuses them too)
+    [b"0\r\nContent-Length: 5\r\n\r\n"],  # framing in the trailers
+    [b"0\r\nTransfer-Encoding: chunked\r\n\r\n"],
 ], ids=["no-crlf", "no-crlf-cut", "bare-lf-after-data", "bare-lf-size", "bare-lf-trailer", "13-digits",
-        "13-digits-zeros", "empty-extension", "open-quote", "lf-in-extension"])
+        "13-digits-zeros", "empty-extension", "open-quote", "lf-in-extension", "spaces-in-extension",
+        "length-trailer", "coding-trailer"])
 def test_chunk_framing_is_read_strictly(pieces):
     end = ChunkedEnd()
     with pytest.raises(BadMessage):
@@ -104,11 +108,11 @@ def test_chunk_framing_is_read_strictly(pieces):
 
 
 @pytest.mark.parametrize("body", [
-    b'5 ; a = "x y"\r\nhello\r\n0\r\n\r\n',
+    b'5;a="x y"\r\nhello\r\n0\r\n\r\n',
     b"5;a=b;c\r\nhello\r\n0\r\n\r\n",
     b'5;q="a\\"b"\r\nhello\r\n0\r\n\r\n',  # a quoted pair
     b"5\r\nhello\r\n0\r\nX-Sum: 1\r\nX-Other: two words\r\n\r\n",
-], ids=["spaces-and-quotes", "several", "quoted-pair", "trailers"])
+], ids=["quoted", "several", "quoted-pair", "trailers"])
 def test_well_formed_extensions_and_trailers_pass(body):
     end = ChunkedEnd()
     assert end.feed(body + b"GET / HTTP/1.1\r\n") == len(body) and end.done

@@ -294,7 +294,7 @@ class Exchange:
         ports = self.router.pick(app)
         if not ports:
             return self.answer(503, UNAVAILABLE_PAGE.format(app=html.escape(app)))
-        if self.head.get(b"upgrade").lower() == b"websocket":
+        if self.head.websocket:
             self.tunnel, self.keep_alive, self.attempts = True, False, ports[:1]
         else:
             # A request the app cannot have acted on is tried on the next replica (or once more on the
@@ -412,7 +412,7 @@ class Exchange:
         raw, rest = data[:end + 4], data[end + 4:]
         try:
             response, status = parse_response(raw)
-            framing = response_framing(response, status, self.method)
+            framing = response_framing(response, status, self.method, tunnel=self.tunnel)
         except BadMessage as exc:
             self.unanswered(exc)
             return None
@@ -425,8 +425,6 @@ class Exchange:
         if self.tunnel:
             self.upgraded(raw, rest)
             return None
-        self.dechunk = framing.chunked and self.head.version == b"HTTP/1.0"
-        self.keep_alive &= not (framing.until_close or self.dechunk)
         self.body(rest, self.client_head(response, framing))
         return None
 
@@ -582,6 +580,10 @@ class Exchange:
     # -- heads
 
     def client_head(self, response: Head, framing: Framing) -> bytes:
+        """The answer's head as the client gets it; and how its body goes (to an HTTP/1.0 client, a chunked
+        body's data only, ended by the connection's close) and whether the connection stays."""
+        self.dechunk = framing.chunked and self.head.version == b"HTTP/1.0"
+        self.keep_alive &= not (framing.until_close or self.dechunk)
         if (self.keep_alive and response.version == b"HTTP/1.1" and self.head.version == b"HTTP/1.1"
                 and not response.has_any(HOP_BY_HOP)):
             return response.raw  # nothing to take out or add (most answers): as the app sent it
