@@ -34,7 +34,7 @@ cluster:
 
 # Tests run on TEST_WORKERS pytest-xdist workers (most wait on builds, servers and clusters rather than
 # compute); the real cluster's tests share one worker (tests/conftest.py). TEST_WORKERS=0 runs them in one process.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 test: $(TEST_STAMP)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
